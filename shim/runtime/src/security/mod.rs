@@ -1,0 +1,23 @@
+//! Process security: seccomp, capabilities, identity, rlimits, no_new_privs.
+//!
+//! CONTRACT (used by process/init in this order, in the container child, after pivot_root):
+//! `rlimit::apply` → `caps::drop_bounding` → `identity::switch` (keeps caps across setuid) →
+//! `caps::apply_sets` → `set_no_new_privs` (if asked) → `seccomp::Program::load` → execve.
+//! `seccomp::compile` runs in the parent (before clone) and may use an on-disk cache.
+
+pub mod caps;
+pub mod identity;
+pub mod rlimit;
+pub mod seccomp;
+
+/// Errors of the security module.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error("set no_new_privs: {0}")]
+    NoNewPrivs(nix::Error),
+}
+
+/// prctl(PR_SET_NO_NEW_PRIVS, 1).
+pub fn set_no_new_privs() -> Result<(), SecurityError> {
+    nix::sys::prctl::set_no_new_privs().map_err(SecurityError::NoNewPrivs)
+}
