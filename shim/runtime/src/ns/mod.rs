@@ -158,6 +158,12 @@ pub fn self_mappable(maps: &[LinuxIdMapping], own: u32) -> bool {
     maps.len() == 1 && maps[0].size() == 1 && maps[0].host_id() == own
 }
 
+/// True when [`write_id_maps`] will deny setgroups (an unprivileged self-map of the gid).
+pub fn setgroups_denied(gids: &[LinuxIdMapping]) -> bool {
+    let privileged = nix::unistd::geteuid().is_root() && !in_user_ns();
+    !privileged && self_mappable(gids, nix::unistd::getegid().as_raw())
+}
+
 /// Writes uid_map and gid_map of `pid` (parent side, after the child reached its user namespace).
 /// Root writes directly; an unprivileged caller writes a self-map directly (with setgroups=deny) and
 /// uses newuidmap/newgidmap for anything else. Returns whether setgroups stayed allowed.

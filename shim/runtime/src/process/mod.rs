@@ -1,2 +1,306 @@
 //! Process lifecycle: clone the init straight into its namespaces, walk it through numbered sync
-//! points, exec into a running container.
+//! points ([`sync`]), exec into a running container, wait while forwarding signals.
+//!
+//! No re-exec of the husk binary: the child is a fork-like clone that already holds the parsed config,
+//! the mount plan and the compiled seccomp program.
+
+pub mod hooks;
+pub mod init;
+pub mod sync;
+
+use crate::ns::NsPlan;
+use crate::security::seccomp::Program;
+use crate::sys::{clone_fork, Forked};
+use nix::sched::CloneFlags;
+use nix::sys::signal::{kill, SigSet, Signal};
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use oci_spec::runtime::{Hook, Process};
+use std::os::fd::OwnedFd;
+use sync::{Channel, Msg};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProcessError {
+    #[error("clone container process: {0}")]
+    Clone(nix::Error),
+    #[error("sync with container process: {0}")]
+    Sync(nix::Error),
+    #[error("container init: {0}")]
+    Init(String),
+    #[error("container process exited before it was set up ({0})")]
+    Died(String),
+    #[error("sync with container process: unexpected message {0:?}")]
+    Protocol(Option<Msg>),
+    #[error("wait for container process {pid}: {source}")]
+    Wait { pid: i32, source: nix::Error },
+}
+
+/// How the created init learns it may exec.
+#[derive(Debug)]
+pub enum StartWait {
+    /// `run`: a `Start` message on the sync channel.
+    Channel,
+    /// `create` + `start`: a byte written into exec.fifo (read and write ends opened by the parent).
+    Fifo { read: OwnedFd, write: OwnedFd },
+}
+
+/// Everything the child needs, built by the parent before clone and read by the child in its copy.
+#[derive(Debug)]
+pub struct InitContext {
+    pub process: Process,
+    /// Final environment (process.env plus what husk adds, e.g. LISTEN_FDS).
+    pub env: Vec<String>,
+    pub ns: NsPlan,
+    /// None for exec (the mount namespace is joined, not built).
+    pub rootfs: Option<crate::rootfs::Plan>,
+    pub seccomp: Option<Program>,
+    /// Connected --console-socket when process.terminal is set.
+    pub console: Option<OwnedFd>,
+    pub console_size: Option<(u16, u16)>,
+    pub start: StartWait,
+    pub preserve_fds: u32,
+    pub no_new_keyring: bool,
+    pub setgroups_allowed: bool,
+    pub hostname: Option<String>,
+    pub domainname: Option<String>,
+    pub sysctl: Vec<(String, String)>,
+    pub process_oom_score_adj: Option<i32>,
+    pub hooks_create_container: Vec<Hook>,
+    pub hooks_start_container: Vec<Hook>,
+    /// OCI state JSON handed to container-side hooks.
+    pub state_json: Vec<u8>,
+}
+
+/// A child that reached sync point [2] (init) or exec'd (exec).
+#[derive(Debug)]
+pub struct Spawned {
+    pub pid: Pid,
+    pub channel: Channel,
+}
+
+/// Clones the init into its new namespaces. `after_clone` runs in the parent between clone and
+/// sync point [1] (id maps, cgroup, state, prestart/createRuntime hooks). On any failure the child is
+/// killed and reaped before the error returns, so nothing is left running.
+pub fn spawn_init<E: From<ProcessError>>(
+    ctx: &InitContext,
+    after_clone: impl FnOnce(Pid) -> Result<(), E>,
+) -> Result<Spawned, E> {
+    let (parent, child) = sync::pair().map_err(ProcessError::Sync)?;
+    match clone_fork(ctx.ns.clone_flags).map_err(ProcessError::Clone)? {
+        Forked::Child => {
+            drop(parent);
+            init::main(ctx, &child)
+        }
+        Forked::Parent(pid) => {
+            drop(child);
+            let res = after_clone(pid).and_then(|()| {
+                // [1] go.
+                parent.send(&Msg::Go).map_err(ProcessError::Sync)?;
+                // [2] created.
+                match parent.recv().map_err(ProcessError::Sync)? {
+                    Some(Msg::Created) => Ok(()),
+                    other => Err(child_failure(pid, other).into()),
+                }
+            });
+            if let Err(e) = res {
+                reap_killed(pid);
+                return Err(e);
+            }
+            Ok(Spawned {
+                pid,
+                channel: parent,
+            })
+        }
+    }
+}
+
+/// Turns an unexpected sync result into the child's own error, or its exit status.
+fn child_failure(pid: Pid, got: Option<Msg>) -> ProcessError {
+    match got {
+        Some(Msg::Failed(m)) => ProcessError::Init(m),
+        None => match waitpid(pid, None) {
+            Ok(st) => ProcessError::Died(describe(st)),
+            Err(e) => ProcessError::Died(e.to_string()),
+        },
+        other => ProcessError::Protocol(other),
+    }
+}
+
+fn describe(st: WaitStatus) -> String {
+    match st {
+        WaitStatus::Exited(_, c) => format!("exit status {c}"),
+        WaitStatus::Signaled(_, s, _) => format!("killed by {s}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// SIGKILL and reap; used only on failure paths.
+pub fn reap_killed(pid: Pid) {
+    let _ = kill(pid, Signal::SIGKILL);
+    let _ = waitpid(pid, None);
+}
+
+/// `run` after create: lets the init exec ([3]) and reports whether execve failed.
+pub fn release(spawned: &Spawned) -> Result<(), ProcessError> {
+    spawned
+        .channel
+        .send(&Msg::Start)
+        .map_err(ProcessError::Sync)?;
+    expect_exec(spawned.pid, &spawned.channel)
+}
+
+/// After the last sync the child's end closes at execve (CLOEXEC): EOF means the exec happened.
+fn expect_exec(pid: Pid, chan: &Channel) -> Result<(), ProcessError> {
+    match chan.recv().map_err(ProcessError::Sync)? {
+        None => Ok(()),
+        other => Err(child_failure(pid, other)),
+    }
+}
+
+/// Starts a process inside a running container: an intermediate child joins the container's
+/// namespaces (user first, so it holds the capabilities for the others) and clones the final process
+/// with CLONE_PARENT, so it is *our* child, already in the container's pid namespace.
+/// `before_exec` runs in the parent with the final pid (cgroup join) before the process may exec.
+pub fn spawn_exec<E: From<ProcessError>>(
+    ctx: &InitContext,
+    before_exec: impl FnOnce(Pid) -> Result<(), E>,
+) -> Result<Spawned, E> {
+    let (parent, child) = sync::pair().map_err(ProcessError::Sync)?;
+    match clone_fork(CloneFlags::empty()).map_err(ProcessError::Clone)? {
+        Forked::Child => {
+            drop(parent);
+            exec_intermediate(ctx, &child)
+        }
+        Forked::Parent(mid) => {
+            drop(child);
+            let got = parent.recv().map_err(ProcessError::Sync);
+            let _ = waitpid(mid, None);
+            let pid = match got? {
+                Some(Msg::Pid(p)) => Pid::from_raw(p),
+                Some(Msg::Failed(m)) => return Err(ProcessError::Init(m).into()),
+                other => return Err(ProcessError::Protocol(other).into()),
+            };
+            let res = before_exec(pid).and_then(|()| {
+                parent.send(&Msg::Go).map_err(ProcessError::Sync)?;
+                expect_exec(pid, &parent).map_err(E::from)
+            });
+            if let Err(e) = res {
+                reap_killed(pid);
+                return Err(e);
+            }
+            Ok(Spawned {
+                pid,
+                channel: parent,
+            })
+        }
+    }
+}
+
+fn exec_intermediate(ctx: &InitContext, chan: &Channel) -> ! {
+    let run = || -> Result<Pid, init::InitError> {
+        nix::sys::prctl::set_dumpable(false).map_err(|source| init::InitError::Sys {
+            step: "set dumpable",
+            source,
+        })?;
+        ctx.ns.join_all()?;
+        match clone_fork(CloneFlags::CLONE_PARENT) {
+            Ok(Forked::Parent(p)) => Ok(p),
+            Ok(Forked::Child) => exec_final(ctx, chan),
+            Err(source) => Err(init::InitError::Sys {
+                step: "clone exec process",
+                source,
+            }),
+        }
+    };
+    match run() {
+        Ok(pid) => {
+            let _ = chan.send(&Msg::Pid(pid.as_raw()));
+            crate::sys::exit_now(0)
+        }
+        Err(e) => init::report_and_exit(chan, &e),
+    }
+}
+
+fn exec_final(ctx: &InitContext, chan: &Channel) -> ! {
+    let run = || -> Result<std::convert::Infallible, init::InitError> {
+        match chan.recv().map_err(|source| init::InitError::Sys {
+            step: "sync exec",
+            source,
+        })? {
+            Some(Msg::Go) => {}
+            other => return Err(init::InitError::Protocol(other)),
+        }
+        init::setup_session(ctx)?;
+        let exe = init::find_executable(&ctx.process)?;
+        init::finish_and_exec(ctx, &exe)
+    };
+    let Err(e) = run();
+    init::report_and_exit(chan, &e)
+}
+
+/// Signals a foreground husk passes on to the container.
+const FORWARDED: [Signal; 10] = [
+    Signal::SIGHUP,
+    Signal::SIGINT,
+    Signal::SIGQUIT,
+    Signal::SIGTERM,
+    Signal::SIGUSR1,
+    Signal::SIGUSR2,
+    Signal::SIGWINCH,
+    Signal::SIGCONT,
+    Signal::SIGTSTP,
+    Signal::SIGPIPE,
+];
+
+/// Blocks the forwarded signals and SIGCHLD; call before spawning so none is lost.
+pub fn block_signals() -> Result<SigSet, ProcessError> {
+    let mut set = SigSet::empty();
+    for s in FORWARDED {
+        set.add(s);
+    }
+    set.add(Signal::SIGCHLD);
+    set.thread_block().map_err(ProcessError::Sync)?;
+    Ok(set)
+}
+
+/// Waits for `pid`, forwarding signals to it, reaping any other children. Returns the shell-style
+/// status: the exit code, or 128+N when killed by signal N.
+pub fn wait_forwarding(pid: Pid, set: &SigSet) -> Result<i32, ProcessError> {
+    loop {
+        if let Some(code) = reap(pid)? {
+            return Ok(code);
+        }
+        let sig = set.wait().map_err(|source| ProcessError::Wait {
+            pid: pid.as_raw(),
+            source,
+        })?;
+        if sig != Signal::SIGCHLD {
+            let _ = kill(pid, sig);
+        }
+    }
+}
+
+/// Reaps every exited child; returns `pid`'s status once it has exited.
+fn reap(pid: Pid) -> Result<Option<i32>, ProcessError> {
+    loop {
+        match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+            Ok(WaitStatus::Exited(p, c)) if p == pid => return Ok(Some(c)),
+            Ok(WaitStatus::Signaled(p, s, _)) if p == pid => return Ok(Some(128 + s as i32)),
+            Ok(WaitStatus::StillAlive) => return Ok(None),
+            Ok(_) => continue,
+            Err(nix::errno::Errno::ECHILD) => {
+                return Err(ProcessError::Wait {
+                    pid: pid.as_raw(),
+                    source: nix::errno::Errno::ECHILD,
+                })
+            }
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(source) => {
+                return Err(ProcessError::Wait {
+                    pid: pid.as_raw(),
+                    source,
+                })
+            }
+        }
+    }
+}

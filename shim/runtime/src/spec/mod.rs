@@ -63,7 +63,10 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), SpecError> {
             format!("unsupported version {:?}", spec.version()),
         ));
     }
-    let root = spec.root().as_ref().ok_or_else(|| invalid("root", "missing"))?;
+    let root = spec
+        .root()
+        .as_ref()
+        .ok_or_else(|| invalid("root", "missing"))?;
     let rootfs = bundle.join(root.path());
     if !rootfs.is_dir() {
         return Err(invalid(

@@ -299,7 +299,11 @@ impl Record {
             oci_version: oci_spec::runtime::VERSION.to_string(),
             id: self.id.clone(),
             status,
-            pid: if status == Status::Stopped { 0 } else { self.pid },
+            pid: if status == Status::Stopped {
+                0
+            } else {
+                self.pid
+            },
             bundle: self.bundle.clone(),
             rootfs: self.rootfs.clone(),
             created: self.created.clone(),

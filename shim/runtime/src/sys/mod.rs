@@ -59,3 +59,87 @@ pub fn seccomp_load(filter: &[libc::sock_filter], flags: u32) -> nix::Result<()>
 
 /// `unshare(CLONE_NEWTIME)` value is outside nix's CloneFlags on some versions; expose the bit.
 pub const CLONE_NEWTIME: libc::c_int = 0x80;
+
+/// Makes `fd` (a terminal) the controlling terminal of the calling session leader (TIOCSCTTY).
+pub fn set_controlling_tty(fd: std::os::fd::RawFd) -> nix::Result<()> {
+    // SAFETY: TIOCSCTTY takes an int argument by value (0 = do not steal); no memory is passed.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSCTTY, 0) };
+    Errno::result(ret).map(drop)
+}
+
+/// Sets a terminal's window size (TIOCSWINSZ).
+pub fn set_winsize(fd: std::os::fd::RawFd, rows: u16, cols: u16) -> nix::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a `struct winsize` from the pointer, which points at a live local.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws as *const libc::winsize) };
+    Errno::result(ret).map(drop)
+}
+
+/// Reads a terminal's window size (TIOCGWINSZ): (rows, cols).
+pub fn get_winsize(fd: std::os::fd::RawFd) -> nix::Result<(u16, u16)> {
+    let mut ws = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes one `struct winsize` through the pointer, which points at a live local.
+    let ret = unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws as *mut libc::winsize) };
+    Errno::result(ret).map(|_| (ws.ws_row, ws.ws_col))
+}
+
+/// setdomainname(2).
+pub fn set_domainname(name: &str) -> nix::Result<()> {
+    // SAFETY: the pointer and length describe `name`'s bytes, which live across the call; the kernel
+    // copies them and does not need a terminating NUL.
+    let ret = unsafe { libc::setdomainname(name.as_ptr() as *const libc::c_char, name.len()) };
+    Errno::result(ret).map(drop)
+}
+
+/// keyctl(KEYCTL_JOIN_SESSION_KEYRING, name): a fresh session keyring for the container.
+pub fn join_session_keyring(name: &std::ffi::CStr) -> nix::Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_ulong = 1;
+    // SAFETY: the second argument is a NUL-terminated string that lives across the call.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_keyctl,
+            KEYCTL_JOIN_SESSION_KEYRING,
+            name.as_ptr(),
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    Errno::result(ret).map(drop)
+}
+
+/// Marks every fd from `first` up close-on-exec (close_range with CLOSE_RANGE_CLOEXEC), so nothing the
+/// caller leaked (CVE-2024-21626 class) survives into the container process.
+pub fn cloexec_from(first: u32) -> nix::Result<()> {
+    const CLOSE_RANGE_CLOEXEC: libc::c_int = 1 << 2;
+    // SAFETY: close_range only changes fd flags; it touches no memory of ours.
+    let ret = unsafe { libc::syscall(libc::SYS_close_range, first, u32::MAX, CLOSE_RANGE_CLOEXEC) };
+    Errno::result(ret).map(drop)
+}
+
+/// `_exit(2)`: leaves a forked child at once, without running the parent's atexit handlers or
+/// flushing buffers that belong to the parent.
+pub fn exit_now(code: i32) -> ! {
+    // SAFETY: _exit takes an int and never returns; it touches no memory of ours.
+    unsafe { libc::_exit(code) }
+}
+
+/// pidfd_open(2): a fd that becomes readable when `pid` exits (no polling of /proc, no pid reuse race).
+pub fn pidfd_open(pid: Pid) -> nix::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::FromRawFd;
+    // SAFETY: pidfd_open takes a pid and flags by value and returns a new fd or -1.
+    let ret = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0 as libc::c_uint) };
+    let fd = Errno::result(ret)? as std::os::fd::RawFd;
+    // SAFETY: `fd` was just returned by the kernel and is owned by nobody else.
+    Ok(unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) })
+}

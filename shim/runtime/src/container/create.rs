@@ -1,0 +1,369 @@
+//! create and run: config → plan → clone → record. A failure at any step removes what was made
+//! (process, cgroup, state directory), so no half-created container is ever left behind.
+
+use super::{ContainerError, CreateOptions, GlobalOptions};
+use crate::cgroup::Cgroup;
+use crate::ns::{self, NsPlan};
+use crate::process::{self, hooks, InitContext, Spawned, StartWait};
+use crate::security::seccomp;
+use crate::state::{self, Dir, Phase, Record, Status};
+use crate::{rootfs, spec};
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+
+/// Whether the init waits on exec.fifo for `start` (create) or on the sync channel (run).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreateMode {
+    Create,
+    Run,
+}
+
+/// A created container: the init is blocked before exec (create) or ready for [`Created::release`].
+#[derive(Debug)]
+pub struct Created {
+    pub dir: Dir,
+    pub record: Record,
+    pub spawned: Spawned,
+    pub spec: Spec,
+    /// One-line warnings the CLI should log (e.g. running without cgroups).
+    pub warnings: Vec<String>,
+    /// With `run` and a terminal but no --console-socket: our end of the console socket.
+    pub console: Option<OwnedFd>,
+}
+
+/// Creates container `id` from `opts.bundle`.
+pub fn create(
+    g: &GlobalOptions,
+    id: &str,
+    opts: &CreateOptions,
+    mode: CreateMode,
+) -> Result<Created, ContainerError> {
+    state::validate_id(id)?;
+    let bundle = std::fs::canonicalize(&opts.bundle).map_err(|source| ContainerError::Io {
+        op: "open bundle",
+        path: opts.bundle.clone(),
+        source,
+    })?;
+    let loaded = spec::load(&bundle)?;
+    spec::validate(&loaded.spec, &bundle)?;
+    let dir = Dir::create(&g.root, id)?;
+    let mut cgroup_made: Option<Cgroup> = None;
+    let res = build(g, id, opts, mode, &bundle, loaded, &dir, &mut cgroup_made);
+    if res.is_err() {
+        if let Some(cg) = cgroup_made {
+            if let Err(e) = cg.remove() {
+                log::warn!("remove cgroup of failed container {id}: {e}");
+            }
+        }
+        if let Err(e) = dir.remove() {
+            log::warn!("remove state of failed container {id}: {e}");
+        }
+    }
+    res
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build(
+    g: &GlobalOptions,
+    id: &str,
+    opts: &CreateOptions,
+    mode: CreateMode,
+    bundle: &Path,
+    loaded: spec::Loaded,
+    dir: &Dir,
+    cgroup_made: &mut Option<Cgroup>,
+) -> Result<Created, ContainerError> {
+    let spec = loaded.spec;
+    dir.write_file(state::SAVED_CONFIG, &loaded.raw)?;
+    let linux = spec.linux().clone().unwrap_or_default();
+    let process = spec.process().clone().unwrap_or_default();
+    let mut warnings = Vec::new();
+
+    let (cgroup, warn) = Cgroup::prepare(
+        linux.cgroups_path().as_deref(),
+        id,
+        &crate::cgroup::Options {
+            rootless: g.rootless,
+            ..g.cgroup.clone()
+        },
+    )?;
+    warnings.extend(warn);
+    let ns_plan = NsPlan::from_spec(&spec)?;
+    let userns = ns_plan.new_userns() || spec::namespace(&spec, LinuxNamespaceType::User).is_some();
+    let euid = nix::unistd::geteuid();
+    let rootfs_plan = rootfs::plan(
+        &spec,
+        bundle,
+        &rootfs::Options {
+            rootless: !euid.is_root() || ns::in_user_ns() || userns,
+            userns,
+            no_pivot: opts.no_pivot,
+        },
+    )?;
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(seccomp::compile(s, seccomp_cache_dir().as_deref())?),
+        None => None,
+    };
+    let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
+    let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
+    let setgroups_allowed = !ns_plan.new_userns() || !ns::setgroups_denied(&gid_maps);
+
+    let (console, our_console) = console_for(&process, opts, mode)?;
+    let start = match mode {
+        CreateMode::Run => StartWait::Channel,
+        CreateMode::Create => open_fifo(&dir.fifo())?,
+    };
+    let (env, preserve_fds) = final_env(&process, opts.preserve_fds);
+    let mut record = Record {
+        id: id.to_string(),
+        pid: 0,
+        pid_start: 0,
+        phase: Phase::Creating,
+        bundle: bundle.to_path_buf(),
+        rootfs: rootfs_plan.rootfs.clone(),
+        created: state::now_rfc3339(),
+        owner: owner_name(euid.as_raw()),
+        annotations: spec
+            .annotations()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        cgroup: cgroup.clone(),
+        rootless: g.rootless,
+        setgroups_allowed,
+    };
+    // Saved before clone: if husk dies from here on, delete --force still knows the cgroup.
+    dir.save(&record)?;
+    let hooks = spec.hooks().clone().unwrap_or_default();
+    let ctx = InitContext {
+        process: process.clone(),
+        env,
+        ns: ns_plan,
+        rootfs: Some(rootfs_plan),
+        seccomp,
+        console,
+        console_size: process
+            .console_size()
+            .as_ref()
+            .map(|b| (b.height() as u16, b.width() as u16)),
+        start,
+        preserve_fds,
+        no_new_keyring: opts.no_new_keyring,
+        setgroups_allowed,
+        hostname: spec.hostname().clone(),
+        domainname: spec.domainname().clone(),
+        sysctl: linux
+            .sysctl()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        process_oom_score_adj: process.oom_score_adj(),
+        hooks_create_container: hooks.create_container().clone().unwrap_or_default(),
+        hooks_start_container: hooks.start_container().clone().unwrap_or_default(),
+        state_json: state_json(&record, Status::Creating),
+    };
+    let resources = linux.resources().clone();
+    let userns_new = ctx.ns.new_userns();
+    let spawned = process::spawn_init(&ctx, |pid: Pid| -> Result<(), ContainerError> {
+        if userns_new {
+            ns::write_id_maps(pid, &uid_maps, &gid_maps)?;
+        }
+        record.pid = pid.as_raw();
+        record.pid_start = state::pid_start_time(pid.as_raw()).unwrap_or(0);
+        *cgroup_made = Some(cgroup.clone());
+        cgroup.enter(pid.as_raw(), resources.as_ref())?;
+        dir.save(&record)?;
+        let json = state_json(&record, Status::Creating);
+        hooks::run(
+            "prestart",
+            hooks.prestart().as_deref().unwrap_or_default(),
+            &json,
+        )?;
+        hooks::run(
+            "createRuntime",
+            hooks.create_runtime().as_deref().unwrap_or_default(),
+            &json,
+        )?;
+        Ok(())
+    })?;
+    record.phase = Phase::Created;
+    if let Err(e) = dir
+        .save(&record)
+        .map_err(ContainerError::from)
+        .and_then(|()| write_pid_file(opts.pid_file.as_deref(), spawned.pid))
+    {
+        process::reap_killed(spawned.pid);
+        return Err(e);
+    }
+    Ok(Created {
+        dir: dir.clone(),
+        record,
+        spawned,
+        spec,
+        warnings,
+        console: our_console,
+    })
+}
+
+impl Created {
+    /// `run`: lets the init exec, records it as started, runs poststart hooks (failures are warnings,
+    /// returned for the CLI to log).
+    pub fn release(&mut self) -> Result<Vec<String>, ContainerError> {
+        process::release(&self.spawned)?;
+        self.record.phase = Phase::Started;
+        self.dir.save(&self.record)?;
+        Ok(poststart(&self.spec, &self.record))
+    }
+}
+
+/// Runs poststart hooks; a failure is a warning, as the spec says.
+pub(super) fn poststart(spec: &Spec, record: &Record) -> Vec<String> {
+    let Some(h) = spec.hooks() else {
+        return Vec::new();
+    };
+    let json = state_json(record, Status::Running);
+    match hooks::run(
+        "poststart",
+        h.poststart().as_deref().unwrap_or_default(),
+        &json,
+    ) {
+        Ok(()) => Vec::new(),
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+pub(super) fn state_json(record: &Record, status: Status) -> Vec<u8> {
+    serde_json::to_vec(&record.oci(status)).unwrap_or_default()
+}
+
+fn console_for(
+    process: &oci_spec::runtime::Process,
+    opts: &CreateOptions,
+    mode: CreateMode,
+) -> Result<(Option<OwnedFd>, Option<OwnedFd>), ContainerError> {
+    if !process.terminal().unwrap_or(false) {
+        if opts.console_socket.is_some() {
+            return Err(ContainerError::Usage(
+                "--console-socket given but process.terminal is false",
+            ));
+        }
+        return Ok((None, None));
+    }
+    match (&opts.console_socket, mode) {
+        (Some(path), _) => Ok((Some(connect_console(path)?), None)),
+        (None, CreateMode::Run) => {
+            let (a, b) = nix::sys::socket::socketpair(
+                nix::sys::socket::AddressFamily::Unix,
+                nix::sys::socket::SockType::Stream,
+                None,
+                nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+            )
+            .map_err(|source| ContainerError::Sys {
+                op: "make console socket",
+                source,
+            })?;
+            Ok((Some(b), Some(a)))
+        }
+        (None, CreateMode::Create) => Err(ContainerError::Usage(
+            "process.terminal is true: create needs --console-socket",
+        )),
+    }
+}
+
+/// Connects to a --console-socket (a path on the host, reachable only before pivot_root).
+pub(super) fn connect_console(path: &Path) -> Result<OwnedFd, ContainerError> {
+    std::os::unix::net::UnixStream::connect(path)
+        .map(OwnedFd::from)
+        .map_err(|source| ContainerError::Io {
+            op: "connect to --console-socket",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+/// exec.fifo: the init holds both ends and blocks reading until `start` writes one byte.
+fn open_fifo(path: &Path) -> Result<StartWait, ContainerError> {
+    let io = |op: &'static str| {
+        move |e: nix::Error| ContainerError::Io {
+            op,
+            path: path.to_path_buf(),
+            source: std::io::Error::from(e),
+        }
+    };
+    nix::unistd::mkfifo(path, Mode::from_bits_truncate(0o600)).map_err(io("make exec fifo"))?;
+    let open = |flags: OFlag| -> Result<OwnedFd, ContainerError> {
+        std::fs::OpenOptions::new()
+            .read(flags.contains(OFlag::O_RDONLY) && !flags.contains(OFlag::O_WRONLY))
+            .write(flags.contains(OFlag::O_WRONLY))
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+            .map(OwnedFd::from)
+            .map_err(|source| ContainerError::Io {
+                op: "open exec fifo",
+                path: path.to_path_buf(),
+                source,
+            })
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    let read = open(OFlag::O_RDONLY)?;
+    let write = open(OFlag::O_WRONLY)?;
+    Ok(StartWait::Fifo { read, write })
+}
+
+/// process.env, plus systemd socket activation passed through (LISTEN_FDS become preserved fds).
+fn final_env(process: &oci_spec::runtime::Process, preserve: u32) -> (Vec<String>, u32) {
+    let mut env: Vec<String> = process.env().clone().unwrap_or_default();
+    let listen: u32 = std::env::var("LISTEN_FDS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0);
+    if listen > 0 {
+        env.retain(|kv| !kv.starts_with("LISTEN_FDS=") && !kv.starts_with("LISTEN_PID="));
+        env.push(format!("LISTEN_FDS={listen}"));
+        env.push("LISTEN_PID=1".to_string());
+    }
+    (env, preserve.max(listen))
+}
+
+fn write_pid_file(path: Option<&Path>, pid: Pid) -> Result<(), ContainerError> {
+    let Some(path) = path else { return Ok(()) };
+    let tmp = tmp_sibling(path);
+    std::fs::write(&tmp, pid.to_string())
+        .and_then(|()| std::fs::rename(&tmp, path))
+        .map_err(|source| ContainerError::Io {
+            op: "write pid file",
+            path: path.to_path_buf(),
+            source,
+        })
+}
+
+pub(super) fn tmp_sibling(path: &Path) -> PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".husk-tmp");
+    path.with_file_name(format!(".{}", name.to_string_lossy()))
+}
+
+fn owner_name(uid: u32) -> String {
+    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+        .ok()
+        .flatten()
+        .map(|u| u.name)
+        .unwrap_or_else(|| uid.to_string())
+}
+
+/// $XDG_CACHE_HOME/husk/seccomp (or ~/.cache), /var/cache/husk/seccomp for root.
+fn seccomp_cache_dir() -> Option<PathBuf> {
+    if nix::unistd::geteuid().is_root() && !ns::in_user_ns() {
+        return Some(PathBuf::from("/var/cache/husk/seccomp"));
+    }
+    let base = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+    Some(base.join("husk/seccomp"))
+}

@@ -1,0 +1,161 @@
+//! exec: a new process in a running container, joining the init's namespaces and cgroup, with the
+//! container's seccomp filter and the process settings merged as runc merges them.
+
+use super::create::connect_console;
+use super::{Container, ContainerError, ExecOptions};
+use crate::ns::{self, NsPlan};
+use crate::process::{self, InitContext, Spawned, StartWait};
+use crate::security::seccomp;
+use crate::state::Status;
+use nix::unistd::Pid;
+use oci_spec::runtime::{Capability, Process, Spec};
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::str::FromStr;
+
+/// What `husk exec` flags change in the container's configured process.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOverrides {
+    pub args: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: Option<PathBuf>,
+    /// uid and optional gid.
+    pub user: Option<(u32, Option<u32>)>,
+    pub additional_gids: Vec<u32>,
+    pub caps: Vec<String>,
+    pub no_new_privs: bool,
+    pub tty: bool,
+}
+
+/// The process `exec` runs: the config's process with the flags applied (args replaced, env appended,
+/// caps added to every set).
+pub fn exec_process(spec: &Spec, o: &ExecOverrides) -> Result<Process, ContainerError> {
+    let mut p = spec.process().clone().unwrap_or_default();
+    p.set_args(Some(o.args.clone()));
+    p.set_terminal(Some(o.tty));
+    p.set_console_size(None);
+    let mut env = p.env().clone().unwrap_or_default();
+    for kv in &o.env {
+        let key = kv.split('=').next().unwrap_or_default();
+        env.retain(|e| e.split('=').next() != Some(key));
+        env.push(kv.clone());
+    }
+    p.set_env(Some(env));
+    if let Some(cwd) = &o.cwd {
+        p.set_cwd(cwd.clone());
+    }
+    if let Some((uid, gid)) = o.user {
+        let mut u = p.user().clone();
+        u.set_uid(uid);
+        if let Some(g) = gid {
+            u.set_gid(g);
+        }
+        p.set_user(u);
+    }
+    if !o.additional_gids.is_empty() {
+        let mut u = p.user().clone();
+        u.set_additional_gids(Some(o.additional_gids.clone()));
+        p.set_user(u);
+    }
+    if o.no_new_privs {
+        p.set_no_new_privileges(Some(true));
+    }
+    if !o.caps.is_empty() {
+        let mut add = HashSet::new();
+        for c in &o.caps {
+            let name = if c.starts_with("CAP_") {
+                c.clone()
+            } else {
+                format!("CAP_{c}")
+            };
+            add.insert(
+                Capability::from_str(&name)
+                    .map_err(|_| ContainerError::Usage("unknown capability in --cap"))?,
+            );
+        }
+        let mut caps = p.capabilities().clone().unwrap_or_default();
+        let extend = |s: Option<HashSet<Capability>>| -> HashSet<Capability> {
+            let mut s = s.unwrap_or_default();
+            s.extend(add.iter().copied());
+            s
+        };
+        caps.set_bounding(Some(extend(caps.bounding().clone())));
+        caps.set_effective(Some(extend(caps.effective().clone())));
+        caps.set_permitted(Some(extend(caps.permitted().clone())));
+        caps.set_inheritable(Some(extend(caps.inheritable().clone())));
+        caps.set_ambient(Some(extend(caps.ambient().clone())));
+        p.set_capabilities(Some(caps));
+    }
+    Ok(p)
+}
+
+/// Starts `process` in container `c`. Returns the spawned process (a child of ours).
+pub fn exec(
+    c: &Container,
+    process: Process,
+    opts: &ExecOptions,
+) -> Result<Spawned, ContainerError> {
+    c.require("exec", &[Status::Created, Status::Running])?;
+    let rec = c.record()?;
+    let spec = crate::spec::load_file(&c.dir.saved_config())?.spec;
+    if process.args().as_ref().is_none_or(|a| a.is_empty()) {
+        return Err(ContainerError::Usage("exec needs a command"));
+    }
+    let mut joins = Vec::new();
+    for (typ, path) in ns::differing(Pid::from_raw(rec.pid)) {
+        let fd = ns::open_ns(&path)?;
+        joins.push((typ, path, fd));
+    }
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(seccomp::compile(s, None)?),
+        None => None,
+    };
+    let console = match (process.terminal().unwrap_or(false), &opts.console_socket) {
+        (true, Some(p)) => Some(connect_console(p)?),
+        (true, None) => return Err(ContainerError::Usage("exec --tty needs --console-socket")),
+        (false, Some(_)) => {
+            return Err(ContainerError::Usage(
+                "--console-socket given without --tty",
+            ))
+        }
+        (false, None) => None,
+    };
+    let env = process.env().clone().unwrap_or_default();
+    let ctx = InitContext {
+        process,
+        env,
+        ns: NsPlan {
+            clone_flags: nix::sched::CloneFlags::empty(),
+            new_time: false,
+            joins,
+        },
+        rootfs: None,
+        seccomp,
+        console,
+        console_size: None,
+        start: StartWait::Channel,
+        preserve_fds: opts.preserve_fds,
+        no_new_keyring: true,
+        setgroups_allowed: rec.setgroups_allowed,
+        hostname: None,
+        domainname: None,
+        sysctl: Vec::new(),
+        process_oom_score_adj: None,
+        hooks_create_container: Vec::new(),
+        hooks_start_container: Vec::new(),
+        state_json: Vec::new(),
+    };
+    let cgroup = rec.cgroup.clone();
+    let pid_file = opts.pid_file.clone();
+    process::spawn_exec(&ctx, |pid: Pid| -> Result<(), ContainerError> {
+        cgroup.add(pid.as_raw())?;
+        if let Some(path) = &pid_file {
+            std::fs::write(path, pid.to_string()).map_err(|source| ContainerError::Io {
+                op: "write pid file",
+                path: path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    })
+}

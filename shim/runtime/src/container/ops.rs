@@ -1,0 +1,220 @@
+//! start, kill, delete, pause, resume, update.
+
+use super::create::{poststart, state_json};
+use super::{Container, ContainerError};
+use crate::process::hooks;
+use crate::state::{Phase, Status};
+use nix::errno::Errno;
+use nix::sys::signal::{kill as send, Signal};
+use nix::unistd::Pid;
+use oci_spec::runtime::LinuxResources;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
+use std::time::Duration;
+
+impl Container {
+    /// Lets a created container's init exec (writes one byte into exec.fifo). Returns poststart hook
+    /// warnings.
+    pub fn start(&mut self) -> Result<Vec<String>, ContainerError> {
+        let _lock = self.dir.lock()?;
+        self.require("start", &[Status::Created])?;
+        let fifo = self.dir.fifo();
+        // O_NONBLOCK: if the init is gone there is no reader and open fails with ENXIO at once.
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(|source| ContainerError::Io {
+                op: "open exec fifo (is the container init still alive?)",
+                path: fifo.clone(),
+                source,
+            })?;
+        f.write_all(&[0]).map_err(|source| ContainerError::Io {
+            op: "write exec fifo",
+            path: fifo.clone(),
+            source,
+        })?;
+        let _ = std::fs::remove_file(&fifo);
+        let rec = self
+            .record
+            .as_mut()
+            .ok_or_else(|| ContainerError::Incomplete(self.dir.id.clone()))?;
+        rec.phase = Phase::Started;
+        self.dir.save(rec)?;
+        let spec = crate::spec::load_file(&self.dir.saved_config())?.spec;
+        Ok(poststart(&spec, rec))
+    }
+}
+
+/// Sends `sig` to the init, or with `all` to every process of the container.
+pub fn kill(c: &Container, sig: Signal, all: bool) -> Result<(), ContainerError> {
+    c.require(
+        "kill",
+        &[
+            Status::Created,
+            Status::Running,
+            Status::Paused,
+            Status::Creating,
+        ],
+    )?;
+    let rec = c.record()?;
+    if all {
+        for pid in c.pids()? {
+            let _ = send(Pid::from_raw(pid), sig);
+        }
+        // A frozen process only acts on SIGKILL once thawed.
+        if sig == Signal::SIGKILL && rec.cgroup.is_frozen().unwrap_or(false) {
+            rec.cgroup.thaw()?;
+        }
+        return Ok(());
+    }
+    send(Pid::from_raw(rec.pid), sig).map_err(|source| ContainerError::Sys {
+        op: "signal container init",
+        source,
+    })
+}
+
+/// Removes a stopped container (with `force`, kills it first): processes, cgroup, state.
+/// poststop hook failures are returned as warnings.
+pub fn delete(c: &Container, force: bool) -> Result<Vec<String>, ContainerError> {
+    let _lock = c.dir.lock()?;
+    let Some(rec) = &c.record else {
+        // create died before writing state: nothing ran, only the directory is left.
+        c.dir.remove()?;
+        return Ok(Vec::new());
+    };
+    let status = rec.status(&c.dir);
+    match status {
+        Status::Stopped => {}
+        // runc deletes a created (never started) container without --force.
+        Status::Created => kill_and_wait(c)?,
+        _ if force => kill_and_wait(c)?,
+        _ => {
+            return Err(ContainerError::WrongState {
+                id: c.dir.id.clone(),
+                status,
+                op: "delete without --force",
+            })
+        }
+    }
+    let mut warnings = Vec::new();
+    if let Ok(loaded) = crate::spec::load_file(&c.dir.saved_config()) {
+        if let Some(h) = loaded.spec.hooks() {
+            let json = state_json(rec, Status::Stopped);
+            if let Err(e) = hooks::run(
+                "poststop",
+                h.poststop().as_deref().unwrap_or_default(),
+                &json,
+            ) {
+                warnings.push(e.to_string());
+            }
+        }
+    }
+    rec.cgroup.remove()?;
+    c.dir.remove()?;
+    Ok(warnings)
+}
+
+/// SIGKILL to every process, thaw if frozen, then wait (bounded) for the init to be gone.
+fn kill_and_wait(c: &Container) -> Result<(), ContainerError> {
+    let rec = c.record()?;
+    if !rec.alive() {
+        return Ok(());
+    }
+    let pidfd = crate::sys::pidfd_open(Pid::from_raw(rec.pid)).ok();
+    for pid in c.pids().unwrap_or_default() {
+        let _ = send(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    let _ = send(Pid::from_raw(rec.pid), Signal::SIGKILL);
+    if rec.cgroup.is_frozen().unwrap_or(false) {
+        rec.cgroup.thaw()?;
+    }
+    match pidfd {
+        Some(fd) => wait_fd(&fd, Duration::from_secs(10)),
+        None => Ok(()),
+    }?;
+    // Processes outside a pid namespace do not die with the init: sweep the cgroup until empty.
+    if rec.cgroup.is_enabled() {
+        for _ in 0..100 {
+            let pids = rec.cgroup.pids().unwrap_or_default();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = send(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    Ok(())
+}
+
+fn wait_fd(fd: &std::os::fd::OwnedFd, timeout: Duration) -> Result<(), ContainerError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
+    let ms = PollTimeout::try_from(timeout.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+    loop {
+        match poll(&mut fds, ms) {
+            Ok(0) => {
+                return Err(ContainerError::Sys {
+                    op: "wait for container to die after SIGKILL",
+                    source: Errno::ETIMEDOUT,
+                })
+            }
+            Ok(_) => return Ok(()),
+            Err(Errno::EINTR) => continue,
+            Err(source) => {
+                return Err(ContainerError::Sys {
+                    op: "wait for container to die",
+                    source,
+                })
+            }
+        }
+    }
+}
+
+/// Waits until the container's init has exited (used by tests and `run --detach` callers).
+pub fn wait_exit(c: &Container, timeout: Duration) -> Result<(), ContainerError> {
+    let rec = c.record()?;
+    match crate::sys::pidfd_open(Pid::from_raw(rec.pid)) {
+        Ok(fd) => wait_fd(&fd, timeout),
+        Err(_) => Ok(()),
+    }
+}
+
+pub fn pause(c: &Container) -> Result<(), ContainerError> {
+    let _lock = c.dir.lock()?;
+    c.require("pause", &[Status::Running, Status::Created])?;
+    let cg = enabled_cgroup(c, "pause")?;
+    Ok(cg.freeze()?)
+}
+
+pub fn resume(c: &Container) -> Result<(), ContainerError> {
+    let _lock = c.dir.lock()?;
+    c.require("resume", &[Status::Paused])?;
+    let cg = enabled_cgroup(c, "resume")?;
+    Ok(cg.thaw()?)
+}
+
+pub fn update(c: &Container, resources: &LinuxResources) -> Result<(), ContainerError> {
+    let _lock = c.dir.lock()?;
+    c.require(
+        "update",
+        &[Status::Created, Status::Running, Status::Paused],
+    )?;
+    let cg = enabled_cgroup(c, "update")?;
+    Ok(cg.apply(resources)?)
+}
+
+fn enabled_cgroup<'a>(
+    c: &'a Container,
+    op: &'static str,
+) -> Result<&'a crate::cgroup::Cgroup, ContainerError> {
+    let rec = c.record()?;
+    if rec.cgroup.is_enabled() {
+        Ok(&rec.cgroup)
+    } else {
+        Err(ContainerError::NoCgroup(c.dir.id.clone(), op))
+    }
+}

@@ -1,0 +1,300 @@
+//! The container child: everything between clone and execve, as a flat list of named steps.
+//!
+//! Runs in a fork-like copy of the parent (single-threaded, no CLONE_VM), so it reads the context the
+//! parent built without any serialisation. Every error is sent to the parent over the sync channel
+//! and the child `_exit`s; nothing here returns to the caller.
+
+use super::sync::{Channel, Msg};
+use super::{hooks, InitContext, StartWait};
+use crate::security;
+use nix::fcntl::{fcntl, FcntlArg, OFlag};
+use nix::unistd::AccessFlags;
+use oci_spec::runtime::Process;
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::os::fd::{AsFd, AsRawFd};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error("{step}: {source}")]
+    Sys {
+        step: &'static str,
+        source: nix::Error,
+    },
+    #[error("{step}: {source}")]
+    Io {
+        step: &'static str,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Ns(#[from] crate::ns::NsError),
+    #[error(transparent)]
+    Rootfs(#[from] crate::rootfs::RootfsError),
+    #[error(transparent)]
+    Hook(#[from] hooks::HookError),
+    #[error(transparent)]
+    Rlimit(#[from] security::rlimit::RlimitError),
+    #[error(transparent)]
+    Caps(#[from] security::caps::CapsError),
+    #[error(transparent)]
+    Identity(#[from] security::identity::IdentityError),
+    #[error(transparent)]
+    Seccomp(#[from] security::seccomp::SeccompError),
+    #[error(transparent)]
+    Security(#[from] security::SecurityError),
+    #[error("exec: {0:?}: executable file not found in $PATH")]
+    NotFound(String),
+    #[error("exec {path}: {source}")]
+    Exec { path: String, source: nix::Error },
+    #[error("sysctl {key}: {source}")]
+    Sysctl { key: String, source: std::io::Error },
+    #[error("sync with parent: unexpected message {0:?}")]
+    Protocol(Option<Msg>),
+    #[error("cwd {path}: {source}")]
+    Cwd { path: PathBuf, source: nix::Error },
+}
+
+fn sys(step: &'static str) -> impl FnOnce(nix::Error) -> InitError {
+    move |source| InitError::Sys { step, source }
+}
+
+/// Entry of the cloned init. Never returns.
+pub fn main(ctx: &InitContext, chan: &Channel) -> ! {
+    let Err(err) = run(ctx, chan);
+    report_and_exit(chan, &err)
+}
+
+pub(super) fn report_and_exit(chan: &Channel, err: &dyn std::fmt::Display) -> ! {
+    let msg = err.to_string();
+    if chan.send(&Msg::Failed(msg.clone())).is_err() {
+        // The parent is gone (create returned, start is not listening): stderr is all we have.
+        eprintln!("husk: container init: {msg}");
+    }
+    crate::sys::exit_now(127)
+}
+
+fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
+    // Die with husk until the container is created; cleared at [2].
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+        .map_err(sys("set pdeathsig"))?;
+    // Non-dumpable: other processes in the container cannot open /proc/<us>/exe (our host binary)
+    // while we run (CVE-2019-5736 class). execve resets it for the container's own program.
+    nix::sys::prctl::set_dumpable(false).map_err(sys("set dumpable"))?;
+    // [1] wait for the parent: id maps, cgroup, prestart/createRuntime hooks.
+    match chan.recv().map_err(sys("sync [1]"))? {
+        Some(Msg::Go) => {}
+        other => return Err(InitError::Protocol(other)),
+    }
+    ctx.ns.join_all()?;
+    set_names(ctx)?;
+    if !ctx.no_new_keyring {
+        // Not fatal: some kernels/LSMs refuse new keyrings in a user namespace; runc ignores it too.
+        if let Err(e) = crate::sys::join_session_keyring(c"_ses.husk") {
+            log::debug!("join session keyring: {e}");
+        }
+    }
+    if let Some(adj) = ctx.process_oom_score_adj {
+        std::fs::write("/proc/self/oom_score_adj", adj.to_string()).map_err(|source| {
+            InitError::Io {
+                step: "write oom_score_adj",
+                source,
+            }
+        })?;
+    }
+    if let Some(plan) = &ctx.rootfs {
+        plan.prepare()?;
+        hooks::run(
+            "createContainer",
+            &ctx.hooks_create_container,
+            &ctx.state_json,
+        )?;
+        plan.pivot()?;
+        plan.finalize()?;
+    }
+    write_sysctls(ctx)?;
+    setup_session(ctx)?;
+    let exe = find_executable(&ctx.process)?;
+    nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
+    // [2] created.
+    chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
+    wait_for_start(ctx, chan)?;
+    hooks::run(
+        "startContainer",
+        &ctx.hooks_start_container,
+        &ctx.state_json,
+    )?;
+    finish_and_exec(ctx, &exe)
+}
+
+fn set_names(ctx: &InitContext) -> Result<(), InitError> {
+    if let Some(h) = &ctx.hostname {
+        nix::unistd::sethostname(h).map_err(sys("sethostname"))?;
+    }
+    if let Some(d) = &ctx.domainname {
+        crate::sys::set_domainname(d).map_err(sys("setdomainname"))?;
+    }
+    Ok(())
+}
+
+fn write_sysctls(ctx: &InitContext) -> Result<(), InitError> {
+    for (key, value) in &ctx.sysctl {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        std::fs::write(&path, value).map_err(|source| InitError::Sysctl {
+            key: key.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A new session; with a console, the pty becomes its controlling terminal and our stdio.
+pub(super) fn setup_session(ctx: &InitContext) -> Result<(), InitError> {
+    if !setup_console(ctx)? {
+        nix::unistd::setsid().map_err(sys("setsid"))?;
+    }
+    Ok(())
+}
+
+/// With `process.terminal`: a pty made inside the container, its master sent over the console
+/// socket, its slave our controlling terminal and stdio. Returns whether a terminal was set up.
+fn setup_console(ctx: &InitContext) -> Result<bool, InitError> {
+    let Some(sock) = &ctx.console else {
+        return Ok(false);
+    };
+    use nix::pty::{grantpt, posix_openpt, ptsname_r, unlockpt};
+    let master = posix_openpt(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC)
+        .map_err(sys("open /dev/ptmx"))?;
+    grantpt(&master).map_err(sys("grantpt"))?;
+    unlockpt(&master).map_err(sys("unlockpt"))?;
+    let slave_path = ptsname_r(&master).map_err(sys("ptsname"))?;
+    if let Some((rows, cols)) = ctx.console_size {
+        crate::sys::set_winsize(master.as_raw_fd(), rows, cols).map_err(sys("set console size"))?;
+    }
+    send_fd(sock.as_fd(), master.as_raw_fd(), &slave_path)?;
+    drop(master);
+    nix::unistd::setsid().map_err(sys("setsid"))?;
+    let slave = nix::fcntl::open(
+        slave_path.as_str(),
+        OFlag::O_RDWR,
+        nix::sys::stat::Mode::empty(),
+    )
+    .map_err(sys("open console slave"))?;
+    crate::sys::set_controlling_tty(slave).map_err(sys("set controlling tty"))?;
+    for fd in 0..3 {
+        nix::unistd::dup2(slave, fd).map_err(sys("dup console onto stdio"))?;
+    }
+    if slave > 2 {
+        let _ = nix::unistd::close(slave);
+    }
+    Ok(true)
+}
+
+/// Sends `fd` with SCM_RIGHTS, the pty's path as payload (as runc does).
+pub(super) fn send_fd(
+    sock: std::os::fd::BorrowedFd<'_>,
+    fd: std::os::fd::RawFd,
+    name: &str,
+) -> Result<(), InitError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
+    let fds = [fd];
+    let iov = [std::io::IoSlice::new(name.as_bytes())];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    sendmsg::<()>(sock.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), None)
+        .map(drop)
+        .map_err(sys("send console master to --console-socket"))
+}
+
+fn wait_for_start(ctx: &InitContext, chan: &Channel) -> Result<(), InitError> {
+    match &ctx.start {
+        StartWait::Channel => match chan.recv().map_err(sys("sync [3]"))? {
+            Some(Msg::Start) => Ok(()),
+            other => Err(InitError::Protocol(other)),
+        },
+        StartWait::Fifo { read, .. } => {
+            // Our own write end keeps read() from seeing EOF: it blocks until `start` writes a byte.
+            let flags = fcntl(read.as_raw_fd(), FcntlArg::F_GETFL).map_err(sys("fifo flags"))?;
+            let flags = OFlag::from_bits_retain(flags) & !OFlag::O_NONBLOCK;
+            fcntl(read.as_raw_fd(), FcntlArg::F_SETFL(flags)).map_err(sys("fifo flags"))?;
+            let mut b = [0u8; 1];
+            loop {
+                match nix::unistd::read(read.as_raw_fd(), &mut b) {
+                    Ok(_) => break,
+                    Err(nix::errno::Errno::EINTR) => continue,
+                    Err(e) => return Err(sys("wait for start on exec.fifo")(e)),
+                }
+            }
+            Ok(())
+        }
+    }
+}
+
+/// The last steps, shared with exec: limits, identity, capabilities, no_new_privs, seccomp, execve.
+pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infallible, InitError> {
+    let p = &ctx.process;
+    security::rlimit::apply(p.rlimits().as_deref().unwrap_or_default())?;
+    if let Some(c) = p.capabilities() {
+        security::caps::drop_bounding(c)?;
+    }
+    security::identity::switch(p.user(), ctx.setgroups_allowed)?;
+    let cwd = p.cwd();
+    nix::unistd::chdir(cwd).map_err(|source| InitError::Cwd {
+        path: cwd.clone(),
+        source,
+    })?;
+    if let Some(c) = p.capabilities() {
+        security::caps::apply_sets(c)?;
+    }
+    if p.no_new_privileges().unwrap_or(false) {
+        security::set_no_new_privs()?;
+    }
+    crate::sys::cloexec_from(3 + ctx.preserve_fds).map_err(sys("close inherited fds"))?;
+    if let Some(prog) = &ctx.seccomp {
+        prog.load()?;
+    }
+    let argv: Vec<CString> = p
+        .args()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| cstring(a))
+        .collect();
+    let envp: Vec<CString> = ctx.env.iter().map(|a| cstring(a)).collect();
+    let Err(source) = nix::unistd::execve(exe, &argv, &envp);
+    Err(InitError::Exec {
+        path: exe.to_string_lossy().into_owned(),
+        source,
+    })
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+/// Resolves argv[0] against the container's PATH, as the shell would.
+pub(super) fn find_executable(p: &Process) -> Result<CString, InitError> {
+    let argv0 = p
+        .args()
+        .as_ref()
+        .and_then(|a| a.first())
+        .cloned()
+        .unwrap_or_default();
+    if argv0.contains('/') {
+        return Ok(cstring(&argv0));
+    }
+    let path = p
+        .env()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .find_map(|kv| kv.strip_prefix("PATH="))
+        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+        .to_string();
+    for dir in path.split(':').filter(|d| !d.is_empty()) {
+        let cand = Path::new(dir).join(&argv0);
+        if cand.is_file() && nix::unistd::access(&cand, AccessFlags::X_OK).is_ok() {
+            return Ok(cstring(&cand.to_string_lossy()));
+        }
+    }
+    Err(InitError::NotFound(argv0))
+}

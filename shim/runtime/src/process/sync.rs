@@ -1,0 +1,116 @@
+//! The parent/child sync channel: a SOCK_SEQPACKET socketpair carrying small tagged messages.
+//! No serde on this path: a tag byte and a fixed or string payload.
+//!
+//! Sync points (the same number is used in the parent's and the child's comments):
+//! - [1] parent → child `Go`: id maps written, cgroup joined, prestart/createRuntime hooks run.
+//! - [2] child → parent `Created` (or `Failed(msg)`): rootfs, pivot, console done; argv resolved.
+//! - [3] parent → child `Start` (run only; create/start uses exec.fifo instead).
+//! - exec: intermediate → parent `Pid(n)` of the process it cloned with CLONE_PARENT.
+
+use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
+use std::os::fd::{AsRawFd, OwnedFd};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Msg {
+    Go,
+    Created,
+    Start,
+    Pid(i32),
+    Failed(String),
+}
+
+const GO: u8 = 1;
+const CREATED: u8 = 2;
+const START: u8 = 3;
+const PID: u8 = 4;
+const FAILED: u8 = 0xff;
+
+/// One end of the channel.
+#[derive(Debug)]
+pub struct Channel(pub OwnedFd);
+
+/// A fresh close-on-exec pair: (parent end, child end).
+pub fn pair() -> nix::Result<(Channel, Channel)> {
+    let (a, b) = socketpair(
+        AddressFamily::Unix,
+        SockType::SeqPacket,
+        None,
+        SockFlag::SOCK_CLOEXEC,
+    )?;
+    Ok((Channel(a), Channel(b)))
+}
+
+impl Msg {
+    fn encode(&self) -> Vec<u8> {
+        match self {
+            Msg::Go => vec![GO],
+            Msg::Created => vec![CREATED],
+            Msg::Start => vec![START],
+            Msg::Pid(p) => {
+                let mut v = vec![PID];
+                v.extend_from_slice(&p.to_le_bytes());
+                v
+            }
+            Msg::Failed(s) => {
+                let mut v = vec![FAILED];
+                v.extend_from_slice(s.as_bytes());
+                v
+            }
+        }
+    }
+
+    fn decode(buf: &[u8]) -> Option<Msg> {
+        let (&tag, rest) = buf.split_first()?;
+        Some(match tag {
+            GO => Msg::Go,
+            CREATED => Msg::Created,
+            START => Msg::Start,
+            PID => Msg::Pid(i32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
+            FAILED => Msg::Failed(String::from_utf8_lossy(rest).into_owned()),
+            _ => return None,
+        })
+    }
+}
+
+impl Channel {
+    pub fn send(&self, msg: &Msg) -> nix::Result<()> {
+        let buf = msg.encode();
+        // MSG_NOSIGNAL: a peer that died must give EPIPE, not kill us with SIGPIPE.
+        send(self.0.as_raw_fd(), &buf, MsgFlags::MSG_NOSIGNAL).map(drop)
+    }
+
+    /// Next message; `Ok(None)` when the peer closed its end (exited, or exec'd with CLOEXEC).
+    pub fn recv(&self) -> nix::Result<Option<Msg>> {
+        let mut buf = [0u8; 4096];
+        loop {
+            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+                Ok(0) => return Ok(None),
+                Ok(n) => return Ok(Msg::decode(&buf[..n])),
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_round_trip() {
+        let (a, b) = pair().unwrap();
+        for m in [
+            Msg::Go,
+            Msg::Created,
+            Msg::Start,
+            Msg::Pid(4242),
+            Msg::Failed("mount /proc: permission denied".into()),
+        ] {
+            a.send(&m).unwrap();
+            assert_eq!(b.recv().unwrap(), Some(m));
+        }
+        drop(a);
+        assert_eq!(b.recv().unwrap(), None);
+    }
+}
