@@ -1,1 +1,69 @@
-fn main() {}
+//! `husk`: the flag table (defined once, here and in verbs/), logging, exit codes. Every verb is a
+//! thin file that calls the engine in husk-runtime.
+
+mod cli;
+mod logger;
+mod tty;
+mod verbs;
+
+use clap::Parser;
+
+fn main() {
+    let args = cli::Cli::parse();
+    std::process::exit(run(args));
+}
+
+fn run(args: cli::Cli) -> i32 {
+    if args.global.version {
+        print!("{}", verbs::features::version_text());
+        return 0;
+    }
+    let logger = match logger::Logger::init(
+        args.global.log.as_deref(),
+        args.global.log_format,
+        args.global.debug,
+    ) {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("husk: {e:#}");
+            return 1;
+        }
+    };
+    let Some(cmd) = args.command else {
+        use clap::CommandFactory;
+        let _ = cli::Cli::command().print_help();
+        return 2;
+    };
+    match verbs::dispatch(&args.global, cmd) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = one_line(&e);
+            log::error!("{msg}");
+            if logger.to_file() || args.global.log_format == logger::Format::Json {
+                eprintln!("husk: {msg}");
+            }
+            if e.downcast_ref::<verbs::UsageError>().is_some() {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// The error chain on one line. Engine errors already embed their cause in their message, so a link
+/// whose text the previous link ends with is not repeated.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for link in e.chain() {
+        let text = link.to_string();
+        if out.ends_with(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}

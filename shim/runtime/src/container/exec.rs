@@ -90,11 +90,7 @@ pub fn exec_process(spec: &Spec, o: &ExecOverrides) -> Result<Process, Container
 }
 
 /// Starts `process` in container `c`. Returns the spawned process (a child of ours).
-pub fn exec(
-    c: &Container,
-    process: Process,
-    opts: &ExecOptions,
-) -> Result<Spawned, ContainerError> {
+pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawned, ContainerError> {
     c.require("exec", &[Status::Created, Status::Running])?;
     let rec = c.record()?;
     let spec = crate::spec::load_file(&c.dir.saved_config())?.spec;

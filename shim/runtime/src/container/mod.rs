@@ -80,10 +80,12 @@ pub struct CreateOptions {
 }
 
 /// Options of exec.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Default)]
 pub struct ExecOptions {
     pub pid_file: Option<PathBuf>,
     pub console_socket: Option<PathBuf>,
+    /// Our end is kept by the caller (foreground `exec --tty` proxies the terminal itself).
+    pub console_fd: Option<std::os::fd::OwnedFd>,
     pub detach: bool,
     pub preserve_fds: u32,
 }

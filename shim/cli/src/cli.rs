@@ -1,0 +1,107 @@
+//! The flag table: global flags and the verbs. Help, man pages and completions are generated from it.
+
+use crate::logger::Format;
+use crate::verbs;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+
+/// husk: a daemonless, rootless container launcher and runc-compatible OCI runtime.
+#[derive(Debug, Parser)]
+#[command(name = "husk", disable_version_flag = true, max_term_width = 100)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: Global,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Tristate {
+    True,
+    False,
+    Auto,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CgroupManager {
+    Cgroupfs,
+    Systemd,
+    Disabled,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum CgroupLayout {
+    Auto,
+    V1,
+    V2,
+}
+
+/// Global flags (accepted before the verb, as runc's are).
+#[derive(Debug, Args)]
+pub struct Global {
+    /// Directory for container state [default: /run/husk, or $XDG_RUNTIME_DIR/husk when not root]
+    #[arg(long, value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Write log records to FILE instead of stderr
+    #[arg(long, value_name = "FILE")]
+    pub log: Option<PathBuf>,
+    /// Log record format
+    #[arg(long, value_enum, default_value = "text")]
+    pub log_format: Format,
+    /// Log each setup step
+    #[arg(long)]
+    pub debug: bool,
+    /// Drive cgroups through systemd (needs systemd as PID 1)
+    #[arg(long)]
+    pub systemd_cgroup: bool,
+    /// Rootless mode: cgroup failures become one warning; auto = not root, or inside a user namespace
+    #[arg(long, value_enum, default_value = "auto", value_name = "BOOL")]
+    pub rootless: Tristate,
+    /// Cgroup manager (podman passes this)
+    #[arg(long, value_enum, value_name = "MANAGER")]
+    pub cgroup_manager: Option<CgroupManager>,
+    /// Cgroup hierarchy to drive; auto detects v1/hybrid/v2 from /sys/fs/cgroup
+    #[arg(long, value_enum, default_value = "auto", env = "HUSK_CGROUP_LAYOUT")]
+    pub cgroup_layout: CgroupLayout,
+    /// Accepted for runc compatibility; checkpointing is not supported
+    #[arg(long, hide = true)]
+    pub criu: Option<String>,
+    /// Print version, commit and OCI spec version
+    #[arg(short = 'v', long)]
+    pub version: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Create a container from a bundle; its process waits for `start`
+    Create(verbs::create::CreateArgs),
+    /// Start a created container's process
+    Start(verbs::start::StartArgs),
+    /// Create and start a container; in the foreground, exit with its status
+    Run(verbs::run::RunArgs),
+    /// Print a container's OCI state as JSON
+    State(verbs::state::StateArgs),
+    /// Send a signal to a container's init (or all its processes)
+    Kill(verbs::kill::KillArgs),
+    /// Delete a stopped container (or any, with --force)
+    Delete(verbs::delete::DeleteArgs),
+    /// List containers
+    #[command(alias = "ls")]
+    List(verbs::list::ListArgs),
+    /// List a container's processes
+    Ps(verbs::ps::PsArgs),
+    /// Run a new process in a running container
+    Exec(verbs::exec::ExecArgs),
+    /// Freeze every process of a container
+    Pause(verbs::pause::PauseArgs),
+    /// Thaw a paused container
+    Resume(verbs::pause::ResumeArgs),
+    /// Change a container's resource limits
+    Update(verbs::update::UpdateArgs),
+    /// Print container events and resource statistics as JSON
+    Events(verbs::events::EventsArgs),
+    /// Write a new config.json
+    Spec(verbs::spec::SpecArgs),
+    /// Print the OCI features this runtime supports, as JSON
+    Features(verbs::features::FeaturesArgs),
+}

@@ -1,0 +1,135 @@
+//! `husk exec`: run a new process in a running container.
+
+use super::{context_id, open, usage};
+use crate::cli::Global;
+use anyhow::Context;
+use clap::Args;
+use husk_runtime::container::{exec, exec_process, ExecOverrides};
+use husk_runtime::{process, ExecOptions};
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct ExecArgs {
+    /// Read the whole process (config.json's "process" object) from FILE
+    #[arg(short, long, value_name = "FILE")]
+    pub process: Option<PathBuf>,
+    /// Allocate a pseudo-TTY
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Unix socket that receives the pty master (SCM_RIGHTS)
+    #[arg(long, value_name = "PATH")]
+    pub console_socket: Option<PathBuf>,
+    /// Return once the process has started
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Write the process's pid to FILE
+    #[arg(long, value_name = "FILE")]
+    pub pid_file: Option<PathBuf>,
+    /// Working directory inside the container
+    #[arg(long, value_name = "DIR")]
+    pub cwd: Option<PathBuf>,
+    /// Set an environment variable (repeatable)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// User as UID[:GID]
+    #[arg(short, long, value_name = "UID[:GID]")]
+    pub user: Option<String>,
+    /// Additional group id (repeatable)
+    #[arg(short = 'g', long = "additional-gids", value_name = "GID")]
+    pub additional_gids: Vec<u32>,
+    /// Add a capability (repeatable), e.g. CAP_NET_ADMIN
+    #[arg(short, long, value_name = "CAP")]
+    pub cap: Vec<String>,
+    /// Set no_new_privs for the process
+    #[arg(long)]
+    pub no_new_privs: bool,
+    /// Pass N extra fds (3 .. 3+N-1)
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub preserve_fds: u32,
+    /// Accepted for runc compatibility (no SELinux/AppArmor support)
+    #[arg(long, hide = true)]
+    pub process_label: Option<String>,
+    #[arg(long, hide = true)]
+    pub apparmor: Option<String>,
+    /// Container id
+    pub id: String,
+    /// Command and arguments (unless --process is given)
+    pub command: Vec<String>,
+}
+
+fn parse_user(s: &str) -> anyhow::Result<(u32, Option<u32>)> {
+    let bad = || usage(format!("invalid --user {s:?}: want UID[:GID]"));
+    let (u, g) = match s.split_once(':') {
+        Some((u, g)) => (u, Some(g)),
+        None => (s, None),
+    };
+    let uid = u.parse().map_err(|_| bad())?;
+    let gid = match g {
+        Some(g) => Some(g.parse().map_err(|_| bad())?),
+        None => None,
+    };
+    Ok((uid, gid))
+}
+
+pub fn run(g: &Global, a: ExecArgs) -> anyhow::Result<i32> {
+    let (_, c) = open(g, &a.id)?;
+    let proc_ = match &a.process {
+        Some(path) => {
+            let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+            serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))?
+        }
+        None => {
+            if a.command.is_empty() {
+                return Err(usage("exec needs a command or --process"));
+            }
+            let spec = husk_runtime::spec::load_file(&c.dir.saved_config())?.spec;
+            exec_process(
+                &spec,
+                &ExecOverrides {
+                    args: a.command.clone(),
+                    env: a.env.clone(),
+                    cwd: a.cwd.clone(),
+                    user: a.user.as_deref().map(parse_user).transpose()?,
+                    additional_gids: a.additional_gids.clone(),
+                    caps: a.cap.clone(),
+                    no_new_privs: a.no_new_privs,
+                    tty: a.tty,
+                },
+            )?
+        }
+    };
+    let sigs = if a.detach {
+        None
+    } else {
+        Some(process::block_signals()?)
+    };
+    let tty = proc_.terminal().unwrap_or(false);
+    let (ours, theirs) = if tty && a.console_socket.is_none() && !a.detach {
+        let (x, y) = nix::sys::socket::socketpair(
+            nix::sys::socket::AddressFamily::Unix,
+            nix::sys::socket::SockType::Stream,
+            None,
+            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        )?;
+        (Some(x), Some(y))
+    } else {
+        (None, None)
+    };
+    let opts = ExecOptions {
+        pid_file: a.pid_file.clone(),
+        console_socket: a.console_socket.clone(),
+        console_fd: theirs,
+        detach: a.detach,
+        preserve_fds: a.preserve_fds,
+    };
+    let spawned = context_id(exec(&c, proc_, opts), "exec in", &a.id)?;
+    let Some(sigs) = sigs else { return Ok(0) };
+    let proxy = match &ours {
+        Some(sock) => Some(crate::tty::TtyProxy::start(sock)?),
+        None => None,
+    };
+    let code = process::wait_forwarding(spawned.pid, &sigs)?;
+    drop(proxy);
+    Ok(code)
+}

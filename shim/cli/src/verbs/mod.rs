@@ -1,0 +1,120 @@
+//! One file per verb; each turns its flags into an engine call and prints the result.
+
+pub mod create;
+pub mod delete;
+pub mod events;
+pub mod exec;
+pub mod features;
+pub mod kill;
+pub mod list;
+pub mod pause;
+pub mod ps;
+pub mod run;
+pub mod spec;
+pub mod start;
+pub mod state;
+pub mod update;
+
+use crate::cli::{CgroupLayout, CgroupManager, Command, Global, Tristate};
+use anyhow::Context;
+use husk_runtime::cgroup::{Driver, Layout, Options as CgroupOptions};
+use husk_runtime::{Container, GlobalOptions};
+use std::path::PathBuf;
+
+/// A usage mistake found after parsing (exit status 2).
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::error::Error for UsageError {}
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+pub fn usage(msg: impl Into<String>) -> anyhow::Error {
+    UsageError(msg.into()).into()
+}
+
+pub fn dispatch(g: &Global, cmd: Command) -> anyhow::Result<i32> {
+    match cmd {
+        Command::Create(a) => create::run(g, a),
+        Command::Start(a) => start::run(g, a),
+        Command::Run(a) => run::run(g, a),
+        Command::State(a) => state::run(g, a),
+        Command::Kill(a) => kill::run(g, a),
+        Command::Delete(a) => delete::run(g, a),
+        Command::List(a) => list::run(g, a),
+        Command::Ps(a) => ps::run(g, a),
+        Command::Exec(a) => exec::run(g, a),
+        Command::Pause(a) => pause::pause(g, a),
+        Command::Resume(a) => pause::resume(g, a),
+        Command::Update(a) => update::run(g, a),
+        Command::Events(a) => events::run(g, a),
+        Command::Spec(a) => spec::run(a),
+        Command::Features(a) => features::run(a),
+    }
+}
+
+/// The engine's global options from the flags.
+pub fn options(g: &Global) -> anyhow::Result<GlobalOptions> {
+    let euid = nix::unistd::geteuid();
+    let rootless = match g.rootless {
+        Tristate::True => true,
+        Tristate::False => false,
+        Tristate::Auto => !euid.is_root() || husk_runtime::ns::in_user_ns(),
+    };
+    let root = match &g.root {
+        Some(r) => r.clone(),
+        None if euid.is_root() => PathBuf::from("/run/husk"),
+        None => match std::env::var_os("XDG_RUNTIME_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d).join("husk"),
+            _ => std::env::temp_dir().join(format!("husk-{}", euid.as_raw())),
+        },
+    };
+    let driver = match (g.systemd_cgroup, g.cgroup_manager) {
+        (_, Some(CgroupManager::Disabled)) => Driver::Disabled,
+        (true, _) | (_, Some(CgroupManager::Systemd)) => Driver::Systemd,
+        _ => Driver::Cgroupfs,
+    };
+    let layout = match g.cgroup_layout {
+        CgroupLayout::Auto => Layout::Auto,
+        CgroupLayout::V1 => Layout::V1,
+        CgroupLayout::V2 => Layout::V2,
+    };
+    Ok(GlobalOptions {
+        root,
+        rootless,
+        cgroup: CgroupOptions {
+            driver,
+            rootless,
+            layout,
+            ..CgroupOptions::default()
+        },
+    })
+}
+
+/// Opens container `id`, with the id in the error.
+pub fn open(g: &Global, id: &str) -> anyhow::Result<(GlobalOptions, Container)> {
+    let opts = options(g)?;
+    let c = Container::open(&opts, id)?;
+    Ok((opts, c))
+}
+
+/// Logs warnings the engine handed back (it returns them; printing is ours).
+pub fn warn_all(warnings: &[String]) {
+    for w in warnings {
+        log::warn!("{w}");
+    }
+}
+
+/// Adds "<verb> container <id>" to an engine error.
+pub fn context_id<T>(
+    r: Result<T, impl Into<anyhow::Error>>,
+    verb: &str,
+    id: &str,
+) -> anyhow::Result<T> {
+    r.map_err(Into::into)
+        .with_context(|| format!("{verb} container {id}"))
+}
