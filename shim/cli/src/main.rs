@@ -3,6 +3,8 @@
 
 mod cli;
 mod logger;
+#[cfg(test)]
+mod man;
 mod tty;
 mod verbs;
 

@@ -1,0 +1,87 @@
+//! Man pages generated from the flag table: `man/husk.1` and `man/husk-<verb>.1`. The test fails when
+//! the committed pages differ from what the flags say; `HUSK_UPDATE_MAN=1 cargo test -p husk man`
+//! rewrites them.
+
+use crate::cli::Cli;
+use clap::CommandFactory;
+use std::path::PathBuf;
+
+const EXTRA: &str = r#".SH "EXIT STATUS"
+0 on success, 1 on failure, 2 on a usage error. \fBrun\fR and \fBexec\fR in the foreground exit
+with the container process's status, or 128+N when it was killed by signal N.
+.SH ENVIRONMENT
+.TP
+\fBXDG_RUNTIME_DIR\fR
+State root for unprivileged users (\fI$XDG_RUNTIME_DIR/husk\fR).
+.TP
+\fBHUSK_CGROUP_LAYOUT\fR
+auto, v1 or v2: which cgroup hierarchy to drive (same as \fB\-\-cgroup\-layout\fR).
+.TP
+\fBLISTEN_FDS\fR
+Socket-activation fds are passed through to the container process.
+.SH FILES
+.TP
+\fI<root>/<id>/state.json\fR
+Container record (pid and its start time, bundle, cgroup); the status is worked out from the live
+process, never trusted from this file.
+.TP
+\fI<root>/<id>/config.json\fR
+The exact config.json the container was created from.
+.TP
+\fI<root>/<id>/exec.fifo\fR
+Present between create and start.
+.SH SECURITY
+Containers are isolated by the namespaces, capabilities, seccomp filter, masked paths and cgroup
+limits their config.json asks for, and nothing more. Mount destinations are resolved inside the
+rootfs without following symlinks out of it; husk's own process is non-dumpable while it is inside
+the container, and inherited file descriptors beyond \fB\-\-preserve\-fds\fR are closed before the
+container process starts. Without a cgroup (rootless on a host without delegation) there are no
+resource limits. On cgroup v2, device rules are not enforced (no eBPF device filter).
+.SH "SEE ALSO"
+runc(8), crun(1), podman(1), containerd(8)
+"#;
+
+fn render(cmd: clap::Command) -> Vec<u8> {
+    let mut out = Vec::new();
+    clap_mangen::Man::new(cmd)
+        .render(&mut out)
+        .expect("render man page");
+    out.extend_from_slice(EXTRA.as_bytes());
+    out
+}
+
+/// Every page: (file name, contents).
+pub fn pages() -> Vec<(String, Vec<u8>)> {
+    let top = Cli::command();
+    let mut pages = vec![("husk.1".to_string(), render(top.clone()))];
+    for sub in top.get_subcommands() {
+        let name: &'static str = Box::leak(format!("husk-{}", sub.get_name()).into_boxed_str());
+        let cmd = sub
+            .clone()
+            .name(name)
+            .bin_name(format!("husk {}", sub.get_name()));
+        pages.push((format!("{name}.1"), render(cmd)));
+    }
+    pages
+}
+
+#[test]
+fn man_pages_are_current() {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../man");
+    let update = std::env::var_os("HUSK_UPDATE_MAN").is_some();
+    let mut stale = Vec::new();
+    for (name, data) in pages() {
+        let path = dir.join(&name);
+        if std::fs::read(&path).ok().as_deref() != Some(&data[..]) {
+            if update {
+                std::fs::write(&path, &data).unwrap();
+            } else {
+                stale.push(name);
+            }
+        }
+    }
+    assert!(
+        stale.is_empty(),
+        "man pages out of date: {stale:?}; run HUSK_UPDATE_MAN=1 cargo test -p husk man"
+    );
+}
