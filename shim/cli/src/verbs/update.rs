@@ -4,7 +4,7 @@ use super::{context_id, open, usage};
 use crate::cli::Global;
 use anyhow::Context;
 use clap::Args;
-use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids, LinuxResources};
+use oci_spec::runtime::{LinuxPids, LinuxResources};
 use std::io::Read;
 
 #[derive(Debug, Args)]
@@ -67,7 +67,7 @@ pub fn parse_bytes(s: &str) -> Option<i64> {
         _ => (t, 1),
     };
     let n: f64 = num.parse().ok()?;
-    (n >= 0.0).then(|| (n * mult as f64) as i64)
+    (n >= 0.0).then_some((n * mult as f64) as i64)
 }
 
 fn bytes(flag: &str, v: &Option<String>) -> anyhow::Result<Option<i64>> {
@@ -91,7 +91,7 @@ fn resources(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
             serde_json::from_slice(&data).with_context(|| format!("parse resources {src}"))?
         }
     };
-    let mut mem = r.memory().clone().unwrap_or_else(LinuxMemory::default);
+    let mut mem = r.memory().unwrap_or_default();
     let limit = bytes("memory", &a.memory)?;
     let reservation = bytes("memory-reservation", &a.memory_reservation)?;
     let swap = bytes("memory-swap", &a.memory_swap)?;
@@ -107,7 +107,7 @@ fn resources(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
         }
         r.set_memory(Some(mem));
     }
-    let mut cpu = r.cpu().clone().unwrap_or_else(LinuxCpu::default);
+    let mut cpu = r.cpu().clone().unwrap_or_default();
     let mut cpu_set = false;
     macro_rules! put {
         ($v:expr, $setter:ident) => {
@@ -133,7 +133,7 @@ fn resources(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
         r.set_pids(Some(pids));
     }
     if let Some(w) = a.blkio_weight {
-        let mut b = r.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = r.block_io().clone().unwrap_or_default();
         b.set_weight(Some(w));
         r.set_block_io(Some(b));
     }
