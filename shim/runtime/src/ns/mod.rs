@@ -96,7 +96,26 @@ impl NsPlan {
         self.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
     }
 
-    /// Joins every namespace given by path, user first, mount last (child side).
+    /// Parent side, before clone: a pid namespace given by path must be entered by the *parent*
+    /// (setns on a pid namespace only affects children), so the init is born inside it.
+    pub fn join_pid_for_children(&self) -> Result<(), NsError> {
+        for (typ, path, fd) in &self.joins {
+            if *typ == LinuxNamespaceType::Pid {
+                nix::sched::setns(fd, CloneFlags::CLONE_NEWPID).map_err(|source| {
+                    NsError::Join {
+                        kind: "pid",
+                        path: path.clone(),
+                        source,
+                    }
+                })?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Joins every namespace given by path, user first, mount last (child side). A pid namespace
+    /// was already entered for us by the parent ([`NsPlan::join_pid_for_children`]) when this is
+    /// an init; exec joins it here so the process it clones is born inside.
     pub fn join_all(&self) -> Result<(), NsError> {
         for (typ, path, fd) in &self.joins {
             nix::sched::setns(fd, flag_for_setns(*typ)).map_err(|source| NsError::Join {

@@ -86,6 +86,9 @@ pub fn spawn_init<E: From<ProcessError>>(
     after_clone: impl FnOnce(Pid) -> Result<(), E>,
 ) -> Result<Spawned, E> {
     let (parent, child) = sync::pair().map_err(ProcessError::Sync)?;
+    ctx.ns
+        .join_pid_for_children()
+        .map_err(|e| ProcessError::Init(e.to_string()))?;
     match clone_fork(ctx.ns.clone_flags).map_err(ProcessError::Clone)? {
         Forked::Child => {
             drop(parent);

@@ -104,6 +104,12 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
             ));
         }
         seen.push(ns.typ());
+        if ns.typ() == LinuxNamespaceType::Time && ns.path().is_none() {
+            return Err(invalid(
+                "linux.namespaces",
+                "creating a time namespace is not supported",
+            ));
+        }
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
                 return Err(invalid(
