@@ -185,6 +185,10 @@ fn with_deny_all(resources: &LinuxResources) -> LinuxResources {
             && r.major().is_none()
             && r.minor().is_none()
             && matches!(r.typ(), None | Some(LinuxDeviceType::A))
+            && match r.access().as_deref() {
+                None => true,
+                Some(a) => "rwm".chars().all(|c| a.contains(c)),
+            }
     });
     if !starts_denied {
         let mut deny = LinuxDeviceCgroup::default();
@@ -600,6 +604,16 @@ mod tests {
 
         let again = with_deny_all(&r);
         assert_eq!(again.devices().as_ref().unwrap().len(), 1);
+
+        // A deny of only some access bits is not deny-all: the full rule still goes first.
+        let mut partial = LinuxResources::default();
+        let deny_r = LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("r")
+            .build()
+            .unwrap();
+        partial.set_devices(Some(vec![deny_r]));
+        assert_eq!(with_deny_all(&partial).devices().as_ref().unwrap().len(), 2);
 
         let mut spec = LinuxResources::default();
         let null = LinuxDeviceCgroupBuilder::default()

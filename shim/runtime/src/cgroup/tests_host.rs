@@ -5,8 +5,9 @@
 //! printed reason, unless HUSK_REQUIRE_PRIVILEGED=1 (CI), which turns the skip into a failure.
 
 use std::fs as stdfs;
+use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command};
+use std::process::{Child, Command, Stdio};
 
 use oci_spec::runtime::{LinuxMemory, LinuxPids, LinuxResources};
 
@@ -173,4 +174,48 @@ fn host_auto_layout_and_rootless_fallback() {
         let w = warning.unwrap();
         assert!(w.starts_with("cgroups not writable by uid 1001"), "{w}");
     }
+}
+
+#[test]
+fn host_oom_kill_is_counted() {
+    if !privileged("host_oom_kill_is_counted") {
+        return;
+    }
+    if !stdfs::read_to_string("/proc/swaps").is_ok_and(|s| s.lines().count() <= 1) {
+        eprintln!("skipping host_oom_kill_is_counted: swap is on, a small limit may swap instead");
+        return;
+    }
+    let name = unique("husk-test-oom");
+    let raw = PathBuf::from(format!("/{name}"));
+    let (cg, _) = Cgroup::prepare(Some(&raw), &name, &Options::default()).unwrap();
+    // The child waits for a line on stdin, so it allocates only once it is inside the cgroup.
+    let mut child = Command::new("sh")
+        .args([
+            "-c",
+            "read x; exec dd if=/dev/zero of=/dev/null bs=256M count=1",
+        ])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let pid = child.id() as i32;
+    let stdin = child.stdin.take();
+    let mut g = Guard {
+        cg: cg.clone(),
+        child: Some(child),
+    };
+    let mut memory = LinuxMemory::default();
+    memory.set_limit(Some(16 << 20));
+    let mut r = LinuxResources::default();
+    r.set_memory(Some(memory));
+    cg.enter(pid, Some(&r)).unwrap();
+    stdin.unwrap().write_all(b"go\n").unwrap();
+    let status = g.child.as_mut().unwrap().wait().unwrap();
+    assert!(
+        !status.success(),
+        "dd should have been OOM-killed: {status:?}"
+    );
+    assert!(cg.oom_kills().unwrap() >= 1);
+    g.child = None;
+    cg.remove().unwrap();
 }
