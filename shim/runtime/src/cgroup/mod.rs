@@ -215,6 +215,12 @@ fn controller_opt(resources: &LinuxResources) -> ControllerOpt<'_> {
 
 impl Cgroup {
     /// Validates the cgroups path, picks the backend and returns the handle plus at most one warning.
+    ///
+    /// - cgroupfs: `cgroups_path` (absolute or relative, both under the hierarchy root) or `/husk/<id>`.
+    /// - systemd: `slice:prefix:name` or `:husk:<id>`; an error unless PID 1 is systemd on cgroup v2.
+    /// - Disabled: `cgroups_path` is ignored (never used, so not validated).
+    /// - rootless: Disabled plus one warning when the hierarchy is missing or not delegated to the
+    ///   caller, whether or not the spec asks for limits (the engine decides whether that is fatal).
     pub fn prepare(
         cgroups_path: Option<&Path>,
         id: &str,
@@ -262,7 +268,14 @@ impl Cgroup {
             }
             Driver::Cgroupfs => {
                 let rel = validate_fs(cgroups_path.unwrap_or(Path::new(&default_fs)))?;
-                let layout = resolve_layout(opts.layout, &opts.mount_root)?;
+                let layout = match resolve_layout(opts.layout, &opts.mount_root) {
+                    Ok(layout) => layout,
+                    Err(e) if opts.rootless => {
+                        let warning = format!("{e}: running without resource limits");
+                        return Ok((handle(Driver::Disabled, rel, Layout::Auto), Some(warning)));
+                    }
+                    Err(e) => return Err(e),
+                };
                 let cg = handle(Driver::Cgroupfs, rel, layout);
                 if opts.rootless {
                     if let Some(blocked) = cg.unwritable_for(uid, gid)? {

@@ -307,3 +307,27 @@ fn rootless_without_delegation_is_disabled_with_one_warning() {
     let (cg, warning) = Cgroup::prepare_as(None, ID, &o, me).unwrap();
     assert_eq!((cg.driver, warning), (Driver::Cgroupfs, None));
 }
+
+#[test]
+fn rootless_without_a_hierarchy_is_disabled_not_an_error() {
+    let t = TempTree::new("nohier");
+    let o = Options {
+        rootless: true,
+        layout: Layout::Auto,
+        mount_root: t.path("missing"),
+        ..Options::default()
+    };
+    let (cg, warning) = Cgroup::prepare_as(None, ID, &o, (4242, 4242)).unwrap();
+    assert_eq!(cg.driver, Driver::Disabled);
+    assert!(warning
+        .unwrap()
+        .ends_with("running without resource limits"));
+    let o = Options {
+        rootless: false,
+        ..o
+    };
+    assert!(matches!(
+        Cgroup::prepare(None, ID, &o),
+        Err(CgroupError::Detect { .. })
+    ));
+}
