@@ -1,19 +1,58 @@
 //! cgroup facade over libcgroups' v1, v2 and systemd managers, plus a Disabled backend.
 //!
-//! CONTRACT (the rest of the engine uses only these items; the owner of this module may add more):
-//! - [`Cgroup::prepare`] validates `linux.cgroupsPath` (or derives `/husk/<id>`), picks the backend and
-//!   returns a serialisable handle (stored in state.json) plus an optional one-line warning (rootless
-//!   without a writable/delegated cgroup → Disabled).
-//! - [`Cgroup::enter`] creates the cgroup, applies resources and adds the pid (called by the parent right
-//!   after clone, before the child continues). [`Cgroup::add`] adds a further pid (exec).
-//! - [`Cgroup::remove`] never acts on an empty, root or foreign path.
+//! CONTRACT (the rest of the engine uses only these items):
+//! - [`Cgroup::prepare`] validates `linux.cgroupsPath` (or derives `/husk/<id>`, or `:husk:<id>` for
+//!   systemd), picks the backend and returns a serialisable handle (stored in state.json) plus an
+//!   optional one-line warning (rootless without a writable/delegated cgroup → Disabled).
+//! - [`Cgroup::enter`] creates the cgroup, applies resources and only then adds the pid (called by the
+//!   parent right after clone, before the child continues). [`Cgroup::add`] adds a further pid (exec).
+//!   If `enter` fails, call [`Cgroup::remove`] to clean up.
+//! - [`Cgroup::remove`] never acts on an empty, root or foreign path, and never signals: it only
+//!   rmdirs. Kill the container's processes ([`Cgroup::pids`]) first; a populated cgroup stays and
+//!   remove returns the kernel's EBUSY.
 //!
-//! Invariant: a path is validated before any use; removal of an unvalidated path is impossible because
-//! only [`Cgroup::prepare`] builds a handle and it validates.
+//! Invariants:
+//! - A path is validated before any use; [`Cgroup::remove`] re-validates (the fields are public for
+//!   serde, so a handle read back from disk is not trusted) and refuses the cgroup holding this
+//!   process or any ancestor of it.
+//! - [`Cgroup::enter`] refuses a cgroup that already holds processes, so a handle can never adopt a
+//!   foreign populated cgroup.
+//!
+//! Layouts: `Auto` reads the mount root's filesystem type. Hybrid hosts (v1 controllers plus a
+//! controller-less cgroup2 at `unified/`) are driven as v1, like runc. The v1 manager finds controller
+//! mounts in /proc/self/mountinfo and ignores `mount_root`; the v2 manager uses `mount_root`.
+//!
+//! Devices: on v1 the devices controller always gets `a` (deny all) first, then the spec's rules,
+//! then libcgroups' own defaults (null, zero, full, tty, random, urandom, console 5:1, ptmx 5:2,
+//! pts 136:*, tun 10:200, and mknod of any device). So an empty `resources.devices` still yields
+//! deny-all plus those defaults, never the parent's allow-all. On v2 device rules need eBPF
+//! (libcgroups' `cgroupsv2_devices`, built on libbpf, which husk does not enable): they are NOT
+//! enforced, and [`Cgroup::devices_enforced`] says so.
 
-use oci_spec::runtime::LinuxResources;
-use serde::{Deserialize, Serialize};
+mod fs;
+mod path;
+mod stats;
+#[cfg(test)]
+mod tests_host;
+#[cfg(test)]
+mod tests_v2;
+#[cfg(test)]
+mod testutil;
+
 use std::path::{Path, PathBuf};
+
+use libcgroups::common::{
+    create_cgroup_manager_with_root, get_cgroup_setup_with_root, AnyCgroupManager, AnyManagerError,
+    CgroupConfig, CgroupManager, CgroupSetup, ControllerOpt, CreateCgroupSetupError, FreezerState,
+    GetCgroupSetupError,
+};
+use libcgroups::v1::util::V1MountPointError;
+use nix::unistd::Pid;
+use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
+use serde::{Deserialize, Serialize};
+
+pub use path::{expand_slice, validate_fs, validate_systemd, SystemdPath};
+pub use stats::RuncStats;
 
 /// Which manager drives the container's cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -61,79 +100,608 @@ impl Default for Options {
 pub enum CgroupError {
     #[error("invalid cgroupsPath {path:?}: {reason}")]
     InvalidPath { path: String, reason: &'static str },
-    #[error("cgroup operation {op} on {path}: {reason}")]
+    #[error("detect cgroup layout at {root}: {source}")]
+    Detect {
+        root: PathBuf,
+        source: Box<GetCgroupSetupError>,
+    },
+    #[error("use systemd cgroup driver: PID 1 is not systemd (no /run/systemd/system)")]
+    NoSystemd,
+    #[error("use systemd cgroup driver at {root}: needs a unified (v2) hierarchy, found {found}")]
+    SystemdNeedsV2 { root: PathBuf, found: String },
+    #[error("list cgroup v1 mounts: {source}")]
+    Mounts { source: Box<V1MountPointError> },
+    #[error("open cgroup manager for {path}: {source}")]
+    Open {
+        path: PathBuf,
+        source: Box<AnyManagerError>,
+    },
+    #[error("open systemd cgroup manager for {path}: {source}")]
+    OpenSystemd {
+        path: PathBuf,
+        source: Box<CreateCgroupSetupError>,
+    },
+    #[error("{op} cgroup {path}: {source}")]
     Manager {
         op: &'static str,
         path: PathBuf,
-        reason: String,
+        source: Box<AnyManagerError>,
     },
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parse {path}: unexpected line {content:?}")]
+    Parse { path: PathBuf, content: String },
+    #[error("use cgroup {path}: it already holds processes")]
+    InUse { path: PathBuf },
+    #[error("remove cgroup {path}: refused, {reason}")]
+    RefuseRemove { path: String, reason: &'static str },
+    #[error("{op}: cgroups are disabled for this container")]
+    Disabled { op: &'static str },
 }
 
 /// A validated, persistable cgroup handle.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Cgroup {
     pub driver: Driver,
-    /// Validated path relative to the hierarchy root (never empty, never "/").
+    /// Validated path relative to the hierarchy root (never empty, never "/"); for the systemd driver
+    /// the `slice:prefix:name` triple.
     pub path: PathBuf,
     pub mount_root: PathBuf,
+    /// The resolved layout (V1 or V2; `Auto` only in handles of the Disabled driver).
     pub layout: Layout,
+    /// Prepared for a rootless caller (systemd: user manager instead of the system one).
+    #[serde(default)]
+    pub rootless: bool,
 }
 
 /// Resource usage in the shape of runc's `events --stats` "data" object.
 pub type Stats = serde_json::Value;
 
+fn resolve_layout(layout: Layout, root: &Path) -> Result<Layout, CgroupError> {
+    if layout != Layout::Auto {
+        return Ok(layout);
+    }
+    let setup = get_cgroup_setup_with_root(root).map_err(|source| CgroupError::Detect {
+        root: root.to_path_buf(),
+        source: Box::new(source),
+    })?;
+    Ok(match setup {
+        CgroupSetup::Unified => Layout::V2,
+        CgroupSetup::Legacy | CgroupSetup::Hybrid => Layout::V1,
+    })
+}
+
+/// The one rule list the v1 devices controller gets: deny-all first unless the spec already starts
+/// with it (a fresh v1 cgroup inherits its parent's list, usually `a *:* rwm`).
+fn with_deny_all(resources: &LinuxResources) -> LinuxResources {
+    let mut out = resources.clone();
+    let rules = resources.devices().clone().unwrap_or_default();
+    let starts_denied = rules.first().is_some_and(|r| {
+        !r.allow()
+            && r.major().is_none()
+            && r.minor().is_none()
+            && matches!(r.typ(), None | Some(LinuxDeviceType::A))
+            && match r.access().as_deref() {
+                None => true,
+                Some(a) => "rwm".chars().all(|c| a.contains(c)),
+            }
+    });
+    if !starts_denied {
+        let mut deny = LinuxDeviceCgroup::default();
+        deny.set_allow(false);
+        deny.set_typ(Some(LinuxDeviceType::A));
+        deny.set_access(Some("rwm".to_owned()));
+        out.set_devices(Some([vec![deny], rules].concat()));
+    }
+    out
+}
+
+fn controller_opt(resources: &LinuxResources) -> ControllerOpt<'_> {
+    ControllerOpt {
+        resources,
+        disable_oom_killer: resources
+            .memory()
+            .as_ref()
+            .and_then(|m| m.disable_oom_killer())
+            .unwrap_or(false),
+        oom_score_adj: None,
+        freezer_state: None,
+    }
+}
+
 impl Cgroup {
+    /// Validates the cgroups path, picks the backend and returns the handle plus at most one warning.
+    ///
+    /// - cgroupfs: `cgroups_path` (absolute or relative, both under the hierarchy root) or `/husk/<id>`.
+    /// - systemd: `slice:prefix:name` or `:husk:<id>`; an error unless PID 1 is systemd on cgroup v2.
+    /// - Disabled: `cgroups_path` is ignored (never used, so not validated).
+    /// - rootless: Disabled plus one warning when the hierarchy is missing or not delegated to the
+    ///   caller, whether or not the spec asks for limits (the engine decides whether that is fatal).
     pub fn prepare(
         cgroups_path: Option<&Path>,
         id: &str,
         opts: &Options,
     ) -> Result<(Cgroup, Option<String>), CgroupError> {
-        let _ = (cgroups_path, opts);
-        Ok((
-            Cgroup {
-                driver: Driver::Disabled,
-                path: PathBuf::from(format!("husk/{id}")),
-                mount_root: opts.mount_root.clone(),
-                layout: opts.layout,
-            },
-            None,
-        ))
+        let euid = nix::unistd::geteuid().as_raw();
+        let egid = nix::unistd::getegid().as_raw();
+        Self::prepare_as(cgroups_path, id, opts, (euid, egid))
     }
+
+    fn prepare_as(
+        cgroups_path: Option<&Path>,
+        id: &str,
+        opts: &Options,
+        (uid, gid): (u32, u32),
+    ) -> Result<(Cgroup, Option<String>), CgroupError> {
+        let handle = |driver, path, layout| Cgroup {
+            driver,
+            path,
+            mount_root: opts.mount_root.clone(),
+            layout,
+            rootless: opts.rootless,
+        };
+        let default_fs = format!("/husk/{id}");
+        match opts.driver {
+            Driver::Disabled => {
+                let path = validate_fs(Path::new(&default_fs))?;
+                Ok((handle(Driver::Disabled, path, Layout::Auto), None))
+            }
+            Driver::Systemd => {
+                if !libcgroups::systemd::booted() {
+                    return Err(CgroupError::NoSystemd);
+                }
+                let default_sd = format!(":husk:{id}");
+                let raw = cgroups_path.unwrap_or(Path::new(&default_sd));
+                let sd = validate_systemd(raw)?;
+                let layout = resolve_layout(opts.layout, &opts.mount_root)?;
+                if layout != Layout::V2 {
+                    return Err(CgroupError::SystemdNeedsV2 {
+                        root: opts.mount_root.clone(),
+                        found: format!("{layout:?}"),
+                    });
+                }
+                Ok((handle(Driver::Systemd, sd.to_path(), layout), None))
+            }
+            Driver::Cgroupfs => {
+                let rel = validate_fs(cgroups_path.unwrap_or(Path::new(&default_fs)))?;
+                let layout = match resolve_layout(opts.layout, &opts.mount_root) {
+                    Ok(layout) => layout,
+                    Err(e) if opts.rootless => {
+                        let warning = format!("{e}: running without resource limits");
+                        return Ok((handle(Driver::Disabled, rel, Layout::Auto), Some(warning)));
+                    }
+                    Err(e) => return Err(e),
+                };
+                let cg = handle(Driver::Cgroupfs, rel, layout);
+                if opts.rootless {
+                    if let Some(blocked) = cg.unwritable_for(uid, gid)? {
+                        let warning = format!(
+                            "cgroups not writable by uid {uid} ({} is not delegated): running \
+                             without resource limits",
+                            blocked.display()
+                        );
+                        let off = Cgroup {
+                            driver: Driver::Disabled,
+                            ..cg
+                        };
+                        return Ok((off, Some(warning)));
+                    }
+                }
+                Ok((cg, None))
+            }
+        }
+    }
+
+    fn unwritable_for(&self, uid: u32, gid: u32) -> Result<Option<PathBuf>, CgroupError> {
+        Ok(self
+            .leaf_dirs()?
+            .iter()
+            .find_map(|(_, dir)| fs::unwritable(dir, uid, gid)))
+    }
+
     pub fn is_enabled(&self) -> bool {
         self.driver != Driver::Disabled
     }
+
+    /// Whether `linux.resources.devices` rules are enforced: only by the v1 devices controller.
+    pub fn devices_enforced(&self) -> bool {
+        self.driver == Driver::Cgroupfs && self.layout == Layout::V1
+    }
+
+    /// The container's directory in each hierarchy, with the controller (v1) or "" (v2) it serves.
+    fn leaf_dirs(&self) -> Result<Vec<(String, PathBuf)>, CgroupError> {
+        match (self.driver, self.layout) {
+            (Driver::Disabled, _) => Ok(Vec::new()),
+            (Driver::Systemd, _) => Ok(vec![(String::new(), self.systemd_dir()?)]),
+            (Driver::Cgroupfs, Layout::V1) => Ok(fs::v1_mounts()?
+                .into_iter()
+                .map(|(ctrl, mount)| (ctrl, mount.join(&self.path)))
+                .collect()),
+            (Driver::Cgroupfs, _) => Ok(vec![(String::new(), self.mount_root.join(&self.path))]),
+        }
+    }
+
+    /// The v1 directory of one controller, or the v2 directory.
+    fn dir_for(&self, controller: &str) -> Result<Option<PathBuf>, CgroupError> {
+        let dirs = self.leaf_dirs()?;
+        if self.layout == Layout::V1 && self.driver == Driver::Cgroupfs {
+            return Ok(dirs
+                .into_iter()
+                .find(|(c, _)| c == controller)
+                .map(|(_, d)| d));
+        }
+        Ok(dirs.into_iter().next().map(|(_, d)| d))
+    }
+
+    /// Where systemd puts the unit, assuming its standard layout: the system manager under the root,
+    /// a user manager under `user.slice/user-<uid>.slice/user@<uid>.service`.
+    fn systemd_dir(&self) -> Result<PathBuf, CgroupError> {
+        let sd = validate_systemd(&self.path)?;
+        let mut dir = self.mount_root.clone();
+        let default_slice = if self.rootless {
+            let uid = nix::unistd::geteuid().as_raw();
+            dir.push(format!("user.slice/user-{uid}.slice/user@{uid}.service"));
+            "user.slice"
+        } else {
+            "system.slice"
+        };
+        let slice = if sd.slice.is_empty() {
+            default_slice
+        } else {
+            &sd.slice
+        };
+        let expanded = expand_slice(slice).ok_or_else(|| CgroupError::InvalidPath {
+            path: path::display(&self.path),
+            reason: "slice must be a valid <name>.slice",
+        })?;
+        Ok(dir.join(expanded).join(sd.unit()))
+    }
+
+    /// A libcgroups manager for this handle. v1 and v2 managers are built directly rather than via
+    /// `create_cgroup_manager_with_root`, whose own detection would override a forced layout.
+    fn manager(&self) -> Result<AnyCgroupManager, CgroupError> {
+        let abs = Path::new("/").join(&self.path);
+        let open = |source: AnyManagerError| CgroupError::Open {
+            path: self.path.clone(),
+            source: Box::new(source),
+        };
+        match (self.driver, self.layout) {
+            (Driver::Disabled, _) => Err(CgroupError::Disabled {
+                op: "open cgroup manager",
+            }),
+            (Driver::Systemd, _) => {
+                let name = validate_systemd(&self.path)?.name;
+                let config = CgroupConfig {
+                    cgroup_path: self.path.clone(),
+                    systemd_cgroup: true,
+                    container_name: name,
+                };
+                create_cgroup_manager_with_root(Some(&self.mount_root), config).map_err(|source| {
+                    CgroupError::OpenSystemd {
+                        path: self.path.clone(),
+                        source: Box::new(source),
+                    }
+                })
+            }
+            (Driver::Cgroupfs, Layout::V1) => libcgroups::v1::manager::Manager::new(&abs)
+                .map(|m| m.any())
+                .map_err(|e| open(e.into())),
+            (Driver::Cgroupfs, _) => {
+                libcgroups::v2::manager::Manager::new(self.mount_root.clone(), abs)
+                    .map(|m| m.any())
+                    .map_err(|e| open(e.into()))
+            }
+        }
+    }
+
+    fn op_err(&self, op: &'static str) -> impl FnOnce(AnyManagerError) -> CgroupError + '_ {
+        move |source| CgroupError::Manager {
+            op,
+            path: self.path.clone(),
+            source: Box::new(source),
+        }
+    }
+
+    /// Creates the cgroup, applies `resources`, then moves `pid` in (the pid never runs unlimited).
     pub fn enter(&self, pid: i32, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
-        let _ = (pid, resources);
-        Ok(())
+        let empty = LinuxResources::default();
+        let resources = resources.unwrap_or(&empty);
+        match self.driver {
+            Driver::Disabled => Ok(()),
+            // systemd creates the unit when the first pid is added; limits become unit properties.
+            Driver::Systemd => {
+                let m = self.manager()?;
+                m.add_task(Pid::from_raw(pid))
+                    .map_err(self.op_err("add pid to"))?;
+                m.apply(&controller_opt(resources))
+                    .map_err(self.op_err("apply resources to"))
+            }
+            Driver::Cgroupfs => {
+                let dirs: Vec<PathBuf> = self.leaf_dirs()?.into_iter().map(|(_, d)| d).collect();
+                for dir in &dirs {
+                    fs::ensure_unused(dir)?;
+                }
+                if self.layout == Layout::V1 {
+                    fs::create_v1(&dirs)?;
+                } else {
+                    fs::create_v2(&self.mount_root, &self.path)?;
+                }
+                let m = self.manager()?;
+                let effective = match self.layout {
+                    Layout::V1 => with_deny_all(resources),
+                    _ => resources.clone(),
+                };
+                m.apply(&controller_opt(&effective))
+                    .map_err(self.op_err("apply resources to"))?;
+                m.add_task(Pid::from_raw(pid))
+                    .map_err(self.op_err("add pid to"))
+            }
+        }
     }
+
+    /// Adds a further process (exec) to the existing cgroup.
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
-        let _ = pid;
-        Ok(())
+        if !self.is_enabled() {
+            return Ok(());
+        }
+        self.manager()?
+            .add_task(Pid::from_raw(pid))
+            .map_err(self.op_err("add pid to"))
     }
+
+    /// Applies new limits to a running container (`update`). Device rules are left as they are, as
+    /// runc does: rewriting them on v1 would briefly deny devices to running processes.
     pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        let _ = resources;
-        Ok(())
+        if !self.is_enabled() {
+            return Err(CgroupError::Disabled {
+                op: "update resources",
+            });
+        }
+        let mut update = resources.clone();
+        update.set_devices(None);
+        self.manager()?
+            .apply(&controller_opt(&update))
+            .map_err(self.op_err("apply resources to"))
     }
+
     pub fn freeze(&self) -> Result<(), CgroupError> {
-        Ok(())
+        self.set_freezer(FreezerState::Frozen, "freeze")
     }
+
     pub fn thaw(&self) -> Result<(), CgroupError> {
-        Ok(())
+        self.set_freezer(FreezerState::Thawed, "thaw")
     }
+
+    fn set_freezer(&self, state: FreezerState, op: &'static str) -> Result<(), CgroupError> {
+        if !self.is_enabled() {
+            return Err(CgroupError::Disabled { op });
+        }
+        self.manager()?.freeze(state).map_err(self.op_err(op))
+    }
+
+    /// Whether the freezer reports the cgroup frozen; false for a missing cgroup or Disabled.
     pub fn is_frozen(&self) -> Result<bool, CgroupError> {
-        Ok(false)
+        match self.dir_for("freezer")? {
+            None => Ok(false),
+            Some(dir) if self.layout == Layout::V1 && self.driver == Driver::Cgroupfs => {
+                fs::v1_frozen(&dir)
+            }
+            Some(dir) => fs::v2_frozen(&dir),
+        }
     }
+
+    /// Every pid in the cgroup and its descendants (ps, kill --all).
     pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        Ok(Vec::new())
+        if !self.is_enabled() {
+            return Err(CgroupError::Disabled { op: "list pids" });
+        }
+        let pids = self
+            .manager()?
+            .get_all_pids()
+            .map_err(self.op_err("list pids of"))?;
+        Ok(pids.into_iter().map(Pid::as_raw).collect())
     }
+
+    /// Usage counters as runc's `events --stats` "data" object.
     pub fn stats(&self) -> Result<Stats, CgroupError> {
-        Ok(serde_json::Value::Null)
+        if !self.is_enabled() {
+            return Err(CgroupError::Disabled { op: "read stats" });
+        }
+        let mut raw = self
+            .manager()?
+            .stats()
+            .map_err(self.op_err("read stats of"))?;
+        let v1 = self.driver == Driver::Cgroupfs && self.layout == Layout::V1;
+        stats::to_nanoseconds(&mut raw, v1);
+        Ok(stats::to_json(&raw))
     }
+
     /// Number of OOM kills seen in this cgroup so far (memory.oom_control / memory.events).
     pub fn oom_kills(&self) -> Result<u64, CgroupError> {
-        Ok(0)
+        let Some(dir) = self.dir_for("memory")? else {
+            return Ok(0);
+        };
+        let file = match (self.driver, self.layout) {
+            (Driver::Cgroupfs, Layout::V1) => "memory.oom_control",
+            _ => "memory.events",
+        };
+        fs::keyed_value(&dir.join(file), "oom_kill")
     }
+
+    /// Removes the container's cgroup directories (rmdir only; see the module docs).
     pub fn remove(&self) -> Result<(), CgroupError> {
-        Ok(())
+        match self.driver {
+            Driver::Disabled => Ok(()),
+            Driver::Systemd => {
+                validate_systemd(&self.path).map_err(|_| self.refuse("path fails validation"))?;
+                self.manager()?.remove().map_err(self.op_err("remove"))
+            }
+            Driver::Cgroupfs => {
+                let dirs = self.checked_for_removal()?;
+                for dir in &dirs {
+                    fs::remove_dir(dir)?;
+                }
+                Ok(())
+            }
+        }
+    }
+
+    fn refuse(&self, reason: &'static str) -> CgroupError {
+        CgroupError::RefuseRemove {
+            path: path::display(&self.path),
+            reason,
+        }
+    }
+
+    /// All checks before any rmdir: the stored path re-validates to itself, and no directory is this
+    /// process's cgroup or an ancestor of it, nor resolves outside its mount.
+    fn checked_for_removal(&self) -> Result<Vec<PathBuf>, CgroupError> {
+        let rel = validate_fs(&self.path).map_err(|_| self.refuse("path fails validation"))?;
+        if rel != self.path {
+            return Err(self.refuse("path is not in the form prepare stores"));
+        }
+        let proc_self = fs::read_opt(Path::new("/proc/self/cgroup"))?.unwrap_or_default();
+        let own = path::own_cgroups(&proc_self);
+        let mut dirs = Vec::new();
+        for (ctrl, dir) in self.leaf_dirs()? {
+            // v1 directories are matched with their controller's line, v2 with the `0::` line.
+            let holds_us = own
+                .iter()
+                .filter(|(ctrls, _)| match ctrl.is_empty() {
+                    true => ctrls.is_empty(),
+                    false => ctrls.contains(&ctrl),
+                })
+                .any(|(_, mine)| path::is_self_or_ancestor(&rel, mine));
+            if holds_us {
+                return Err(self.refuse("it holds this process"));
+            }
+            if let (Ok(real), Some(mount)) = (dir.canonicalize(), mount_of(&dir, &rel)) {
+                let mount = mount.canonicalize().unwrap_or(mount);
+                if !real.starts_with(&mount) || real == mount {
+                    return Err(self.refuse("it resolves outside its hierarchy"));
+                }
+            }
+            dirs.push(dir);
+        }
+        Ok(dirs)
+    }
+}
+
+/// `dir` minus the trailing `rel`: the hierarchy mount it was built from.
+fn mount_of(dir: &Path, rel: &Path) -> Option<PathBuf> {
+    let mut mount = dir.to_path_buf();
+    for _ in rel.components() {
+        if !mount.pop() {
+            return None;
+        }
+    }
+    Some(mount)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
+
+    #[test]
+    fn deny_all_is_prepended_once() {
+        let r = with_deny_all(&LinuxResources::default());
+        let devs = r.devices().clone().unwrap();
+        assert_eq!(devs.len(), 1);
+        assert_eq!(devs[0].to_string(), "a *:* rwm");
+        assert!(!devs[0].allow());
+
+        let again = with_deny_all(&r);
+        assert_eq!(again.devices().as_ref().unwrap().len(), 1);
+
+        // A deny of only some access bits is not deny-all: the full rule still goes first.
+        let mut partial = LinuxResources::default();
+        let deny_r = LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .access("r")
+            .build()
+            .unwrap();
+        partial.set_devices(Some(vec![deny_r]));
+        assert_eq!(with_deny_all(&partial).devices().as_ref().unwrap().len(), 2);
+
+        let mut spec = LinuxResources::default();
+        let null = LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(1)
+            .minor(3)
+            .access("rwm")
+            .build()
+            .unwrap();
+        spec.set_devices(Some(vec![null]));
+        let devs = with_deny_all(&spec).devices().clone().unwrap();
+        assert_eq!(devs.len(), 2);
+        assert_eq!(devs[0].to_string(), "a *:* rwm");
+        assert_eq!(devs[1].to_string(), "c 1:3 rwm");
+    }
+
+    #[test]
+    fn mount_of_strips_rel() {
+        assert_eq!(
+            mount_of(
+                Path::new("/sys/fs/cgroup/memory/husk/a"),
+                Path::new("husk/a")
+            ),
+            Some(PathBuf::from("/sys/fs/cgroup/memory"))
+        );
+    }
+
+    #[test]
+    fn systemd_driver_without_systemd_is_an_error() {
+        if libcgroups::systemd::booted() {
+            return;
+        }
+        let opts = Options {
+            driver: Driver::Systemd,
+            ..Options::default()
+        };
+        let err = Cgroup::prepare(None, "abc", &opts).unwrap_err();
+        assert!(matches!(err, CgroupError::NoSystemd), "{err}");
+        assert!(err.to_string().contains("PID 1 is not systemd"));
+    }
+
+    #[test]
+    fn disabled_driver_ignores_resources() {
+        let opts = Options {
+            driver: Driver::Disabled,
+            ..Options::default()
+        };
+        let (cg, warn) = Cgroup::prepare(None, "abc", &opts).unwrap();
+        assert!(!cg.is_enabled() && warn.is_none() && !cg.devices_enforced());
+        cg.enter(1, None).unwrap();
+        cg.remove().unwrap();
+        assert!(matches!(cg.freeze(), Err(CgroupError::Disabled { .. })));
+        assert!(matches!(cg.stats(), Err(CgroupError::Disabled { .. })));
+        assert!(!cg.is_frozen().unwrap());
+        assert_eq!(cg.oom_kills().unwrap(), 0);
+    }
+
+    #[test]
+    fn handle_round_trips_through_json() {
+        let cg = Cgroup {
+            driver: Driver::Cgroupfs,
+            path: PathBuf::from("husk/abc"),
+            mount_root: PathBuf::from("/sys/fs/cgroup"),
+            layout: Layout::V2,
+            rootless: false,
+        };
+        let text = serde_json::to_string(&cg).unwrap();
+        assert!(text.contains("\"driver\":\"cgroupfs\"") && text.contains("\"layout\":\"v2\""));
+        let back: Cgroup = serde_json::from_str(&text).unwrap();
+        assert_eq!(back.path, cg.path);
+        let old: Cgroup = serde_json::from_str(
+            r#"{"driver":"disabled","path":"husk/x","mount_root":"/sys/fs/cgroup","layout":"auto"}"#,
+        )
+        .unwrap();
+        assert!(!old.rootless);
     }
 }

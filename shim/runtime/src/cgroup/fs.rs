@@ -1,0 +1,248 @@
+//! Direct cgroupfs work the facade does itself rather than through libcgroups: creating the
+//! directories (so resources are applied before the pid enters), enabling v2 controllers on the way
+//! down, refusing to reuse a populated cgroup, rmdir without signalling anyone, freezer and OOM
+//! reads, and the rootless writability check.
+//!
+//! Why not libcgroups for these: its `remove()` SIGKILLs every pid in the cgroup before rmdir, which
+//! would kill the wrong processes if a handle ever named a foreign cgroup; its v2 controller enabling
+//! writes one controller per write(2), which a test tree of plain files cannot show.
+//! See cgroups(7) and Documentation/admin-guide/cgroup-v2.rst ("no internal process" rule).
+
+use std::fs;
+use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::thread::sleep;
+use std::time::Duration;
+
+use super::CgroupError;
+
+pub const PROCS: &str = "cgroup.procs";
+
+fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> CgroupError + 'a {
+    move |source| CgroupError::Io {
+        op,
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+/// v1 controller mount points (one entry per distinct mount; co-mounted controllers share one).
+pub fn v1_mounts() -> Result<Vec<(String, PathBuf)>, CgroupError> {
+    let found = libcgroups::v1::util::list_supported_mount_points().map_err(|source| {
+        CgroupError::Mounts {
+            source: Box::new(source),
+        }
+    })?;
+    let mut mounts: Vec<(String, PathBuf)> = found
+        .into_iter()
+        .map(|(ctrl, mount)| (ctrl.to_string(), mount))
+        .collect();
+    mounts.sort();
+    mounts.dedup_by(|a, b| a.1 == b.1);
+    Ok(mounts)
+}
+
+/// Reads a cgroup file; `None` when it (or its directory) does not exist.
+pub fn read_opt(path: &Path) -> Result<Option<String>, CgroupError> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io("read", path)(e)),
+    }
+}
+
+/// Refuses to take over a cgroup that already holds processes (someone else's, or our own caller's).
+pub fn ensure_unused(dir: &Path) -> Result<(), CgroupError> {
+    let procs = read_opt(&dir.join(PROCS))?.unwrap_or_default();
+    if procs.trim().is_empty() {
+        Ok(())
+    } else {
+        Err(CgroupError::InUse {
+            path: dir.to_path_buf(),
+        })
+    }
+}
+
+pub fn create_v1(dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    for dir in dirs {
+        fs::create_dir_all(dir).map_err(io("create cgroup", dir))?;
+    }
+    Ok(())
+}
+
+/// Creates `root/rel` one level at a time and enables, in the root and every intermediate level, all
+/// controllers that level has. The leaf gets none: a v2 cgroup with processes cannot also delegate
+/// controllers to children.
+pub fn create_v2(root: &Path, rel: &Path) -> Result<(), CgroupError> {
+    let mut dir = root.to_path_buf();
+    for part in rel.components() {
+        enable_controllers(&dir)?;
+        dir.push(part);
+        match fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("create cgroup", &dir)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Writes `+c1 +c2 ...` (all of this level's cgroup.controllers) to its cgroup.subtree_control in one
+/// write; the kernel applies the whole list or nothing. If that fails (e.g. a controller is busy),
+/// falls back to one controller per write and lets each fail on its own: a limit that needs a
+/// missing controller fails later, when it is applied, with the file name in the error.
+fn enable_controllers(dir: &Path) -> Result<(), CgroupError> {
+    let Some(available) = read_opt(&dir.join("cgroup.controllers"))? else {
+        return Ok(());
+    };
+    let wanted: Vec<String> = available
+        .split_whitespace()
+        .map(|c| format!("+{c}"))
+        .collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let file = dir.join("cgroup.subtree_control");
+    if fs::write(&file, wanted.join(" ")).is_ok() {
+        return Ok(());
+    }
+    for one in &wanted {
+        if let Err(e) = fs::write(&file, one) {
+            log::debug!("enable {one} in {}: {e}", file.display());
+        }
+    }
+    Ok(())
+}
+
+/// rmdir with a short retry: the kernel keeps a cgroup busy for a moment after its last task exits.
+/// A missing directory counts as removed. Never signals anything.
+pub fn remove_dir(dir: &Path) -> Result<(), CgroupError> {
+    let mut delay = Duration::from_millis(10);
+    for attempt in 0.. {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+            Err(e) if attempt < 5 && e.raw_os_error() == Some(libc::EBUSY) => {
+                sleep(delay);
+                delay *= 2;
+            }
+            Err(e) => return Err(io("remove cgroup", dir)(e)),
+        }
+    }
+    Ok(())
+}
+
+/// Value of `key` in a flat-keyed file such as memory.events or memory.oom_control; 0 when absent.
+pub fn keyed_value(path: &Path, key: &str) -> Result<u64, CgroupError> {
+    let Some(text) = read_opt(path)? else {
+        return Ok(0);
+    };
+    for line in text.lines() {
+        let mut words = line.split_whitespace();
+        if words.next() == Some(key) {
+            let value = words.next().unwrap_or_default();
+            return value.parse().map_err(|_| CgroupError::Parse {
+                path: path.to_path_buf(),
+                content: line.to_owned(),
+            });
+        }
+    }
+    Ok(0)
+}
+
+/// v1: freezer.state reads FROZEN (FREEZING is still running, as runc reports it).
+pub fn v1_frozen(dir: &Path) -> Result<bool, CgroupError> {
+    Ok(read_opt(&dir.join("freezer.state"))?.is_some_and(|s| s.trim() == "FROZEN"))
+}
+
+/// v2: cgroup.events says `frozen 1` (cgroup.freeze is only the request).
+pub fn v2_frozen(dir: &Path) -> Result<bool, CgroupError> {
+    Ok(keyed_value(&dir.join("cgroup.events"), "frozen")? == 1)
+}
+
+/// The deepest existing directory at or above `path`.
+fn nearest_existing(path: &Path) -> Option<&Path> {
+    path.ancestors().find(|p| p.is_dir())
+}
+
+/// Whether `uid`/`gid` may write `path` by its mode bits (root always may). Delegation (systemd
+/// `Delegate=yes`, or a chown by an administrator) shows up exactly as ownership of the directory.
+fn writable_by(path: &Path, uid: u32, gid: u32) -> bool {
+    if uid == 0 {
+        return true;
+    }
+    let Ok(meta) = fs::metadata(path) else {
+        return false;
+    };
+    let mode = meta.mode();
+    (meta.uid() == uid && mode & 0o200 != 0)
+        || (meta.gid() == gid && mode & 0o020 != 0)
+        || mode & 0o002 != 0
+}
+
+/// For rootless: the first place under which `uid` could not create or join `dir`, if any. The
+/// nearest existing ancestor must be writable (to mkdir) and, if `dir` exists, its cgroup.procs.
+pub fn unwritable(dir: &Path, uid: u32, gid: u32) -> Option<PathBuf> {
+    let Some(base) = nearest_existing(dir) else {
+        return Some(dir.to_path_buf());
+    };
+    if !writable_by(base, uid, gid) {
+        return Some(base.to_path_buf());
+    }
+    let procs = dir.join(PROCS);
+    if dir.is_dir() && !writable_by(&procs, uid, gid) {
+        return Some(procs);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testutil::TempTree;
+    use super::*;
+
+    #[test]
+    fn keyed_values() {
+        let t = TempTree::new("keyed");
+        t.file("memory.events", "low 0\nhigh 0\nmax 3\noom 2\noom_kill 1\n");
+        assert_eq!(
+            keyed_value(&t.path("memory.events"), "oom_kill").unwrap(),
+            1
+        );
+        assert_eq!(keyed_value(&t.path("memory.events"), "missing").unwrap(), 0);
+        assert_eq!(keyed_value(&t.path("nope"), "oom_kill").unwrap(), 0);
+        t.file("bad", "oom_kill x\n");
+        assert!(keyed_value(&t.path("bad"), "oom_kill").is_err());
+    }
+
+    #[test]
+    fn unused_and_remove() {
+        let t = TempTree::new("unused");
+        t.file("a/cgroup.procs", "");
+        assert!(ensure_unused(&t.path("a")).is_ok());
+        assert!(ensure_unused(&t.path("missing")).is_ok());
+        t.file("a/cgroup.procs", "42\n");
+        assert!(matches!(
+            ensure_unused(&t.path("a")),
+            Err(CgroupError::InUse { .. })
+        ));
+        fs::create_dir(t.path("empty")).unwrap();
+        remove_dir(&t.path("empty")).unwrap();
+        assert!(!t.path("empty").exists());
+        remove_dir(&t.path("empty")).unwrap();
+        assert!(remove_dir(&t.path("a")).is_err(), "non-empty dir must stay");
+    }
+
+    #[test]
+    fn rootless_writability() {
+        let t = TempTree::new("rootless");
+        let me = nix::unistd::geteuid().as_raw();
+        assert_eq!(unwritable(&t.path("x/y"), 0, 0), None);
+        if me != 0 {
+            assert_eq!(unwritable(&t.path("x/y"), me, u32::MAX), None);
+        }
+        // Owned by someone else with mode 0755: not writable for a different, unprivileged uid.
+        assert!(unwritable(Path::new("/proc/1/x"), 4242, 4242).is_some());
+    }
+}
