@@ -288,8 +288,8 @@ impl Record {
         }
         match self.phase {
             Phase::Creating => Status::Creating,
-            _ if dir.fifo().exists() => Status::Created,
             _ if self.cgroup.is_frozen().unwrap_or(false) => Status::Paused,
+            _ if dir.fifo().exists() => Status::Created,
             _ => Status::Running,
         }
     }
