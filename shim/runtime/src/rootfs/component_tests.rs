@@ -31,6 +31,8 @@ enum Scenario {
     Rootless,
     /// /proc in the image is a symlink: prepare must refuse to mount proc through it.
     SymlinkProc,
+    /// Like Userns, with MS_MOVE + chroot instead of pivot_root.
+    NoPivot,
 }
 
 impl Scenario {
@@ -40,6 +42,7 @@ impl Scenario {
             Scenario::Userns => "userns",
             Scenario::Rootless => "rootless",
             Scenario::SymlinkProc => "symlink-proc",
+            Scenario::NoPivot => "no-pivot",
         }
     }
 
@@ -49,6 +52,7 @@ impl Scenario {
             Scenario::Userns,
             Scenario::Rootless,
             Scenario::SymlinkProc,
+            Scenario::NoPivot,
         ]
         .into_iter()
         .find(|c| c.name() == s)
@@ -58,7 +62,7 @@ impl Scenario {
         Options {
             rootless: self == Scenario::Rootless,
             userns: self != Scenario::Root,
-            no_pivot: false,
+            no_pivot: self == Scenario::NoPivot,
         }
     }
 }
@@ -135,7 +139,8 @@ fn run_child(dir: &Path, scenario: Scenario) -> Result<(), String> {
     plan.finalize().map_err(|e| format!("finalize: {e}"))?;
     let failures: Vec<String> = checks(dir, scenario)
         .into_iter()
-        .filter_map(|(what, ok)| (!ok).then(|| what.to_string()))
+        .filter(|&(_, ok)| !ok)
+        .map(|(what, _)| what.to_string())
         .collect();
     if failures.is_empty() {
         Ok(())
@@ -311,6 +316,9 @@ fn bundle(scenario: Scenario) -> PathBuf {
     std::fs::write(r.join("etc/secretfile"), "secret").unwrap();
     std::fs::write(dir.join("hostdata/hello"), "hello").unwrap();
     std::fs::write(dir.join("hostfile"), "hostfile").unwrap();
+    // outside/x exists, so a resolver that followed the link out would find (and mount on) it
+    // without having to create anything.
+    std::fs::create_dir(dir.join("outside/x")).unwrap();
     std::os::unix::fs::symlink(dir.join("outside"), r.join("evil")).unwrap();
     std::os::unix::fs::symlink("../../../../../outside", r.join("evil2")).unwrap();
     if scenario == Scenario::SymlinkProc {
@@ -365,7 +373,16 @@ fn run(scenario: Scenario) {
         .env(DIR_ENV, &dir)
         .env_remove("RUST_LOG");
     let out = cmd.output().unwrap();
-    let leaked: Vec<_> = std::fs::read_dir(dir.join("outside")).unwrap().collect();
+    let leaked: Vec<_> = std::fs::read_dir(dir.join("outside"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .filter(|n| n != "x")
+        .chain(
+            std::fs::read_dir(dir.join("outside/x"))
+                .unwrap()
+                .map(|e| e.unwrap().file_name()),
+        )
+        .collect();
     let realproc_empty =
         std::fs::read_dir(dir.join("rootfs/realproc")).map_or(true, |mut d| d.next().is_none());
     let _ = std::fs::remove_dir_all(&dir);
@@ -396,6 +413,11 @@ fn executor_in_userns() {
 #[test]
 fn executor_rootless_uid_1001() {
     run(Scenario::Rootless);
+}
+
+#[test]
+fn executor_no_pivot() {
+    run(Scenario::NoPivot);
 }
 
 #[test]

@@ -195,6 +195,17 @@ mod tests {
     }
 
     #[test]
+    fn existing_outside_target_is_not_reached() {
+        let d = tmp("existing");
+        std::fs::create_dir(d.join("outside/x")).unwrap();
+        symlink(d.join("outside"), d.join("root/evil")).unwrap();
+        let root = root_fd(&d);
+        let e = open(root.as_fd(), Path::new("/evil/x"), Create::No).unwrap_err();
+        assert_eq!(e, Errno::ENOENT);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
     fn relative_escape_is_clamped_and_file_created() {
         let d = tmp("rel");
         symlink("../../../../outside", d.join("root/evil")).unwrap();
