@@ -5,8 +5,9 @@
 //! finalize and checks what it sees from inside, exiting 0 or 1. The parent checks the exit status and
 //! that nothing leaked to the host side of the bundle.
 //!
-//! Needs root (to set up namespaces for every case and to switch to uid 1001 for the rootless one);
-//! skipped with a reason otherwise, unless HUSK_REQUIRE_PRIVILEGED=1.
+//! The Root scenario needs root; the others need unprivileged user namespaces (as root, the rootless
+//! one switches to uid 1001). A scenario that cannot run is skipped with a reason, unless
+//! HUSK_REQUIRE_PRIVILEGED=1, when it fails.
 
 use super::*;
 use nix::sys::stat::{lstat, major, minor, SFlag};
@@ -271,13 +272,15 @@ fn checks(dir: &Path, scenario: Scenario) -> Vec<(&'static str, bool)> {
     out
 }
 
-/// Whether this process may run the component tests; panics when they are required but cannot run.
-fn privileged(test: &str) -> bool {
+/// Whether this scenario can run here; panics when it is required but cannot run. Only the Root
+/// scenario needs root: the others need a user namespace, and as a non-root user the Rootless one
+/// runs as that user instead of switching to uid 1001.
+fn runnable(test: &str, scenario: Scenario) -> bool {
     let required = std::env::var("HUSK_REQUIRE_PRIVILEGED").is_ok_and(|v| v == "1");
     let missing = ["/bin/busybox", "/usr/bin/unshare", "/usr/bin/setpriv"]
         .into_iter()
         .find(|p| !Path::new(p).exists());
-    let reason = if !nix::unistd::geteuid().is_root() {
+    let reason = if scenario == Scenario::Root && !is_root() {
         Some("not root".to_string())
     } else {
         missing.map(|p| format!("{p} missing"))
@@ -290,6 +293,10 @@ fn privileged(test: &str) -> bool {
             false
         }
     }
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
 }
 
 /// Lays out the bundle: rootfs with busybox and a hostile symlink, host-side data and an "outside".
@@ -329,7 +336,7 @@ fn bundle(scenario: Scenario) -> PathBuf {
     let exe = dir.join("test-exe");
     std::fs::copy(std::env::current_exe().unwrap(), &exe).unwrap();
     std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
-    if scenario == Scenario::Rootless {
+    if scenario == Scenario::Rootless && is_root() {
         let status = Command::new("chown")
             .args(["-R", &format!("{TUSER}:{TUSER}")])
             .arg(&dir)
@@ -342,11 +349,11 @@ fn bundle(scenario: Scenario) -> PathBuf {
 
 fn run(scenario: Scenario) {
     let test = format!("rootfs component test {}", scenario.name());
-    if !privileged(&test) {
+    if !runnable(&test, scenario) {
         return;
     }
     let dir = bundle(scenario);
-    let mut cmd = if scenario == Scenario::Rootless {
+    let mut cmd = if scenario == Scenario::Rootless && is_root() {
         let mut c = Command::new("setpriv");
         c.args([
             &format!("--reuid={TUSER}"),
