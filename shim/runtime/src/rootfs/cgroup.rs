@@ -3,9 +3,11 @@
 //! - v2 (`/sys/fs/cgroup` is cgroup2): mount a cgroup2 instance. Without a cgroup namespace owned by
 //!   our user namespace the kernel refuses (EPERM/EBUSY); then, like runc, bind the container's own
 //!   cgroup directory (from /proc/self/cgroup) or, failing that, the whole hierarchy.
-//! - v1 / hybrid: a tmpfs at the destination holding one bind per controller hierarchy of the
-//!   container's own cgroup directory (the hierarchy root is never exposed), symlinks for
-//!   co-mounted controllers (cpu → cpu,cpuacct), then the tmpfs is made read-only if asked.
+//! - v1 / hybrid: a tmpfs at the destination holding, per controller hierarchy, a bind of the
+//!   container's own cgroup directory (the hierarchy root is never exposed) or, with its own cgroup
+//!   namespace, a fresh mount of the hierarchy (which shows only the namespace's subtree); symlinks
+//!   for co-mounted controllers (cpu → cpu,cpuacct); then the tmpfs is made read-only if asked.
+//!   The hybrid layout's unified (cgroup2) hierarchy is not exposed in v1 mode.
 
 use super::exec::{fd_path, mount_at, propagate, remount_bind, unescape};
 use super::{resolve, MountOp, MountOptions, RootfsError};
@@ -18,7 +20,7 @@ use std::path::{Path, PathBuf};
 
 const HOST: &str = "/sys/fs/cgroup";
 
-pub fn mount(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
+pub fn mount(root: BorrowedFd<'_>, op: &MountOp, cgroupns: bool) -> Result<(), RootfsError> {
     let v2 = statfs(HOST)
         .map_err(|source| RootfsError::Statfs {
             path: HOST.into(),
@@ -29,7 +31,7 @@ pub fn mount(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
     if v2 {
         mount_v2(root, op)?;
     } else {
-        mount_v1(root, op)?;
+        mount_v1(root, op, cgroupns)?;
     }
     propagate(root, &op.destination, &op.options.propagation)
 }
@@ -80,7 +82,7 @@ fn bind(
     remount_bind(root, dest, o)
 }
 
-fn mount_v1(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
+fn mount_v1(root: BorrowedFd<'_>, op: &MountOp, cgroupns: bool) -> Result<(), RootfsError> {
     let dest = &op.destination;
     let o = &op.options;
     let resolve_err = |path: &Path| {
@@ -103,12 +105,18 @@ fn mount_v1(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
         let Some(own) = own_cgroup(&cgroups, &h.controllers) else {
             continue;
         };
-        let rel = own.strip_prefix(&h.root).unwrap_or(&own);
-        let source = h.mount_point.join(rel.strip_prefix("/").unwrap_or(rel));
         let name = h.mount_point.file_name().unwrap_or_default();
         let sub = dest.join(name);
-        log::debug!("rootfs: cgroup v1 bind {source:?} on {sub:?}");
-        bind(root, &source, &sub, o)?;
+        if cgroupns {
+            // In its own cgroup namespace a fresh mount of the hierarchy shows only our subtree;
+            // binding host paths here would be wrong (/proc/self/cgroup is relative to the ns).
+            hierarchy_mount(root, &h.controllers, &sub, o)?;
+        } else {
+            let rel = own.strip_prefix(&h.root).unwrap_or(&own);
+            let source = h.mount_point.join(rel.strip_prefix("/").unwrap_or(rel));
+            log::debug!("rootfs: cgroup v1 bind {source:?} on {sub:?}");
+            bind(root, &source, &sub, o)?;
+        }
         let name = name.to_string_lossy();
         if name.contains(',') {
             let dir = resolve::open(root, dest, resolve::Create::No).map_err(resolve_err(dest))?;
@@ -141,6 +149,34 @@ fn mount_v1(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
         })?;
     }
     Ok(())
+}
+
+/// A cgroup v1 mount of the existing hierarchy with `controllers` ("cpu,cpuacct", "name=systemd").
+fn hierarchy_mount(
+    root: BorrowedFd<'_>,
+    controllers: &str,
+    dest: &Path,
+    o: &MountOptions,
+) -> Result<(), RootfsError> {
+    let target =
+        resolve::open(root, dest, resolve::Create::Dir).map_err(|source| RootfsError::Resolve {
+            path: dest.into(),
+            source,
+        })?;
+    let data = if controllers.starts_with("name=") {
+        format!("none,{controllers}")
+    } else {
+        controllers.to_string()
+    };
+    let flags = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    mount_at(
+        Some(Path::new("cgroup")),
+        &target,
+        Some("cgroup"),
+        flags,
+        &data,
+        dest,
+    )
 }
 
 fn read(path: &str) -> Result<String, RootfsError> {

@@ -26,7 +26,7 @@ const MQUEUE_MAGIC: FsType = FsType(0x1980_0202);
 enum Scenario {
     /// Real root, new mount+pid namespaces: mknod path.
     Root,
-    /// Root mapped to root in a new user namespace.
+    /// Root mapped to root in new user and cgroup namespaces.
     Userns,
     /// uid 1001 mapped to root in a new user namespace: bind-mounted devices.
     Rootless,
@@ -75,6 +75,14 @@ fn config(dir: &Path, scenario: Scenario) -> Spec {
             json!({"path": "/dev/testfifo", "type": "p", "fileMode": 0o600, "uid": 5, "gid": 6}),
         );
     }
+    let mut namespaces = vec![
+        json!({"type": "pid"}),
+        json!({"type": "mount"}),
+        json!({"type": "ipc"}),
+    ];
+    if scenario == Scenario::Userns {
+        namespaces.push(json!({"type": "cgroup"}));
+    }
     let v = json!({
         "ociVersion": "1.0.2",
         "root": {"path": "rootfs", "readonly": true},
@@ -100,7 +108,7 @@ fn config(dir: &Path, scenario: Scenario) -> Spec {
             {"destination": "/evil2/y", "type": "tmpfs", "source": "tmpfs"}
         ],
         "linux": {
-            "namespaces": [{"type": "pid"}, {"type": "mount"}, {"type": "ipc"}],
+            "namespaces": namespaces,
             "maskedPaths": ["/proc/kcore", "/etc/secretfile", "/secret", "/does/not/exist"],
             "readonlyPaths": ["/proc/sys", "/rodir", "/also/missing"],
             "devices": devices
@@ -259,6 +267,12 @@ fn checks(dir: &Path, scenario: Scenario) -> Vec<(&'static str, bool)> {
             "cgroup populated",
             std::fs::read_dir("/sys/fs/cgroup").is_ok_and(|mut d| d.next().is_some()),
         ),
+        // v1 layout (a tmpfs of hierarchies); on v2 without a cgroupns, like runc, the whole
+        // hierarchy is mounted read-only.
+        (
+            "v1 cgroup dirs are our own",
+            !fs_is("/sys/fs/cgroup", TMPFS_MAGIC) || own_cgroups(),
+        ),
         ("old root gone", !dir.join("rootfs").exists()),
         ("busybox runs", busybox),
     ];
@@ -270,6 +284,24 @@ fn checks(dir: &Path, scenario: Scenario) -> Vec<(&'static str, bool)> {
         ));
     }
     out
+}
+
+/// Every v1 hierarchy under /sys/fs/cgroup is our own cgroup (lists our pid), not a hierarchy root.
+fn own_cgroups() -> bool {
+    let me = std::process::id().to_string();
+    let procs = |d: &Path| std::fs::read_to_string(d.join("cgroup.procs"));
+    let Ok(entries) = std::fs::read_dir("/sys/fs/cgroup") else {
+        return false;
+    };
+    let dirs: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+        .map(|e| e.path())
+        .collect();
+    !dirs.is_empty()
+        && dirs
+            .iter()
+            .all(|d| procs(d).is_ok_and(|p| p.lines().any(|l| l == me)))
 }
 
 /// Whether this scenario can run here; panics when it is required but cannot run. Only the Root
@@ -367,6 +399,9 @@ fn run(scenario: Scenario) {
     };
     if scenario != Scenario::Root {
         cmd.args(["--user", "--map-root-user", "--ipc"]);
+    }
+    if scenario == Scenario::Userns {
+        cmd.arg("--cgroup");
     }
     cmd.args(["--mount", "--pid", "--fork"])
         .arg(dir.join("test-exe"))

@@ -170,7 +170,7 @@ fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
                 dest,
             )?;
         }
-        MountKind::Cgroup => return cgroup::mount(root, op),
+        MountKind::Cgroup { cgroupns } => return cgroup::mount(root, op, *cgroupns),
     }
     propagate(root, dest, &op.options.propagation)
 }

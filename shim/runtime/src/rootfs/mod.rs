@@ -106,7 +106,9 @@ pub enum MountKind {
     /// A new filesystem instance (tmpfs, proc, sysfs, mqueue, devpts, anything else as-is).
     Fs { fstype: String, source: String },
     /// cgroup or cgroup2: the host's layout (v1 or v2) is checked when the mount is applied.
-    Cgroup,
+    /// `cgroupns`: the container has its own cgroup namespace, so fresh cgroup mounts show only its
+    /// subtree; without one, only the container's own directories are bound in.
+    Cgroup { cgroupns: bool },
 }
 
 /// One entry of `mounts`, ready for mount(2).
@@ -150,17 +152,15 @@ pub fn plan(spec: &Spec, bundle: &Path, options: &Options) -> Result<Plan, Rootf
             options::propagation(p).ok_or_else(|| RootfsError::RootfsPropagation(p.into()))?
         }
     };
-    let own_netns = linux
-        .and_then(|l| l.namespaces().as_ref())
-        .is_some_and(|nss| {
-            nss.iter()
-                .any(|ns| ns.typ() == LinuxNamespaceType::Network && ns.path().is_none())
-        });
+    // Namespaces the container creates (a `path` joins an existing one, owned by someone else).
+    let namespaces = linux.and_then(|l| l.namespaces().as_ref());
+    let own =
+        |t| namespaces.is_some_and(|nss| nss.iter().any(|ns| ns.typ() == t && ns.path().is_none()));
     let mounts = spec
         .mounts()
         .iter()
         .flatten()
-        .map(|m| plan_mount(m, bundle, options, own_netns))
+        .map(|m| plan_mount(m, bundle, options, &own))
         .collect::<Result<Vec<_>, _>>()?;
     let setup_dev = !mounts
         .iter()
@@ -190,8 +190,9 @@ fn plan_mount(
     m: &Mount,
     bundle: &Path,
     options: &Options,
-    own_netns: bool,
+    own: &dyn Fn(LinuxNamespaceType) -> bool,
 ) -> Result<MountOp, RootfsError> {
+    use LinuxNamespaceType::{Cgroup, Network};
     let destination = clean(m.destination());
     if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
         return Err(RootfsError::Idmapped { destination });
@@ -249,9 +250,14 @@ fn plan_mount(
     };
     Ok(match fstype {
         "" => return Err(RootfsError::NoType { destination }),
-        "cgroup" | "cgroup2" => op(MountKind::Cgroup, opts),
+        "cgroup" | "cgroup2" => op(
+            MountKind::Cgroup {
+                cgroupns: own(Cgroup),
+            },
+            opts,
+        ),
         // A user namespace may only mount sysfs with a network namespace it owns.
-        "sysfs" if options.userns && !own_netns => host_rbind("/sys", &opts),
+        "sysfs" if options.userns && !own(Network) => host_rbind("/sys", &opts),
         "sysfs" | "mqueue" if options.userns => {
             let host = if fstype == "sysfs" {
                 "/sys"

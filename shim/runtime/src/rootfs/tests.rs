@@ -123,7 +123,10 @@ fn fs_and_bind_kinds() {
             source: "/etc/hosts".into()
         }
     );
-    assert_eq!(find(&p, "/sys/fs/cgroup").kind, MountKind::Cgroup);
+    assert_eq!(
+        find(&p, "/sys/fs/cgroup").kind,
+        MountKind::Cgroup { cgroupns: false }
+    );
     assert!(p.mounts.iter().all(|m| m.fallback.is_none()));
 }
 
@@ -162,6 +165,11 @@ fn userns_fallbacks() {
 
     let with_net = spec(json!({"linux": {"namespaces": [{"type": "network"}, {"type": "mount"}]}}));
     let p = plan_of(&with_net, opts);
+    let cg = spec(json!({"linux": {"namespaces": [{"type": "cgroup"}, {"type": "mount"}]}}));
+    assert_eq!(
+        find(&plan_of(&cg, Options::default()), "/sys/fs/cgroup").kind,
+        MountKind::Cgroup { cgroupns: true }
+    );
     let sys = find(&p, "/sys");
     assert!(matches!(sys.kind, MountKind::Fs { .. }));
     assert!(sys.fallback.is_some());
