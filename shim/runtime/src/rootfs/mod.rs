@@ -5,15 +5,87 @@
 //! `Plan::prepare` (propagation, bind the rootfs onto itself, every `mounts` entry, default devices,
 //! /dev symlinks and ptmx) → [createContainer hooks] → `Plan::pivot` (pivot_root, or MS_MOVE+chroot with
 //! no_pivot) → `Plan::finalize` (masked paths, readonly paths, readonly root).
-//! Every destination is resolved inside the rootfs without following symlinks out of it.
+//!
+//! Invariants:
+//! - Every destination is resolved inside the rootfs without following symlinks out of it
+//!   (openat2 `RESOLVE_IN_ROOT`, missing components created one at a time; see [`resolve`]), and the
+//!   mount goes onto `/proc/self/fd/<fd>` so the kernel mounts on exactly the object we resolved
+//!   (the CVE-2021-30465 class of symlink-exchange attacks).
+//! - proc and sysfs are never mounted through a symlink (CVE-2019-16884/-19921).
+//! - Bind remounts keep the source's locked flags (nosuid, nodev, noexec, ro, atime) unless the config
+//!   clears them explicitly; in a user namespace the kernel refuses to drop them (mount_namespaces(7)).
+//! - Masked files are covered with /dev/null only after checking it is the real 1:3 character device
+//!   (runc CVE-2025-31133).
+//!
+//! Behaviour follows runc's libcontainer/rootfs_linux.go; see also mount(2), pivot_root(2), openat2(2).
 
-use oci_spec::runtime::Spec;
-use std::path::{Path, PathBuf};
+mod cgroup;
+mod dev;
+mod exec;
+pub mod options;
+mod resolve;
+
+#[cfg(test)]
+mod component_tests;
+
+pub use dev::{Device, DeviceKind};
+pub use options::MountOptions;
+
+use nix::errno::Errno;
+use nix::mount::MsFlags;
+use oci_spec::runtime::{LinuxNamespaceType, Mount, Spec};
+use std::path::{Component, Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RootfsError {
-    #[error("rootfs {path}: {reason}")]
-    Rootfs { path: PathBuf, reason: String },
+    #[error("plan rootfs: config has no root")]
+    NoRoot,
+    #[error("parse linux.rootfsPropagation {0:?}: unknown propagation")]
+    RootfsPropagation(String),
+    #[error("parse mounts {destination} option {option:?}: unsupported")]
+    UnsupportedOption {
+        destination: PathBuf,
+        option: String,
+    },
+    #[error("plan mount {destination}: idmapped mounts (uidMappings/gidMappings) are unsupported")]
+    Idmapped { destination: PathBuf },
+    #[error("plan mount {destination}: no source")]
+    NoSource { destination: PathBuf },
+    #[error("plan mount {destination}: no type")]
+    NoType { destination: PathBuf },
+    #[error("plan linux.devices {path}: unsupported device type {kind:?}")]
+    DeviceType { path: PathBuf, kind: String },
+    #[error("resolve {path} in rootfs: {source}")]
+    Resolve { path: PathBuf, source: Errno },
+    #[error("mount {what} on {path}: {source}")]
+    Mount {
+        what: String,
+        path: PathBuf,
+        source: Errno,
+    },
+    #[error("remount {path}: {source}")]
+    Remount { path: PathBuf, source: Errno },
+    #[error("set propagation of {path}: {source}")]
+    Propagation { path: PathBuf, source: Errno },
+    #[error("statfs {path}: {source}")]
+    Statfs { path: PathBuf, source: Errno },
+    #[error("read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("create device {path}: {source}")]
+    Device { path: PathBuf, source: Errno },
+    #[error("create symlink {path}: {source}")]
+    Symlink { path: PathBuf, source: Errno },
+    #[error("mask {path}: /dev/null is not the null device")]
+    NotNullDevice { path: PathBuf },
+    #[error("{op} {path}: {source}")]
+    Pivot {
+        op: &'static str,
+        path: PathBuf,
+        source: Errno,
+    },
 }
 
 /// How the rootfs is to be set up.
@@ -26,36 +98,228 @@ pub struct Options {
     pub no_pivot: bool,
 }
 
+/// What a [`MountOp`] mounts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MountKind {
+    /// A bind (or rbind, with MS_REC in the flags) of a host path.
+    Bind { source: PathBuf },
+    /// A new filesystem instance (tmpfs, proc, sysfs, mqueue, devpts, anything else as-is).
+    Fs { fstype: String, source: String },
+    /// cgroup or cgroup2: the host's layout (v1 or v2) is checked when the mount is applied.
+    /// `cgroupns`: the container has its own cgroup namespace, so fresh cgroup mounts show only its
+    /// subtree; without one, only the container's own directories are bound in.
+    Cgroup { cgroupns: bool },
+}
+
+/// One entry of `mounts`, ready for mount(2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountOp {
+    /// Absolute, lexically clean path inside the container.
+    pub destination: PathBuf,
+    pub kind: MountKind,
+    pub options: MountOptions,
+    /// Tried when the mount fails with EPERM, EINVAL or EBUSY (the user-namespace cases: sysfs without
+    /// a netns, mqueue without an ipcns, devpts with an unmapped gid=).
+    pub fallback: Option<Box<MountOp>>,
+}
+
 /// The mount plan: printable with --debug, applied by the child.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub rootfs: PathBuf,
     pub readonly: bool,
     pub options: Options,
+    /// Propagation of `/` in the new mount namespace (`linux.rootfsPropagation`, default rprivate).
+    pub propagation: MsFlags,
+    pub mounts: Vec<MountOp>,
+    /// False when `/dev` is a bind mount: then devices, /dev symlinks and ptmx are left alone.
+    pub setup_dev: bool,
+    /// Default devices merged with `linux.devices` (config entries win by path).
+    pub devices: Vec<Device>,
+    /// (target, link) pairs created in /dev.
+    pub dev_symlinks: Vec<(PathBuf, PathBuf)>,
+    pub masked_paths: Vec<PathBuf>,
+    pub readonly_paths: Vec<PathBuf>,
 }
 
-/// Builds the plan (parent side, no syscalls except reading the bundle path).
+/// Builds the plan (parent side, no syscalls).
 pub fn plan(spec: &Spec, bundle: &Path, options: &Options) -> Result<Plan, RootfsError> {
-    let root = spec.root().as_ref().ok_or_else(|| RootfsError::Rootfs {
-        path: bundle.to_path_buf(),
-        reason: "config has no root".into(),
-    })?;
-    let rootfs = bundle.join(root.path());
+    let root = spec.root().as_ref().ok_or(RootfsError::NoRoot)?;
+    let linux = spec.linux().as_ref();
+    let propagation = match linux.and_then(|l| l.rootfs_propagation().as_deref()) {
+        None | Some("") => MsFlags::MS_PRIVATE | MsFlags::MS_REC,
+        Some(p) => {
+            options::propagation(p).ok_or_else(|| RootfsError::RootfsPropagation(p.into()))?
+        }
+    };
+    // Namespaces the container creates (a `path` joins an existing one, owned by someone else).
+    let namespaces = linux.and_then(|l| l.namespaces().as_ref());
+    let own =
+        |t| namespaces.is_some_and(|nss| nss.iter().any(|ns| ns.typ() == t && ns.path().is_none()));
+    let mounts = spec
+        .mounts()
+        .iter()
+        .flatten()
+        .map(|m| plan_mount(m, bundle, options, &own))
+        .collect::<Result<Vec<_>, _>>()?;
+    let setup_dev = !mounts
+        .iter()
+        .any(|m| m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. }));
+    let devices = dev::merge(linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]))?;
+    let paths = |list: Option<&Vec<String>>| -> Vec<PathBuf> {
+        list.into_iter()
+            .flatten()
+            .map(|p| clean(Path::new(p)))
+            .collect()
+    };
     Ok(Plan {
-        rootfs,
+        rootfs: bundle.join(root.path()),
         readonly: root.readonly().unwrap_or(false),
         options: options.clone(),
+        propagation,
+        mounts,
+        setup_dev,
+        devices,
+        dev_symlinks: dev::symlinks(),
+        masked_paths: paths(linux.and_then(|l| l.masked_paths().as_ref())),
+        readonly_paths: paths(linux.and_then(|l| l.readonly_paths().as_ref())),
     })
 }
 
+fn plan_mount(
+    m: &Mount,
+    bundle: &Path,
+    options: &Options,
+    own: &dyn Fn(LinuxNamespaceType) -> bool,
+) -> Result<MountOp, RootfsError> {
+    use LinuxNamespaceType::{Cgroup, Network};
+    let destination = clean(m.destination());
+    if m.uid_mappings().is_some() || m.gid_mappings().is_some() {
+        return Err(RootfsError::Idmapped { destination });
+    }
+    let mut opts = options::parse(m.options().as_deref().unwrap_or(&[])).map_err(|option| {
+        RootfsError::UnsupportedOption {
+            destination: destination.clone(),
+            option,
+        }
+    })?;
+    let fstype = m.typ().as_deref().unwrap_or("");
+    let is_bind = fstype == "bind" || opts.flags.contains(MsFlags::MS_BIND);
+    let op = |kind, options| MountOp {
+        destination: destination.clone(),
+        kind,
+        options,
+        fallback: None,
+    };
+    if is_bind {
+        opts.flags |= MsFlags::MS_BIND;
+        let source = m.source().as_ref().ok_or_else(|| RootfsError::NoSource {
+            destination: destination.clone(),
+        })?;
+        // Relative bind sources are relative to the bundle, as runc (which runs in the bundle) has it.
+        return Ok(op(
+            MountKind::Bind {
+                source: bundle.join(source),
+            },
+            opts,
+        ));
+    }
+    let source = m
+        .source()
+        .as_ref()
+        .map_or_else(|| fstype.to_string(), |s| s.to_string_lossy().into_owned());
+    let fs = |opts| {
+        op(
+            MountKind::Fs {
+                fstype: fstype.to_string(),
+                source: source.clone(),
+            },
+            opts,
+        )
+    };
+    let host_rbind = |path: &str, opts: &MountOptions| {
+        let mut o = opts.clone();
+        o.flags |= MsFlags::MS_BIND | MsFlags::MS_REC;
+        o.data.clear();
+        op(
+            MountKind::Bind {
+                source: path.into(),
+            },
+            o,
+        )
+    };
+    Ok(match fstype {
+        "" => return Err(RootfsError::NoType { destination }),
+        "cgroup" | "cgroup2" => op(
+            MountKind::Cgroup {
+                cgroupns: own(Cgroup),
+            },
+            opts,
+        ),
+        // A user namespace may only mount sysfs with a network namespace it owns.
+        "sysfs" if options.userns && !own(Network) => host_rbind("/sys", &opts),
+        "sysfs" | "mqueue" if options.userns => {
+            let host = if fstype == "sysfs" {
+                "/sys"
+            } else {
+                "/dev/mqueue"
+            };
+            MountOp {
+                fallback: Some(Box::new(host_rbind(host, &opts))),
+                ..fs(opts)
+            }
+        }
+        // gid=5 is invalid when gid 5 is not mapped in the user namespace.
+        "devpts" if options.userns && opts.data.contains("gid=") => {
+            let mut retry = opts.clone();
+            retry.data = without_gid(&opts.data);
+            MountOp {
+                fallback: Some(Box::new(fs(retry))),
+                ..fs(opts)
+            }
+        }
+        _ => fs(opts),
+    })
+}
+
+fn without_gid(data: &str) -> String {
+    data.split(',')
+        .filter(|o| !o.starts_with("gid="))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Absolute, lexically clean form of a container path ("a/../b/" → "/b"); `..` stops at `/`.
+pub(crate) fn clean(path: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in path.components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::RootDir | Component::CurDir | Component::Prefix(_) => {}
+        }
+    }
+    out
+}
+
 impl Plan {
+    /// In the child, in its new mount namespace: propagation, rootfs bind, `mounts`, devices.
     pub fn prepare(&self) -> Result<(), RootfsError> {
-        Ok(())
+        exec::prepare(self)
     }
+
+    /// In the child, after the createContainer hooks: makes the rootfs `/`.
     pub fn pivot(&self) -> Result<(), RootfsError> {
-        Ok(())
+        exec::pivot(self)
     }
+
+    /// In the child, after [`Plan::pivot`]: masked paths, readonly paths, readonly root.
     pub fn finalize(&self) -> Result<(), RootfsError> {
-        Ok(())
+        exec::finalize(self)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,6 +1,8 @@
 //! The only module with `unsafe`: raw syscalls that nix does not wrap the way the engine needs them.
 //! Every block carries a `// SAFETY:` comment.
 
+pub mod fd;
+
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
 use nix::unistd::Pid;

@@ -1,0 +1,443 @@
+//! The executor: applies a [`Plan`] in the child's new mount namespace.
+//!
+//! Mounts go onto `/proc/self/fd/<fd>` of an O_PATH fd resolved by [`resolve`]. Such an fd keeps
+//! naming the object that was *covered* by a mount, so every step after a mount (remount,
+//! propagation) resolves the destination again to reach the new mount's root.
+
+use super::{cgroup, dev, resolve, MountKind, MountOp, MountOptions, Plan, RootfsError};
+use nix::errno::Errno;
+use nix::mount::{mount, umount2, MntFlags, MsFlags};
+use nix::sys::stat::{fstat, SFlag};
+use nix::sys::statvfs::{fstatvfs, FsFlags};
+use nix::unistd::{chdir, chroot, fchdir, pivot_root};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+
+/// `/proc/self/fd/N`: mounting there mounts on exactly the object `fd` refers to.
+pub fn fd_path(fd: &OwnedFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_raw_fd()))
+}
+
+/// mount(2) onto the object behind `target`; `dest` names it in errors.
+pub fn mount_at(
+    source: Option<&Path>,
+    target: &OwnedFd,
+    fstype: Option<&str>,
+    flags: MsFlags,
+    data: &str,
+    dest: &Path,
+) -> Result<(), RootfsError> {
+    let data = (!data.is_empty()).then_some(data);
+    log::trace!("mount({source:?}, {dest:?}, {fstype:?}, {flags:?}, {data:?})");
+    mount(source, &fd_path(target), fstype, flags, data).map_err(|e| RootfsError::Mount {
+        what: fstype.map_or_else(
+            || source.unwrap_or(Path::new("")).display().to_string(),
+            str::to_string,
+        ),
+        path: dest.into(),
+        source: e,
+    })
+}
+
+fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
+    std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
+        .open(path)
+        .map(OwnedFd::from)
+        .map_err(|source| RootfsError::Read {
+            path: path.into(),
+            source,
+        })
+}
+
+fn resolve_err(path: &Path) -> impl FnOnce(Errno) -> RootfsError + '_ {
+    move |source| RootfsError::Resolve {
+        path: path.into(),
+        source,
+    }
+}
+
+fn rootfs_path(plan: &Plan) -> Result<PathBuf, RootfsError> {
+    std::fs::canonicalize(&plan.rootfs).map_err(|source| RootfsError::Read {
+        path: plan.rootfs.clone(),
+        source,
+    })
+}
+
+pub fn prepare(plan: &Plan) -> Result<(), RootfsError> {
+    let propagate = |path: &Path, flags| {
+        mount(None::<&str>, path, None::<&str>, flags, None::<&str>).map_err(|source| {
+            RootfsError::Propagation {
+                path: path.into(),
+                source,
+            }
+        })
+    };
+    log::debug!("rootfs: propagation of / {:?}", plan.propagation);
+    propagate(Path::new("/"), plan.propagation)?;
+    let rootfs = rootfs_path(plan)?;
+    if plan.propagation.contains(MsFlags::MS_SHARED) {
+        // pivot_root(2) refuses a new root whose parent mount is shared.
+        let parent = parent_mount(rootfs.parent().unwrap_or(Path::new("/")))?;
+        propagate(&parent, MsFlags::MS_PRIVATE)?;
+    }
+    // pivot_root needs the new root to be a mount point.
+    mount(
+        Some(&rootfs),
+        &rootfs,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(|source| RootfsError::Mount {
+        what: rootfs.display().to_string(),
+        path: rootfs.clone(),
+        source,
+    })?;
+    let root = open_dir(&rootfs)?;
+    for op in &plan.mounts {
+        log::debug!("rootfs: mount {op:?}");
+        apply(root.as_fd(), op)?;
+    }
+    if !plan.setup_dev {
+        return Ok(());
+    }
+    let bind = plan.options.rootless || plan.options.userns;
+    for d in &plan.devices {
+        log::debug!("rootfs: device {d:?} (bind: {bind})");
+        dev::create(root.as_fd(), d, bind)?;
+    }
+    dev::ptmx(root.as_fd())?;
+    for (target, link) in &plan.dev_symlinks {
+        dev::symlink(root.as_fd(), target, link)?;
+    }
+    Ok(())
+}
+
+/// Applies one mount, then its fallback if the first attempt hit a user-namespace restriction.
+fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
+    let err = match apply_one(root, op) {
+        Err(e @ RootfsError::Mount { .. }) => e,
+        r => return r,
+    };
+    let retryable = matches!(
+        &err,
+        RootfsError::Mount { source, .. } if matches!(source, Errno::EPERM | Errno::EINVAL | Errno::EBUSY)
+    );
+    match &op.fallback {
+        Some(fallback) if retryable => {
+            log::debug!("rootfs: {err}; trying {fallback:?}");
+            apply_one(root, fallback)
+        }
+        _ => Err(err),
+    }
+}
+
+fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
+    let dest = &op.destination;
+    match &op.kind {
+        MountKind::Bind { source } => {
+            let create = if source.is_dir() {
+                resolve::Create::Dir
+            } else {
+                resolve::Create::File
+            };
+            let target = resolve::open(root, dest, create).map_err(resolve_err(dest))?;
+            let flags = op.options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
+            mount_at(Some(source), &target, None, flags, "", dest)?;
+            let extra = op.options.flags & !(flags | MsFlags::MS_REMOUNT);
+            if !extra.is_empty() {
+                remount_bind(root, dest, &op.options)?;
+            }
+        }
+        MountKind::Fs { fstype, source } => {
+            // CVE-2019-16884/-19921: proc and sysfs must not land on a symlinked target.
+            let target = if fstype == "proc" || fstype == "sysfs" {
+                resolve::open_no_symlinks(root, dest)
+            } else {
+                resolve::open(root, dest, resolve::Create::Dir)
+            }
+            .map_err(resolve_err(dest))?;
+            let o = &op.options;
+            mount_at(
+                Some(Path::new(source)),
+                &target,
+                Some(fstype),
+                o.flags,
+                &o.data,
+                dest,
+            )?;
+        }
+        MountKind::Cgroup { cgroupns } => return cgroup::mount(root, op, *cgroupns),
+    }
+    propagate(root, dest, &op.options.propagation)
+}
+
+/// Applies `mounts[].options` propagation words to the mount now at `dest`.
+pub fn propagate(root: BorrowedFd<'_>, dest: &Path, flags: &[MsFlags]) -> Result<(), RootfsError> {
+    if flags.is_empty() {
+        return Ok(());
+    }
+    let top = resolve::open(root, dest, resolve::Create::No).map_err(resolve_err(dest))?;
+    for &p in flags {
+        mount(None::<&str>, &fd_path(&top), None::<&str>, p, None::<&str>).map_err(|source| {
+            RootfsError::Propagation {
+                path: dest.into(),
+                source,
+            }
+        })?;
+    }
+    Ok(())
+}
+
+/// The second step of a bind: MS_REMOUNT|MS_BIND with the requested flags plus the flags the mount
+/// already has and the config did not clear. If the kernel still refuses (EPERM: a locked flag was
+/// cleared explicitly in a user namespace), retry keeping every flag of the source, as runc does.
+pub fn remount_bind(
+    root: BorrowedFd<'_>,
+    dest: &Path,
+    o: &MountOptions,
+) -> Result<(), RootfsError> {
+    let top = resolve::open(root, dest, resolve::Create::No).map_err(resolve_err(dest))?;
+    let st = fstatvfs(&top).map_err(|source| RootfsError::Statfs {
+        path: dest.into(),
+        source,
+    })?;
+    let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
+    let want = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+    let kept = kept_flags(st.flags(), o.cleared, o.atime_given);
+    let run = |flags: MsFlags| {
+        log::trace!("remount({dest:?}, {flags:?})");
+        mount(
+            None::<&str>,
+            &fd_path(&top),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+    };
+    match run(base | want | kept) {
+        Err(Errno::EPERM) => run(base | want | kept_flags(st.flags(), MsFlags::empty(), false)),
+        r => r,
+    }
+    .map_err(|source| RootfsError::Remount {
+        path: dest.into(),
+        source,
+    })
+}
+
+/// The mount flags of an existing mount (statvfs `f_flag`) that a remount must repeat, minus those
+/// the config cleared; atime flags only when the config named none.
+pub fn kept_flags(st: FsFlags, cleared: MsFlags, atime_given: bool) -> MsFlags {
+    let mut pairs = vec![
+        (FsFlags::ST_RDONLY, MsFlags::MS_RDONLY),
+        (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
+        (FsFlags::ST_NODEV, MsFlags::MS_NODEV),
+        (FsFlags::ST_NOEXEC, MsFlags::MS_NOEXEC),
+    ];
+    if !atime_given {
+        pairs.extend([
+            (FsFlags::ST_NOATIME, MsFlags::MS_NOATIME),
+            (FsFlags::ST_NODIRATIME, MsFlags::MS_NODIRATIME),
+            (FsFlags::ST_RELATIME, MsFlags::MS_RELATIME),
+        ]);
+    }
+    pairs
+        .into_iter()
+        .filter(|&(s, m)| st.contains(s) && !cleared.contains(m))
+        .fold(MsFlags::empty(), |acc, (_, m)| acc | m)
+}
+
+/// The mount point of the mount containing `path` (longest mount point prefix in mountinfo).
+fn parent_mount(path: &Path) -> Result<PathBuf, RootfsError> {
+    let info = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(info).map_err(|source| RootfsError::Read {
+        path: info.into(),
+        source,
+    })?;
+    Ok(text
+        .lines()
+        .filter_map(|l| l.split(' ').nth(4).map(unescape))
+        .filter(|mp| path.starts_with(mp))
+        .max_by_key(|mp| mp.as_os_str().len())
+        .unwrap_or_else(|| PathBuf::from("/")))
+}
+
+/// Undoes mountinfo's octal escapes (`\040` for space, ...).
+pub fn unescape(field: &str) -> PathBuf {
+    let b = field.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let oct = b.get(i + 1..i + 4).and_then(|d| {
+            std::str::from_utf8(d)
+                .ok()
+                .and_then(|s| u8::from_str_radix(s, 8).ok())
+        });
+        match (b[i], oct) {
+            (b'\\', Some(c)) => {
+                out.push(c);
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    PathBuf::from(<std::ffi::OsString as std::os::unix::ffi::OsStringExt>::from_vec(out))
+}
+
+pub fn pivot(plan: &Plan) -> Result<(), RootfsError> {
+    let rootfs = rootfs_path(plan)?;
+    let err = |op: &'static str, path: &Path| {
+        let path = path.to_path_buf();
+        move |source| RootfsError::Pivot { op, path, source }
+    };
+    if plan.options.no_pivot {
+        // For a rootfs on an initramfs, where pivot_root is refused. Host mounts stay in the namespace
+        // below the new root, reachable only by escaping the chroot (needs CAP_SYS_CHROOT).
+        log::debug!("rootfs: move {rootfs:?} onto / and chroot");
+        chdir(&rootfs).map_err(err("chdir to", &rootfs))?;
+        mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
+            .map_err(err("move onto / the rootfs", &rootfs))?;
+        chroot(".").map_err(err("chroot into", &rootfs))?;
+        return chdir("/").map_err(err("chdir to", Path::new("/")));
+    }
+    log::debug!("rootfs: pivot_root into {rootfs:?}");
+    let old = open_dir(Path::new("/"))?;
+    let new = open_dir(&rootfs)?;
+    fchdir(new.as_raw_fd()).map_err(err("chdir to", &rootfs))?;
+    // pivot_root(".", "."): the old root ends up stacked on top of the new one, with no need for a
+    // put_old directory inside the rootfs; it is then detached from under us.
+    pivot_root(".", ".").map_err(err("pivot_root into", &rootfs))?;
+    fchdir(old.as_raw_fd()).map_err(err("chdir to old root of", &rootfs))?;
+    // rslave first, so the detach below cannot propagate to the host's mounts.
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .map_err(err("make rslave the old root of", &rootfs))?;
+    umount2(".", MntFlags::MNT_DETACH).map_err(err("detach the old root of", &rootfs))?;
+    chdir("/").map_err(err("chdir to", Path::new("/")))
+}
+
+pub fn finalize(plan: &Plan) -> Result<(), RootfsError> {
+    let root = open_dir(Path::new("/"))?;
+    let root = root.as_fd();
+    for path in &plan.masked_paths {
+        log::debug!("rootfs: mask {path:?}");
+        mask(root, path)?;
+    }
+    for path in &plan.readonly_paths {
+        log::debug!("rootfs: readonly {path:?}");
+        readonly(root, path)?;
+    }
+    if plan.readonly {
+        log::debug!("rootfs: remount / read-only");
+        let ro = MountOptions {
+            flags: MsFlags::MS_RDONLY,
+            ..MountOptions::default()
+        };
+        remount_bind(root, Path::new("/"), &ro)?;
+    }
+    Ok(())
+}
+
+fn missing(e: Errno) -> bool {
+    matches!(e, Errno::ENOENT | Errno::ENOTDIR)
+}
+
+fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
+    let target = match resolve::open(root, path, resolve::Create::No) {
+        Err(e) if missing(e) => return Ok(()),
+        r => r.map_err(resolve_err(path))?,
+    };
+    let st = fstat(target.as_raw_fd()).map_err(resolve_err(path))?;
+    if SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR {
+        return mount_at(
+            Some(Path::new("tmpfs")),
+            &target,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            "",
+            path,
+        );
+    }
+    let null = null_device(root, path)?;
+    mount_at(
+        Some(&fd_path(&null)),
+        &target,
+        None,
+        MsFlags::MS_BIND,
+        "",
+        path,
+    )
+}
+
+/// The container's /dev/null, checked to be the 1:3 character device and not a symlink or a file
+/// planted by the image (runc CVE-2025-31133).
+fn null_device(root: BorrowedFd<'_>, masked: &Path) -> Result<OwnedFd, RootfsError> {
+    let null = Path::new("/dev/null");
+    let bad = || RootfsError::NotNullDevice {
+        path: masked.into(),
+    };
+    let fd = resolve::open(root, null, resolve::Create::No).map_err(|_| bad())?;
+    let st = fstat(fd.as_raw_fd()).map_err(resolve_err(null))?;
+    let is_char = SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFCHR;
+    let lstat_ok = nix::sys::stat::lstat(null).is_ok_and(|l| l.st_ino == st.st_ino);
+    if is_char && st.st_rdev == nix::sys::stat::makedev(1, 3) && lstat_ok {
+        Ok(fd)
+    } else {
+        Err(bad())
+    }
+}
+
+fn readonly(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
+    let target = match resolve::open(root, path, resolve::Create::No) {
+        Err(e) if missing(e) => return Ok(()),
+        r => r.map_err(resolve_err(path))?,
+    };
+    mount_at(
+        Some(&fd_path(&target)),
+        &target,
+        None,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        "",
+        path,
+    )?;
+    let ro = MountOptions {
+        flags: MsFlags::MS_RDONLY,
+        ..MountOptions::default()
+    };
+    remount_bind(root, path, &ro)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kept_flags_respects_clears_and_atime() {
+        let st = FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_RDONLY | FsFlags::ST_RELATIME;
+        assert_eq!(
+            kept_flags(st, MsFlags::empty(), false),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_RDONLY | MsFlags::MS_RELATIME
+        );
+        assert_eq!(
+            kept_flags(st, MsFlags::MS_RDONLY, true),
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV
+        );
+    }
+
+    #[test]
+    fn mountinfo_unescape() {
+        assert_eq!(unescape("/a\\040b"), PathBuf::from("/a b"));
+        assert_eq!(unescape("/plain\\"), PathBuf::from("/plain\\"));
+    }
+}
