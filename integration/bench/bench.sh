@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# Start-to-exit benchmark: `husk run` vs `runc run` vs `crun run` for /bin/true on the busybox
+# bundle, as root and as an unprivileged user, with `unshare -Urmpf true` as the floor; plus peak RSS.
+# Writes raw hyperfine JSON under $OUT and prints a Markdown table (BENCHMARKS.md is written from it).
+#
+#   integration/bench/bench.sh [RUNS]        (as root; needs hyperfine, runc, crun, busybox-static)
+#
+# Debian's crun 1.8.1 refuses this host's hybrid cgroup layout; it is run in a private mount
+# namespace where an empty tmpfs hides /sys/fs/cgroup/unified (costs ~3 ms: reported separately).
+set -euo pipefail
+RUNS=${1:-200}
+top=$(cd "$(dirname "$0")/../.." && pwd)
+OUT=${OUT:-/tmp/husk-bench}
+TUSER=${TUSER:-tuser}
+HUSK=${HUSK:-$top/target/release/husk}
+rm -rf "$OUT"; mkdir -p "$OUT"; chmod 755 "$OUT"
+[ -x "$HUSK" ] || (cd "$top" && cargo build --release -q -p husk)
+"$top/bundles/busybox/make-rootfs" >/dev/null
+ROOTFS=$top/bundles/busybox/rootfs
+id "$TUSER" >/dev/null 2>&1 || useradd -m "$TUSER"
+tuid=$(id -u "$TUSER")
+
+mkbundle() { # mkbundle DIR rootless|root
+  mkdir -p "$1"; ln -sfn "$ROOTFS" "$1/rootfs"
+  if [ "$2" = rootless ]; then
+    chown "$TUSER" "$1"; su "$TUSER" -c "$HUSK spec --rootless --bundle $1"
+  else
+    "$HUSK" spec --bundle "$1"
+  fi
+  python3 - "$1/config.json" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p))
+c["process"]["terminal"] = False; c["process"]["args"] = ["/bin/true"]
+c["root"]["path"] = c["root"]["path"]
+json.dump(c, open(p, "w"))
+PY
+  # runc and crun refuse a symlinked rootfs: give them the real path.
+  python3 - "$1/config.json" "$ROOTFS" <<'PY'
+import json, sys
+p = sys.argv[1]; c = json.load(open(p)); c["root"]["path"] = sys.argv[2]; json.dump(c, open(p, "w"))
+PY
+  [ "$2" = rootless ] && chown -R "$TUSER" "$1" || true
+}
+mkbundle "$OUT/b-root" root
+mkbundle "$OUT/b-rootless" rootless
+
+cat > "$OUT/crun" <<'SH'
+#!/bin/sh
+if [ "$(id -u)" = 0 ]; then
+  exec unshare -m --propagation private sh -c 'mount -t tmpfs none /sys/fs/cgroup/unified 2>/dev/null; exec /usr/bin/crun "$@"' crun "$@"
+else
+  exec unshare --map-current-user --keep-caps -m --propagation private sh -c 'mount -t tmpfs none /sys/fs/cgroup/unified 2>/dev/null; exec /usr/bin/crun "$@"' crun "$@"
+fi
+SH
+chmod 755 "$OUT/crun"
+
+# `run` deletes the container when it exits, so one fixed id per runtime is reused run after run.
+hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$OUT/root.json" \
+  -n floor -n husk -n runc -n crun -n crun-wrapper-cost \
+  "unshare -Urmpf true" \
+  "$HUSK --root $OUT/st-husk run --bundle $OUT/b-root bench" \
+  "runc --root $OUT/st-runc run --bundle $OUT/b-root bench" \
+  "$OUT/crun --root $OUT/st-crun run --bundle $OUT/b-root bench" \
+  "unshare -m true" >"$OUT/root.txt" 2>&1 || true
+
+mkdir -p "$OUT/xdg" && chown "$TUSER" "$OUT/xdg"
+su "$TUSER" -s /bin/bash -c "cd $OUT && XDG_RUNTIME_DIR=$OUT/xdg hyperfine -N --warmup 10 --runs $RUNS \
+  --export-json $OUT/rootless.json -n floor -n husk -n runc -n crun -n crun-wrapper-cost \
+  'unshare -Urmpf true' \
+  '$HUSK --root $OUT/xdg/husk run --bundle $OUT/b-rootless bench' \
+  'runc --root $OUT/xdg/runc run --bundle $OUT/b-rootless bench' \
+  '$OUT/crun --root $OUT/xdg/crun run --bundle $OUT/b-rootless bench' \
+  'unshare --map-current-user --keep-caps -m true'" >"$OUT/rootless.txt" 2>&1 || true
+
+# Peak RSS (max resident set, KiB) of one run each.
+rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
+{
+  echo "husk-root $(rss "$HUSK" --root "$OUT/st-husk" run --bundle "$OUT/b-root" rss1)"
+  echo "runc-root $(rss runc --root "$OUT/st-runc" run --bundle "$OUT/b-root" rss1)"
+  echo "husk-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M $HUSK --root $OUT/xdg/husk run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
+  echo "runc-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M runc --root $OUT/xdg/runc run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
+} >"$OUT/rss.txt"
+
+python3 "$(dirname "$0")/report.py" "$OUT"
