@@ -127,10 +127,10 @@ const DENY: &[&str] = &[
 /// without namespace flags, socket without AF_VSOCK, clone3 → ENOSYS), plus one name libseccomp
 /// does not know.
 pub(crate) fn docker_like_profile() -> oci_spec::runtime::LinuxSeccomp {
-    use libseccomp::{get_syscall_name_from_arch, ScmpArch};
+    use libseccomp::{ScmpArch, ScmpSyscall};
     let native = ScmpArch::native();
     let mut allow: Vec<String> = (0..1024)
-        .filter_map(|n| get_syscall_name_from_arch(native, n).ok())
+        .filter_map(|n| ScmpSyscall::from_raw_syscall(n).get_name_by_arch(native).ok())
         .filter(|name| !DENY.contains(&name.as_str()))
         .collect();
     allow.sort();
