@@ -11,7 +11,7 @@
 //! here), and effective must stay within permitted. Ambient comes last and only holds capabilities
 //! that are both permitted and inheritable.
 
-use caps::{CapSet, CapsHashSet, Capability as KernelCap};
+use caps::{CapSet, Capability as KernelCap, CapsHashSet};
 use oci_spec::runtime::{Capabilities, Capability, LinuxCapabilities};
 use std::str::FromStr;
 
@@ -172,7 +172,10 @@ mod tests {
     fn oci_names_use_the_kernel_spelling() {
         assert_eq!(oci_name(Capability::SysAdmin), "CAP_SYS_ADMIN");
         assert_eq!(oci_name(Capability::NetBindService), "CAP_NET_BIND_SERVICE");
-        assert_eq!(oci_name(Capability::CheckpointRestore), "CAP_CHECKPOINT_RESTORE");
+        assert_eq!(
+            oci_name(Capability::CheckpointRestore),
+            "CAP_CHECKPOINT_RESTORE"
+        );
     }
 
     #[test]

@@ -96,6 +96,9 @@ mod tests {
             id: 1001,
             source: nix::Error::EPERM,
         };
-        assert_eq!(e.to_string(), "set uid to 1001: EPERM: Operation not permitted");
+        assert_eq!(
+            e.to_string(),
+            "set uid to 1001: EPERM: Operation not permitted"
+        );
     }
 }

@@ -64,20 +64,31 @@ fn child_seccomp_errno() {
 }
 
 /// (op, value, valueTwo, offsets that must be blocked, offsets that must pass) on lseek's offset.
-const OPS: [(&str, u64, u64, &[i64], &[i64]); 7] = [
+type OpCase = (&'static str, u64, u64, &'static [i64], &'static [i64]);
+
+const OPS: [OpCase; 7] = [
     ("SCMP_CMP_NE", 100, 0, &[99, 101], &[100]),
     ("SCMP_CMP_LT", 100, 0, &[99], &[100, 101]),
     ("SCMP_CMP_LE", 100, 0, &[99, 100], &[101]),
     ("SCMP_CMP_EQ", 100, 0, &[100], &[99, 101]),
     ("SCMP_CMP_GE", 100, 0, &[100, 101], &[99]),
     ("SCMP_CMP_GT", 100, 0, &[101], &[99, 100]),
-    ("SCMP_CMP_MASKED_EQ", 0xf0, 0x60, &[0x60, 0x65, 0x6f], &[0x70, 0x75, 0x05]),
+    (
+        "SCMP_CMP_MASKED_EQ",
+        0xf0,
+        0x60,
+        &[0x60, 0x65, 0x6f],
+        &[0x70, 0x75, 0x05],
+    ),
 ];
 
 #[test]
 fn seccomp_every_arg_op_in_the_kernel() {
     for (i, (op, ..)) in OPS.iter().enumerate() {
-        let child = run_child(&name("child_seccomp_arg_op"), &[("HUSK_TEST_OP", &i.to_string())]);
+        let child = run_child(
+            &name("child_seccomp_arg_op"),
+            &[("HUSK_TEST_OP", &i.to_string())],
+        );
         assert!(child.status.success(), "{op}");
         child.assert_passed();
     }
@@ -108,7 +119,11 @@ fn child_seccomp_arg_op() {
         assert_eq!(got, Some(Errno::EACCES), "{op} offset {off:#x}");
     }
     for &off in passed {
-        assert_eq!(lseek_errno(null.as_raw_fd(), off, Whence::SeekSet), None, "{op} {off:#x}");
+        assert_eq!(
+            lseek_errno(null.as_raw_fd(), off, Whence::SeekSet),
+            None,
+            "{op} {off:#x}"
+        );
     }
 }
 
@@ -154,9 +169,17 @@ fn seccomp_kill_process_and_trap_end_in_sigsys_and_log_allows() {
         ("SCMP_ACT_TRAP", Some(libc::SIGSYS)),
         ("SCMP_ACT_LOG", None),
     ] {
-        let child = run_child(&name("child_seccomp_action"), &[("HUSK_TEST_ACTION", action)]);
+        let child = run_child(
+            &name("child_seccomp_action"),
+            &[("HUSK_TEST_ACTION", action)],
+        );
         match signal {
-            Some(sig) => assert_eq!(child.status.signal(), Some(sig), "{action}: {}", child.output),
+            Some(sig) => assert_eq!(
+                child.status.signal(),
+                Some(sig),
+                "{action}: {}",
+                child.output
+            ),
             None => child.assert_passed(),
         }
     }
@@ -185,7 +208,11 @@ fn seccomp_docker_sized_profile_from_cache() {
     let tmp = super::testutil::TempDir::new("privileged-cache");
     let dir = tmp.path().to_str().unwrap();
     let profile = super::testutil::docker_like_profile();
-    assert!(!seccomp::compile(&profile, Some(tmp.path())).unwrap().from_cache);
+    assert!(
+        !seccomp::compile(&profile, Some(tmp.path()))
+            .unwrap()
+            .from_cache
+    );
     run_child(&name("child_seccomp_docker"), &[("HUSK_TEST_CACHE", dir)]).assert_passed();
 }
 
@@ -211,9 +238,19 @@ fn child_seccomp_docker() {
     let unshare = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER);
     assert_eq!(unshare, Err(Errno::EPERM));
     use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
-    let vsock = socket(AddressFamily::Vsock, SockType::Stream, SockFlag::empty(), None);
+    let vsock = socket(
+        AddressFamily::Vsock,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    );
     assert_eq!(vsock.err(), Some(Errno::EPERM));
-    let unix = socket(AddressFamily::Unix, SockType::Stream, SockFlag::empty(), None);
+    let unix = socket(
+        AddressFamily::Unix,
+        SockType::Stream,
+        SockFlag::empty(),
+        None,
+    );
     assert!(unix.is_ok());
     assert!(std::fs::read_to_string("/proc/self/status").is_ok());
     assert!(std::env::current_dir().is_ok());
@@ -235,7 +272,10 @@ fn child_seccomp_nnp_rule() {
     let prog = program(json!({"defaultAction": "SCMP_ACT_ALLOW"}));
     ::caps::drop(None, CapSet::Effective, K::CAP_SYS_ADMIN).unwrap();
     let err = prog.load().unwrap_err();
-    assert!(matches!(err, seccomp::SeccompError::NeedsNoNewPrivs), "{err}");
+    assert!(
+        matches!(err, seccomp::SeccompError::NeedsNoNewPrivs),
+        "{err}"
+    );
     assert_eq!(status_field("Seccomp"), "0");
     ::caps::raise(None, CapSet::Effective, K::CAP_SYS_ADMIN).unwrap();
     prog.load().unwrap();
@@ -279,7 +319,10 @@ fn child_caps() {
     caps::drop_bounding(&spec).unwrap();
     assert_eq!(cap_mask("CapBnd"), mask(&bounding));
     caps::apply_sets(&spec).unwrap();
-    assert_eq!(cap_mask("CapEff"), mask(&[K::CAP_KILL, K::CAP_NET_BIND_SERVICE]));
+    assert_eq!(
+        cap_mask("CapEff"),
+        mask(&[K::CAP_KILL, K::CAP_NET_BIND_SERVICE])
+    );
     let permitted = [K::CAP_KILL, K::CAP_NET_BIND_SERVICE, K::CAP_CHOWN];
     assert_eq!(cap_mask("CapPrm"), mask(&permitted));
     let inheritable = [K::CAP_NET_BIND_SERVICE, K::CAP_CHOWN, K::CAP_DAC_OVERRIDE];
@@ -336,7 +379,11 @@ fn child_identity() {
     assert_eq!(groups, [1001, 1002, 1003]);
     let old = nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(0o022));
     assert_eq!(old.bits(), 0o027);
-    assert_eq!(cap_mask("CapPrm"), permitted_before, "PR_SET_KEEPCAPS kept permitted");
+    assert_eq!(
+        cap_mask("CapPrm"),
+        permitted_before,
+        "PR_SET_KEEPCAPS kept permitted"
+    );
     assert_eq!(cap_mask("CapEff"), 0, "setuid away from 0 clears effective");
     let nbs: LinuxCapabilities = from_json(json!({
         "effective": ["CAP_NET_BIND_SERVICE"], "permitted": ["CAP_NET_BIND_SERVICE"],
@@ -348,10 +395,7 @@ fn child_identity() {
     // Without CAP_SETGID the way back fails, and the error names the id.
     let root: User = from_json(json!({"uid": 0, "gid": 0}));
     let err = identity::switch(&root, false).unwrap_err();
-    assert!(
-        err.to_string().starts_with("set gid to 0: EPERM"),
-        "{err}"
-    );
+    assert!(err.to_string().starts_with("set gid to 0: EPERM"), "{err}");
 }
 
 #[test]
@@ -406,7 +450,10 @@ fn child_rlimits() {
         {"type": "RLIMIT_NOFILE", "soft": 512, "hard": hard + 1}
     ]));
     let err = rlimit::apply(&raise).unwrap_err();
-    let want = format!("set rlimit RLIMIT_NOFILE to 512/{}: hard limit is {hard}", hard + 1);
+    let want = format!(
+        "set rlimit RLIMIT_NOFILE to 512/{}: hard limit is {hard}",
+        hard + 1
+    );
     assert!(err.to_string().starts_with(&want), "{err}");
 }
 

@@ -131,7 +131,10 @@ mod tests {
             err.to_string(),
             "map process.rlimits type RLIMIT_BOGUS: unknown rlimit"
         );
-        assert!(resource("rlimit_nofile").is_err(), "names are case-sensitive");
+        assert!(
+            resource("rlimit_nofile").is_err(),
+            "names are case-sensitive"
+        );
     }
 
     #[test]

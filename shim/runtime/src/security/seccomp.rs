@@ -176,7 +176,12 @@ fn build_filter(spec: &LinuxSeccomp) -> Result<ScmpFilterContext, SeccompError> 
         }
     }
     for (i, rule) in spec.syscalls().iter().flatten().enumerate() {
-        add_syscall_rule(&mut ctx, rule, default, &format!("linux.seccomp.syscalls[{i}]"))?;
+        add_syscall_rule(
+            &mut ctx,
+            rule,
+            default,
+            &format!("linux.seccomp.syscalls[{i}]"),
+        )?;
     }
     Ok(ctx)
 }
@@ -365,12 +370,12 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<u8>, SeccompError> {
 
 /// Raw bytes (native-endian `struct sock_filter {u16 code; u8 jt; u8 jf; u32 k}`) → instructions.
 pub fn parse_bpf(bytes: &[u8]) -> Result<Vec<libc::sock_filter>, BpfError> {
-    if bytes.len() % INSN_LEN != 0 {
+    let insns = bytes.chunks_exact(INSN_LEN);
+    if !insns.remainder().is_empty() {
         return Err(BpfError::Length(bytes.len()));
     }
-    check_len(bytes.len() / INSN_LEN)?;
-    Ok(bytes
-        .chunks_exact(INSN_LEN)
+    check_len(insns.len())?;
+    Ok(insns
         .map(|b| libc::sock_filter {
             code: u16::from_ne_bytes([b[0], b[1]]),
             jt: b[2],

@@ -75,7 +75,13 @@ impl Child {
 /// environment `env`.
 pub(crate) fn run_child(name: &str, env: &[(&str, &str)]) -> Child {
     let out = Command::new(std::env::current_exe().unwrap())
-        .args([name, "--exact", "--ignored", "--nocapture", "--test-threads=1"])
+        .args([
+            name,
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env(CHILD_ENV, name)
         .envs(env.iter().copied())
         .output()
@@ -110,15 +116,67 @@ pub(crate) fn cap_mask(field: &str) -> u64 {
 /// Syscalls a container must not make unconditionally (namespace, mount, module, clock, key,
 /// tracing and NUMA policy changes); everything else the native table knows is allowed.
 const DENY: &[&str] = &[
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "clone", "clone3", "create_module",
-    "delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms",
-    "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load",
-    "keyctl", "lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages",
-    "name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open",
-    "personality", "pivot_root", "process_vm_readv", "process_vm_writev", "ptrace", "query_module",
-    "quotactl", "quotactl_fd", "reboot", "request_key", "set_mempolicy", "setns", "settimeofday",
-    "socket", "swapoff", "swapon", "sysfs", "_sysctl", "syslog", "umount2", "unshare", "uselib",
-    "userfaultfd", "ustat", "vhangup", "vm86", "vm86old",
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "clone",
+    "clone3",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "fsconfig",
+    "fsmount",
+    "fsopen",
+    "fspick",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "mount_setattr",
+    "move_mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "open_tree",
+    "perf_event_open",
+    "personality",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "quotactl_fd",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "socket",
+    "swapoff",
+    "swapon",
+    "sysfs",
+    "_sysctl",
+    "syslog",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vhangup",
+    "vm86",
+    "vm86old",
 ];
 
 /// A profile shaped like Docker's default: default ERRNO(EPERM), the native x86 family of
@@ -130,7 +188,11 @@ pub(crate) fn docker_like_profile() -> oci_spec::runtime::LinuxSeccomp {
     use libseccomp::{ScmpArch, ScmpSyscall};
     let native = ScmpArch::native();
     let mut allow: Vec<String> = (0..1024)
-        .filter_map(|n| ScmpSyscall::from_raw_syscall(n).get_name_by_arch(native).ok())
+        .filter_map(|n| {
+            ScmpSyscall::from_raw_syscall(n)
+                .get_name_by_arch(native)
+                .ok()
+        })
         .filter(|name| !DENY.contains(&name.as_str()))
         .collect();
     allow.sort();
@@ -143,8 +205,10 @@ pub(crate) fn docker_like_profile() -> oci_spec::runtime::LinuxSeccomp {
     };
     let personality: Vec<_> = [0u64, 8, 0x20000, 0x20008, 0xffff_ffff]
         .iter()
-        .map(|v| serde_json::json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}]}))
+        .map(|v| {
+            serde_json::json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": 0, "value": v, "op": "SCMP_CMP_EQ"}]})
+        })
         .collect();
     let mut syscalls = vec![serde_json::json!({"names": allow, "action": "SCMP_ACT_ALLOW"})];
     syscalls.extend(personality);

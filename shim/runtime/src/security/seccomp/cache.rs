@@ -36,9 +36,9 @@ pub(super) fn key(parts: &[&[u8]]) -> u128 {
 
 /// FNV-1a 128 of `bytes`, continuing from state `h` (start with the offset basis).
 pub(super) fn fnv1a128(h: u128, bytes: &[u8]) -> u128 {
-    bytes.iter().fold(h, |h, &b| {
-        (h ^ u128::from(b)).wrapping_mul(FNV128_PRIME)
-    })
+    bytes
+        .iter()
+        .fold(h, |h, &b| (h ^ u128::from(b)).wrapping_mul(FNV128_PRIME))
 }
 
 /// FNV-1a 64 of the instruction bytes (detects bit rot and torn writes, not tampering).
@@ -149,8 +149,8 @@ pub(super) fn store(dir: &Path, key: u128, flags: u32, bpf: &[libc::sock_filter]
             .map(|d| d.subsec_nanos())
             .unwrap_or(0)
     ));
-    let written = write_new(dir, &tmp, &encode(key, flags, bpf))
-        .and_then(|()| fs::rename(&tmp, &path));
+    let written =
+        write_new(dir, &tmp, &encode(key, flags, bpf)).and_then(|()| fs::rename(&tmp, &path));
     if let Err(e) = written {
         let _ = fs::remove_file(&tmp);
         log::warn!("seccomp cache: write {}: {e}", path.display());

@@ -44,7 +44,11 @@ fn actions_map_like_runc() {
 
 #[test]
 fn notify_is_a_clear_error() {
-    let err = action(LinuxSeccompAction::ScmpActNotify, None, "linux.seccomp.syscalls[2]");
+    let err = action(
+        LinuxSeccompAction::ScmpActNotify,
+        None,
+        "linux.seccomp.syscalls[2]",
+    );
     let msg = err.unwrap_err().to_string();
     assert_eq!(
         msg,
@@ -54,7 +58,11 @@ fn notify_is_a_clear_error() {
 
 #[test]
 fn errno_ret_must_fit_16_bits() {
-    let err = action(LinuxSeccompAction::ScmpActErrno, Some(70000), "linux.seccomp");
+    let err = action(
+        LinuxSeccompAction::ScmpActErrno,
+        Some(70000),
+        "linux.seccomp",
+    );
     assert!(matches!(err, Err(SeccompError::Invalid { .. })), "{err:?}");
 }
 
@@ -76,7 +84,11 @@ fn arg_ops_map_to_libseccomp() {
 
 #[test]
 fn masked_eq_uses_value_as_mask_and_value_two_as_datum() {
-    let got = condition(&arg(0, 0x7E02_0000, Some(0x20000), "SCMP_CMP_MASKED_EQ"), "k").unwrap();
+    let got = condition(
+        &arg(0, 0x7E02_0000, Some(0x20000), "SCMP_CMP_MASKED_EQ"),
+        "k",
+    )
+    .unwrap();
     let want = ScmpArgCompare::new(0, ScmpCompareOp::MaskedEqual(0x7E02_0000), 0x20000);
     assert_eq!(got, want);
 }
@@ -85,12 +97,18 @@ fn masked_eq_uses_value_as_mask_and_value_two_as_datum() {
 fn arg_index_above_five_is_rejected_with_its_key() {
     let err = condition(&arg(6, 0, None, "SCMP_CMP_EQ"), "linux.seccomp.syscalls[0]");
     let msg = err.unwrap_err().to_string();
-    assert!(msg.starts_with("translate linux.seccomp.syscalls[0].args:"), "{msg}");
+    assert!(
+        msg.starts_with("translate linux.seccomp.syscalls[0].args:"),
+        "{msg}"
+    );
 }
 
 #[test]
 fn conditions_on_distinct_indexes_are_one_rule() {
-    let args = [arg(0, 1, None, "SCMP_CMP_EQ"), arg(1, 2, None, "SCMP_CMP_EQ")];
+    let args = [
+        arg(0, 1, None, "SCMP_CMP_EQ"),
+        arg(1, 2, None, "SCMP_CMP_EQ"),
+    ];
     let conds = args.iter().map(|a| condition(a, "k").unwrap()).collect();
     let groups = condition_groups(&args, conds);
     assert_eq!(groups.len(), 1);
@@ -144,7 +162,10 @@ fn bpf_bytes_parse_as_native_endian_sock_filter() {
     bytes.extend_from_slice(&0xc000_003eu32.to_ne_bytes());
     let bpf = parse_bpf(&bytes).unwrap();
     assert_eq!(bpf.len(), 1);
-    assert_eq!((bpf[0].code, bpf[0].jt, bpf[0].jf, bpf[0].k), (0x20, 3, 4, 0xc000_003e));
+    assert_eq!(
+        (bpf[0].code, bpf[0].jt, bpf[0].jf, bpf[0].k),
+        (0x20, 3, 4, 0xc000_003e)
+    );
     assert_eq!(bpf_bytes(&bpf), bytes);
 }
 
@@ -158,7 +179,10 @@ fn bpf_bytes_with_bad_length_are_rejected() {
 
 #[test]
 fn fnv1a128_matches_published_vectors() {
-    assert_eq!(cache::fnv1a128(cache::FNV128_OFFSET, b""), cache::FNV128_OFFSET);
+    assert_eq!(
+        cache::fnv1a128(cache::FNV128_OFFSET, b""),
+        cache::FNV128_OFFSET
+    );
     assert_eq!(
         cache::fnv1a128(cache::FNV128_OFFSET, b"a"),
         0xd228cb696f1a8caf78912b704e4a8964
@@ -177,7 +201,10 @@ fn cache_key_is_pinned_and_part_boundaries_count() {
         cache::key(&[b"husk", b"seccomp"]),
         0xf0ca815a5847d93aa366e0c3c82d2437
     );
-    assert_ne!(cache::key(&[b"husk", b"seccomp"]), cache::key(&[b"husks", b"eccomp"]));
+    assert_ne!(
+        cache::key(&[b"husk", b"seccomp"]),
+        cache::key(&[b"husks", b"eccomp"])
+    );
 }
 
 #[test]
@@ -205,7 +232,10 @@ fn damaged_cache_files_are_rejected() {
     assert_eq!(cache::decode(&good[..39], 7, 0), Err(Reject::Short(39)));
     assert!(matches!(
         cache::decode(&good[..good.len() - 3], 7, 0),
-        Err(Reject::Count { header: 3, body: 21 })
+        Err(Reject::Count {
+            header: 3,
+            body: 21
+        })
     ));
     assert_eq!(cache::decode(&good, 8, 0), Err(Reject::Key));
     assert_eq!(cache::decode(&good, 7, 2), Err(Reject::Flags));
@@ -216,7 +246,10 @@ fn damaged_cache_files_are_rejected() {
     *flipped.last_mut().unwrap() ^= 0x80;
     assert_eq!(cache::decode(&flipped, 7, 0), Err(Reject::Checksum));
     let empty = cache::encode(7, 0, &[]);
-    assert_eq!(cache::decode(&empty, 7, 0), Err(Reject::Bpf(BpfError::Empty)));
+    assert_eq!(
+        cache::decode(&empty, 7, 0),
+        Err(Reject::Bpf(BpfError::Empty))
+    );
 }
 
 #[test]
@@ -246,7 +279,10 @@ fn compile_rejects_notify_and_bad_args_with_their_keys() {
         "syscalls": [{"names": ["getcwd"], "action": "SCMP_ACT_NOTIFY"}]
     }));
     let msg = compile(&notify, None).unwrap_err().to_string();
-    assert!(msg.contains("linux.seccomp.syscalls[0]") && msg.contains("not supported"), "{msg}");
+    assert!(
+        msg.contains("linux.seccomp.syscalls[0]") && msg.contains("not supported"),
+        "{msg}"
+    );
     let bad = spec(json!({
         "defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ERRNO",
