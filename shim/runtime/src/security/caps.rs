@@ -2,7 +2,7 @@
 //!
 //! Names map by their kernel spelling (`CAP_X`). Like runc, a capability the `caps` crate or the
 //! running kernel does not know is skipped with a warning instead of failing, so one config works
-//! across kernels. A set missing from `process.capabilities` means the empty set (runc does the same).
+//! across kernels. A set missing from `process.capabilities` is the empty set (as in runc).
 //!
 //! Order and kernel rules (capabilities(7), capset(2)): the bounding set is dropped first, while
 //! CAP_SETPCAP is still effective; after the identity switch the sets are written inheritable →
@@ -120,7 +120,7 @@ fn apply_ambient(
     Ok(())
 }
 
-/// OCI capabilities → the kernel capabilities this kernel supports; others are skipped with a warning.
+/// OCI capabilities → the ones this kernel supports; the others are skipped with a warning.
 fn to_kernel(oci: &Capabilities, key: &str, supported: &CapsHashSet) -> CapsHashSet {
     let mut out = CapsHashSet::new();
     for cap in oci {

@@ -2,7 +2,7 @@
 //!
 //! Order (credentials(7)): PR_SET_KEEPCAPS first, or setresuid away from uid 0 would clear the
 //! permitted set that `caps::apply_sets` still needs; groups and gid before uid, because after the
-//! uid change CAP_SETGID is no longer effective. Keepcaps is cleared again afterwards, as runc does.
+//! uid change CAP_SETGID is no longer effective. Keepcaps is cleared afterwards, as runc does.
 //! In a user namespace made with setgroups=deny (rootless, single-ID map) setgroups(2) always fails
 //! with EPERM, so it is skipped and the process keeps the groups it has.
 

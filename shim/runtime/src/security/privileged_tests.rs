@@ -1,7 +1,7 @@
 //! Real tests: each loads a filter, drops capabilities, switches ids or sets rlimits in a fresh
 //! child process (see `testutil`), then checks the kernel's view (/proc/thread-self/status,
 //! getresuid, getrlimit, syscall results). Tests marked "root" skip without root unless
-//! HUSK_REQUIRE_PRIVILEGED=1; the others need nothing (seccomp under no_new_privs, lowering rlimits).
+//! HUSK_REQUIRE_PRIVILEGED=1; the others need nothing (seccomp under no_new_privs, lower rlimits).
 
 use super::testutil::{cap_mask, is_child, privileged, run_child, status_field};
 use super::{caps, identity, rlimit, seccomp, set_no_new_privs};

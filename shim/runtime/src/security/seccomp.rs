@@ -225,9 +225,9 @@ fn add_syscall_rule(
     Ok(())
 }
 
-/// The runc rule: conditions on distinct argument indexes form one rule (AND); if any index appears
-/// twice, each condition becomes its own rule (OR), because libseccomp cannot AND two comparisons of
-/// the same argument. No conditions: one unconditional rule.
+/// The runc rule: conditions on distinct argument indexes form one rule (AND); if any index
+/// appears twice, each condition becomes its own rule (OR), because libseccomp cannot AND two
+/// comparisons of the same argument. No conditions: one unconditional rule.
 fn condition_groups(
     args: &[LinuxSeccompArg],
     conditions: Vec<ScmpArgCompare>,

@@ -36,7 +36,7 @@ impl Drop for TempDir {
 }
 
 /// True when running as root. Otherwise prints why the test is skipped and returns false, or
-/// panics when `HUSK_REQUIRE_PRIVILEGED=1` (CI), so a privileged test can never silently pass there.
+/// panics when `HUSK_REQUIRE_PRIVILEGED=1` (CI), so a privileged test never silently passes there.
 pub(crate) fn privileged(test: &str) -> bool {
     if nix::unistd::geteuid().is_root() {
         return true;
@@ -115,84 +115,37 @@ pub(crate) fn cap_mask(field: &str) -> u64 {
 
 /// Syscalls a container must not make unconditionally (namespace, mount, module, clock, key,
 /// tracing and NUMA policy changes); everything else the native table knows is allowed.
+#[rustfmt::skip]
 const DENY: &[&str] = &[
-    "acct",
-    "add_key",
-    "bpf",
-    "clock_adjtime",
-    "clock_settime",
-    "clone",
-    "clone3",
-    "create_module",
-    "delete_module",
-    "finit_module",
-    "fsconfig",
-    "fsmount",
-    "fsopen",
-    "fspick",
-    "get_kernel_syms",
-    "get_mempolicy",
-    "init_module",
-    "ioperm",
-    "iopl",
-    "kcmp",
-    "kexec_file_load",
-    "kexec_load",
-    "keyctl",
-    "lookup_dcookie",
-    "mbind",
-    "mount",
-    "mount_setattr",
-    "move_mount",
-    "move_pages",
-    "name_to_handle_at",
-    "nfsservctl",
-    "open_by_handle_at",
-    "open_tree",
-    "perf_event_open",
-    "personality",
-    "pivot_root",
-    "process_vm_readv",
-    "process_vm_writev",
-    "ptrace",
-    "query_module",
-    "quotactl",
-    "quotactl_fd",
-    "reboot",
-    "request_key",
-    "set_mempolicy",
-    "setns",
-    "settimeofday",
-    "socket",
-    "swapoff",
-    "swapon",
-    "sysfs",
-    "_sysctl",
-    "syslog",
-    "umount2",
-    "unshare",
-    "uselib",
-    "userfaultfd",
-    "ustat",
-    "vhangup",
-    "vm86",
-    "vm86old",
+    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "clone", "clone3", "create_module",
+    "delete_module", "finit_module", "fsconfig", "fsmount", "fsopen", "fspick", "get_kernel_syms",
+    "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp", "kexec_file_load", "kexec_load",
+    "keyctl", "lookup_dcookie", "mbind", "mount", "mount_setattr", "move_mount", "move_pages",
+    "name_to_handle_at", "nfsservctl", "open_by_handle_at", "open_tree", "perf_event_open",
+    "personality", "pivot_root", "process_vm_readv", "process_vm_writev", "ptrace", "query_module",
+    "quotactl", "quotactl_fd", "reboot", "request_key", "set_mempolicy", "setns", "settimeofday",
+    "socket", "swapoff", "swapon", "sysfs", "_sysctl", "syslog", "umount2", "unshare", "uselib",
+    "userfaultfd", "ustat", "vhangup", "vm86", "vm86old",
 ];
 
 /// A profile shaped like Docker's default: default ERRNO(EPERM), the native x86 family of
-/// architectures, one big ALLOW list built from libseccomp's native syscall table minus [`DENY`]
-/// (about 350 names on x86_64), and Docker's kinds of argument rules (personality values, clone
-/// without namespace flags, socket without AF_VSOCK, clone3 → ENOSYS), plus one name libseccomp
-/// does not know.
+/// architectures, one big ALLOW list built from libseccomp's native and compat syscall tables
+/// minus [`DENY`] (about 400 names on x86_64), and Docker's kinds of argument rules (personality
+/// values, clone without namespace flags, socket without AF_VSOCK, clone3 → ENOSYS), plus one name
+/// libseccomp does not know.
 pub(crate) fn docker_like_profile() -> oci_spec::runtime::LinuxSeccomp {
     use libseccomp::{ScmpArch, ScmpSyscall};
     let native = ScmpArch::native();
-    let mut allow: Vec<String> = (0..1024)
-        .filter_map(|n| {
-            ScmpSyscall::from_raw_syscall(n)
-                .get_name_by_arch(native)
-                .ok()
-        })
+    // Like Docker's list, the names of the compat architecture (x86 on x86_64) are included too.
+    let tables = match native {
+        ScmpArch::X8664 => vec![native, ScmpArch::X86],
+        ScmpArch::Aarch64 => vec![native, ScmpArch::Arm],
+        _ => vec![native],
+    };
+    let name = |arch: ScmpArch, n: i32| ScmpSyscall::from_raw_syscall(n).get_name_by_arch(arch);
+    let mut allow: Vec<String> = tables
+        .iter()
+        .flat_map(|&arch| (0..1024).filter_map(move |n| name(arch, n).ok()))
         .filter(|name| !DENY.contains(&name.as_str()))
         .collect();
     allow.sort();
@@ -214,7 +167,8 @@ pub(crate) fn docker_like_profile() -> oci_spec::runtime::LinuxSeccomp {
     syscalls.extend(personality);
     syscalls.extend([
         serde_json::json!({"names": ["clone"], "action": "SCMP_ACT_ALLOW",
-            "args": [{"index": 0, "value": 0x7E02_0000u64, "valueTwo": 0, "op": "SCMP_CMP_MASKED_EQ"}]}),
+            "args": [{"index": 0, "value": 0x7E02_0000u64, "valueTwo": 0,
+                      "op": "SCMP_CMP_MASKED_EQ"}]}),
         serde_json::json!({"names": ["socket"], "action": "SCMP_ACT_ALLOW",
             "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_NE"}]}),
         serde_json::json!({"names": ["clone3"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}),

@@ -1,10 +1,10 @@
 //! On-disk cache of compiled seccomp programs: `<dir>/<key>.bpf`, written by temp file + rename.
 //!
-//! The key is a 128-bit FNV-1a hash (fixed constants, so stable across builds and toolchains, unlike
-//! std's `DefaultHasher`) of the seccomp JSON, the libseccomp version and the native architecture.
-//! A file is only trusted after its header checks out: magic, the same key, instruction count
-//! matching the length, and an FNV-1a 64 checksum of the instructions. Anything else is treated as a
-//! miss, logged, and overwritten by the recompiled program.
+//! The key is a 128-bit FNV-1a hash (fixed constants, so stable across builds and toolchains,
+//! unlike std's `DefaultHasher`) of the seccomp JSON, the libseccomp version and the native
+//! architecture. A file is only trusted after its header checks out: magic, the same key,
+//! instruction count matching the length, and an FNV-1a 64 checksum of the instructions. Anything
+//! else is treated as a miss, logged, and overwritten by the recompiled program.
 //!
 //! File layout (little-endian header, native-endian instructions):
 //! `b"HUSKBPF1"` | key u128 | flags u32 | count u32 | checksum u64 | count × sock_filter (8 bytes).

@@ -395,7 +395,8 @@ fn seccomp_timing() {
     let hit_time = t.elapsed() / rounds;
     let names = profile.syscalls().as_ref().unwrap()[0].names().len();
     println!(
-        "docker-like profile: {names} allowed names, {} insns; compile {compile_time:?}, cache hit {hit_time:?}",
+        "docker-like profile: {names} allowed names, {} insns; \
+         compile {compile_time:?}, cache hit {hit_time:?}",
         first.bpf.len()
     );
 }
