@@ -232,9 +232,18 @@ fn wait_for_start(ctx: &InitContext, chan: &Channel) -> Result<(), InitError> {
 /// The last steps, shared with exec: limits, identity, capabilities, no_new_privs, seccomp, execve.
 pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infallible, InitError> {
     let p = &ctx.process;
+    let nnp = p.no_new_privileges().unwrap_or(false);
     security::rlimit::apply(p.rlimits().as_deref().unwrap_or_default())?;
+    crate::sys::cloexec_from(3 + ctx.preserve_fds).map_err(sys("close inherited fds"))?;
     if let Some(c) = p.capabilities() {
         security::caps::drop_bounding(c)?;
+    }
+    // Without no_new_privs the kernel loads a filter only for a holder of CAP_SYS_ADMIN: load it
+    // now, before the identity switch drops it (as runc does); the filter must allow what follows.
+    if !nnp {
+        if let Some(prog) = &ctx.seccomp {
+            prog.load()?;
+        }
     }
     security::identity::switch(p.user(), ctx.setgroups_allowed)?;
     let cwd = p.cwd();
@@ -242,15 +251,32 @@ pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infall
         path: cwd.clone(),
         source,
     })?;
+    // CVE-2024-21626: a cwd reached through an inherited fd (e.g. /proc/self/fd/N of a host
+    // directory) lies outside our root, and getcwd then fails with ENOENT ("(unreachable)").
+    match nix::unistd::getcwd() {
+        Ok(p) if p.is_absolute() => {}
+        Ok(_) => {
+            return Err(InitError::Cwd {
+                path: cwd.clone(),
+                source: nix::errno::Errno::ENOENT,
+            })
+        }
+        Err(source) => {
+            return Err(InitError::Cwd {
+                path: cwd.clone(),
+                source,
+            })
+        }
+    }
     if let Some(c) = p.capabilities() {
         security::caps::apply_sets(c)?;
     }
-    if p.no_new_privileges().unwrap_or(false) {
+    if nnp {
         security::set_no_new_privs()?;
-    }
-    crate::sys::cloexec_from(3 + ctx.preserve_fds).map_err(sys("close inherited fds"))?;
-    if let Some(prog) = &ctx.seccomp {
-        prog.load()?;
+        // As late as possible: only execve follows.
+        if let Some(prog) = &ctx.seccomp {
+            prog.load()?;
+        }
     }
     let argv: Vec<CString> = p
         .args()
