@@ -87,6 +87,7 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         other => return Err(InitError::Protocol(other)),
     }
     ctx.ns.join_all()?;
+    become_userns_root(ctx)?;
     set_names(ctx)?;
     if !ctx.no_new_keyring {
         // Not fatal: some kernels/LSMs refuse new keyrings in a user namespace; runc ignores it too.
@@ -125,6 +126,31 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         &ctx.state_json,
     )?;
     finish_and_exec(ctx, &exe)
+}
+
+/// In a user namespace, become its root: our host ids may be unmapped there (root creating a
+/// container mapped to 100000+), and files made with an unmapped fsuid fail with EOVERFLOW.
+fn become_userns_root(ctx: &InitContext) -> Result<(), InitError> {
+    let in_userns = ctx.ns.new_userns()
+        || ctx
+            .ns
+            .joins
+            .iter()
+            .any(|(t, _, _)| *t == oci_spec::runtime::LinuxNamespaceType::User);
+    if !in_userns {
+        return Ok(());
+    }
+    let root_g = nix::unistd::Gid::from_raw(0);
+    let root_u = nix::unistd::Uid::from_raw(0);
+    // EINVAL: 0 is not mapped in this namespace; stay as we are (the identity switch decides later).
+    match nix::unistd::setresgid(root_g, root_g, root_g) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
+        Err(e) => return Err(sys("setresgid to userns root")(e)),
+    }
+    match nix::unistd::setresuid(root_u, root_u, root_u) {
+        Ok(()) | Err(nix::errno::Errno::EINVAL) => Ok(()),
+        Err(e) => Err(sys("setresuid to userns root")(e)),
+    }
 }
 
 fn set_names(ctx: &InitContext) -> Result<(), InitError> {
