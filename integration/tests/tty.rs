@@ -37,6 +37,13 @@ fn console_socket(t: &Ctx, path: &Path) -> OwnedFd {
 
 /// Accepts one connection and receives the pty master (runc sends it with the name "/dev/ptmx").
 fn receive_master(listener: &OwnedFd) -> File {
+    // Bounded: a runtime that never connects must fail the test, not hang it.
+    let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
+    let ready = poll(&mut fds, PollTimeout::from(10_000u16)).unwrap();
+    assert!(
+        ready > 0,
+        "the runtime never connected to the console socket"
+    );
     let conn = owned(accept(listener.as_raw_fd()).unwrap());
     let mut name = [0u8; 4096];
     let mut iov = [IoSliceMut::new(&mut name)];
