@@ -1,1 +1,301 @@
-fn main() {}
+//! husk-probe: a small static helper run INSIDE test containers (crun's tests do the same). With
+//! no argument (or `json`) it prints one JSON object of what the process observes: ids, caps,
+//! no_new_privs, seccomp mode, cwd, hostname, env, rlimits, mounts, namespaces, cgroups, fds, tty.
+//! Other subcommands act, so tests can check behaviour; each prints one JSON line.
+//!
+//! It must run in a rootfs with no libc, so it is linked statically. There is no musl target on the
+//! build hosts; the gnu target with crt-static works:
+//!
+//! ```sh
+//! RUSTFLAGS='-C target-feature=+crt-static' \
+//!   cargo build -p husk-probe --release --target x86_64-unknown-linux-gnu
+//! # -> target/x86_64-unknown-linux-gnu/release/husk-probe; bundles/busybox/make-rootfs copies it
+//! ```
+//!
+//! (`--target` keeps RUSTFLAGS away from build scripts and proc macros of the rest of the
+//! workspace.) std only, no dependencies: JSON is written by hand (json.rs), and the few libc calls
+//! std lacks live in sys.rs.
+
+mod json;
+mod observe;
+mod sys;
+
+use json::Json;
+use std::io::{self, Read, Write};
+use std::process::ExitCode;
+use std::time::Duration;
+
+const USAGE: &str =
+    "usage: husk-probe [json | exit N | sleep SECS | sig | raise N | write PATH [DATA] \
+| read PATH | syscall NAME|NR [ARGS..] | alloc MB | fork N | fds | tty | echo WORDS.. | cat]";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let argv: Vec<&str> = args.iter().map(String::as_str).collect();
+    match argv.as_slice() {
+        [] | ["json"] => print(&observe::report()),
+        ["exit", n] => return ExitCode::from(n.parse::<u8>().unwrap_or(255)),
+        ["sleep", secs] => {
+            let secs: f64 = secs.parse().unwrap_or(3600.0);
+            std::thread::sleep(Duration::from_secs_f64(secs));
+        }
+        ["sig"] => return signals(),
+        ["raise", n] => return raise(n),
+        ["write", path] => print(&write(path, "husk-probe\n")),
+        ["write", path, data] => print(&write(path, data)),
+        ["read", path] => print(&read(path)),
+        ["syscall", name, rest @ ..] => print(&syscall(name, rest)),
+        ["alloc", mb] => alloc(mb.parse().unwrap_or(1024)),
+        ["fork", n] => print(&fork(n.parse().unwrap_or(100))),
+        ["fds"] => print(&Json::obj().with("fds", observe::fds())),
+        ["tty"] => print(&observe::tty()),
+        ["echo", words @ ..] => println!("{}", words.join(" ")),
+        ["cat"] => {
+            let mut buf = Vec::new();
+            let _ = io::stdin().read_to_end(&mut buf);
+            let _ = io::stdout().write_all(&buf);
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            return ExitCode::from(2);
+        }
+    }
+    ExitCode::SUCCESS
+}
+
+fn print(j: &Json) {
+    let mut out = io::stdout().lock();
+    let _ = writeln!(out, "{}", j.render());
+    let _ = out.flush();
+}
+
+/// `{"ok":false,"errno":N,"error":"ENAME"}` fields for an io::Error (or ok:true).
+fn outcome(mut j: Json, r: Result<(), io::Error>) -> Json {
+    match r {
+        Ok(()) => j.push("ok", true),
+        Err(e) => {
+            let errno = e.raw_os_error().unwrap_or(0);
+            j.push("ok", false);
+            j.push("errno", errno);
+            j.push("error", errno_name(errno));
+            j.push("message", e.to_string());
+        }
+    }
+    j
+}
+
+fn errno_name(n: i32) -> String {
+    let name = match n {
+        1 => "EPERM",
+        2 => "ENOENT",
+        3 => "ESRCH",
+        4 => "EINTR",
+        5 => "EIO",
+        9 => "EBADF",
+        11 => "EAGAIN",
+        12 => "ENOMEM",
+        13 => "EACCES",
+        14 => "EFAULT",
+        16 => "EBUSY",
+        17 => "EEXIST",
+        20 => "ENOTDIR",
+        21 => "EISDIR",
+        22 => "EINVAL",
+        24 => "EMFILE",
+        28 => "ENOSPC",
+        30 => "EROFS",
+        38 => "ENOSYS",
+        95 => "EOPNOTSUPP",
+        _ => return format!("E{n}"),
+    };
+    name.to_string()
+}
+
+/// Prints `{"ready":true}`, then one line per signal received; exits 0 after SIGTERM or SIGINT.
+fn signals() -> ExitCode {
+    let set = match sys::block_all_signals() {
+        Ok(set) => set,
+        Err(e) => {
+            eprintln!("husk-probe: block signals: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    print(&Json::obj().with("ready", true));
+    loop {
+        match sys::wait_signal(&set) {
+            Ok(sig) => {
+                print(
+                    &Json::obj()
+                        .with("signal", sig)
+                        .with("name", signal_name(sig)),
+                );
+                if sig == 15 || sig == 2 {
+                    return ExitCode::SUCCESS;
+                }
+            }
+            Err(e) => {
+                eprintln!("husk-probe: sigwait: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> String {
+    const NAMES: [&str; 32] = [
+        "",
+        "SIGHUP",
+        "SIGINT",
+        "SIGQUIT",
+        "SIGILL",
+        "SIGTRAP",
+        "SIGABRT",
+        "SIGBUS",
+        "SIGFPE",
+        "SIGKILL",
+        "SIGUSR1",
+        "SIGSEGV",
+        "SIGUSR2",
+        "SIGPIPE",
+        "SIGALRM",
+        "SIGTERM",
+        "SIGSTKFLT",
+        "SIGCHLD",
+        "SIGCONT",
+        "SIGSTOP",
+        "SIGTSTP",
+        "SIGTTIN",
+        "SIGTTOU",
+        "SIGURG",
+        "SIGXCPU",
+        "SIGXFSZ",
+        "SIGVTALRM",
+        "SIGPROF",
+        "SIGWINCH",
+        "SIGIO",
+        "SIGPWR",
+        "SIGSYS",
+    ];
+    usize::try_from(sig)
+        .ok()
+        .and_then(|i| NAMES.get(i))
+        .map_or_else(|| format!("SIGRT{sig}"), |n| n.to_string())
+}
+
+/// Dies by signal N. As pid 1 of a pid namespace the kernel drops it; then we say so and exit 1.
+fn raise(n: &str) -> ExitCode {
+    let sig: i32 = n.parse().unwrap_or(15);
+    let r = sys::raise_default(sig);
+    std::thread::sleep(Duration::from_millis(100));
+    print(&outcome(
+        Json::obj()
+            .with("op", "raise")
+            .with("signal", sig)
+            .with("survived", true),
+        r,
+    ));
+    ExitCode::from(1)
+}
+
+fn write(path: &str, data: &str) -> Json {
+    let r = std::fs::write(path, data);
+    outcome(Json::obj().with("op", "write").with("path", path), r)
+}
+
+fn read(path: &str) -> Json {
+    let mut j = Json::obj().with("op", "read").with("path", path);
+    let r = match std::fs::metadata(path) {
+        Ok(m) if m.is_dir() => std::fs::read_dir(path).map(|d| {
+            let mut names: Vec<String> = d
+                .flatten()
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect();
+            names.sort();
+            j.push("entries", names);
+        }),
+        Ok(_) => std::fs::read(path).map(|bytes| {
+            j.push("bytes", bytes.len());
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(4096)]).into_owned();
+            j.push("data", text);
+        }),
+        Err(e) => Err(e),
+    };
+    outcome(j, r)
+}
+
+/// Named syscalls go through std where it has them; anything else is `syscall NR [ARGS..]`.
+fn syscall(name: &str, rest: &[&str]) -> Json {
+    let j = Json::obj().with("op", "syscall").with("name", name);
+    let arg = |i: usize| rest.get(i).and_then(|a| a.parse::<i64>().ok()).unwrap_or(0);
+    let r = match name {
+        "mkdir" => {
+            let dir = rest.first().map_or_else(
+                || format!("/tmp/husk-probe-mkdir-{}", std::process::id()),
+                |d| d.to_string(),
+            );
+            std::fs::create_dir(&dir).and_then(|()| std::fs::remove_dir(&dir))
+        }
+        "getcwd" => std::env::current_dir().map(drop),
+        "chmod" => {
+            let path = rest.first().copied().unwrap_or("/tmp");
+            std::fs::metadata(path).and_then(|m| std::fs::set_permissions(path, m.permissions()))
+        }
+        "getpid" => sys::raw_syscall(39, [0; 6]).map(drop),
+        // unshare(CLONE_NEWUSER) / (CLONE_NEWNS): common seccomp and userns checks.
+        "unshare-user" => sys::raw_syscall(272, [0x1000_0000, 0, 0, 0, 0, 0]).map(drop),
+        "unshare-mnt" => sys::raw_syscall(272, [0x0002_0000, 0, 0, 0, 0, 0]).map(drop),
+        nr => match nr.parse::<i64>() {
+            Ok(nr) => {
+                sys::raw_syscall(nr, [arg(0), arg(1), arg(2), arg(3), arg(4), arg(5)]).map(drop)
+            }
+            Err(_) => Err(io::Error::from_raw_os_error(22)),
+        },
+    };
+    outcome(j, r)
+}
+
+/// Allocates and touches `mb` MiB, one MiB at a time, so a memory limit triggers the OOM killer.
+fn alloc(mb: usize) {
+    let mut hold: Vec<Vec<u8>> = Vec::with_capacity(mb);
+    for i in 0..mb {
+        // Non-zero fill: every page is really written, not left as the shared zero page.
+        hold.push(vec![(i % 251 + 1) as u8; 1 << 20]);
+    }
+    print(
+        &Json::obj()
+            .with("op", "alloc")
+            .with("allocated_mb", hold.len()),
+    );
+}
+
+/// Starts `n` children (`husk-probe sleep 60`) and reports how many started and the first error
+/// (EAGAIN under a pids limit); then kills and reaps them.
+fn fork(n: usize) -> Json {
+    let exe = std::env::current_exe().unwrap_or_else(|_| "/bin/husk-probe".into());
+    let mut children = Vec::new();
+    let mut err = Ok(());
+    for _ in 0..n {
+        match std::process::Command::new(&exe)
+            .args(["sleep", "60"])
+            .spawn()
+        {
+            Ok(c) => children.push(c),
+            Err(e) => {
+                err = Err(e);
+                break;
+            }
+        }
+    }
+    let started = children.len();
+    for mut c in children {
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    outcome(
+        Json::obj()
+            .with("op", "fork")
+            .with("requested", n)
+            .with("started", started),
+        err,
+    )
+}

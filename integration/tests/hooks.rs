@@ -1,0 +1,79 @@
+//! OCI hooks run on the host, in order, with the container state JSON on stdin; a failing
+//! prestart hook fails create and leaves nothing behind.
+
+use crate::both;
+use crate::harness::{Bundle, Ctx};
+use serde_json::{json, Value};
+use std::fs;
+use std::path::Path;
+
+both!(
+    hooks_run_in_order_with_state,
+    failing_prestart_hook_fails_create
+);
+
+const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// A hook that saves its stdin to DIR/NAME.json and appends NAME to DIR/order.
+fn marker_hook(dir: &Path, name: &str) -> Value {
+    let d = dir.display();
+    json!({
+        "path": "/bin/sh",
+        "args": ["sh", "-c", format!("cat > {d}/{name}.json && echo {name} >> {d}/order && echo \"$HUSK_HOOK\" > {d}/{name}.env")],
+        "env": [PATH, format!("HUSK_HOOK={name}-env")],
+    })
+}
+
+fn with_hooks(b: Bundle, dir: &Path, names: &[&str]) -> Bundle {
+    let mut hooks = serde_json::Map::new();
+    for name in names {
+        hooks.insert(name.to_string(), json!([marker_hook(dir, name)]));
+    }
+    b.set("/hooks", Value::Object(hooks))
+}
+
+fn hooks_run_in_order_with_state(t: &Ctx) {
+    let markers = t.mkdir(&t.dir.join("markers"));
+    let names = ["prestart", "createRuntime", "poststart", "poststop"];
+    let b = with_hooks(t.bundle().probe(&["exit", "0"]), &markers, &names);
+    let id = t.id("hooks");
+    let dir = t.write(&b);
+    t.rt(&["run", "--bundle", dir.to_str().unwrap(), &id]).ok();
+    let order = fs::read_to_string(markers.join("order")).unwrap_or_default();
+    // runc runs prestart then createRuntime (both before pivot_root); poststart after start;
+    // poststop on delete.
+    assert_eq!(order.lines().collect::<Vec<_>>(), names, "hook order");
+    let bundle = fs::canonicalize(&dir).unwrap();
+    for name in names {
+        let text = fs::read_to_string(markers.join(format!("{name}.json"))).unwrap();
+        let state: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} stdin: {e}: {text}"));
+        assert_eq!(state["id"], id.as_str(), "{name}: {state}");
+        assert_eq!(state["bundle"], bundle.to_str().unwrap(), "{name}: {state}");
+        assert!(
+            state["status"].is_string() && state["ociVersion"].is_string(),
+            "{name}: {state}"
+        );
+        let env = fs::read_to_string(markers.join(format!("{name}.env"))).unwrap();
+        assert_eq!(env.trim(), format!("{name}-env"), "hook env");
+    }
+    let pre: Value =
+        serde_json::from_str(&fs::read_to_string(markers.join("prestart.json")).unwrap()).unwrap();
+    assert!(
+        pre["pid"].as_i64().unwrap_or(0) > 0,
+        "prestart sees the init pid: {pre}"
+    );
+}
+
+fn failing_prestart_hook_fails_create(t: &Ctx) {
+    let hook = json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 3"], "env": [PATH]});
+    let b = t
+        .bundle()
+        .probe(&["sleep", "600"])
+        .set("/hooks", json!({"prestart": [hook]}));
+    let id = t.id("badhook");
+    let dir = t.write(&b);
+    t.rt(&["create", "--bundle", dir.to_str().unwrap(), &id])
+        .fails();
+    t.assert_nothing_left();
+}

@@ -1,0 +1,91 @@
+//! `kill`: signal names and numbers reach the init; KILL stops it; stopped containers refuse.
+
+use crate::both;
+use crate::harness::{has_cgroups, Ctx, Probe};
+
+both!(
+    default_signal_is_term,
+    signal_by_name_and_number,
+    kill_created_container,
+    kill_stopped_fails,
+    kill_all,
+);
+
+/// A running container whose init is `husk-probe sig`; returns (id, create's stdout path reader).
+fn signal_logger(t: &Ctx) -> (String, crate::harness::Out) {
+    let b = t.bundle().probe(&["sig"]);
+    let id = t.id("sig");
+    let dir = t.write(&b);
+    let create = t
+        .rt(&["create", "--bundle", dir.to_str().unwrap(), &id])
+        .ok();
+    t.rt(&["start", &id]).ok();
+    t.wait_for("the probe to block signals", || {
+        create.later_stdout().contains("ready")
+    });
+    (id, create)
+}
+
+fn signals_seen(out: &crate::harness::Out) -> Vec<String> {
+    out.later_stdout()
+        .lines()
+        .filter_map(Probe::parse)
+        .filter_map(|p| p.get("name").as_str().map(String::from))
+        .collect()
+}
+
+fn default_signal_is_term(t: &Ctx) {
+    let (id, create) = signal_logger(t);
+    t.rt(&["kill", &id]).ok();
+    t.wait_status(&id, "stopped");
+    assert_eq!(signals_seen(&create), ["SIGTERM"]);
+}
+
+fn signal_by_name_and_number(t: &Ctx) {
+    let (id, create) = signal_logger(t);
+    for (sig, n) in [("USR1", 1), ("SIGUSR2", 2), ("10", 3), ("HUP", 4)] {
+        t.rt(&["kill", &id, sig]).ok();
+        t.wait_for(&format!("signal {sig}"), || {
+            signals_seen(&create).len() == n
+        });
+    }
+    assert_eq!(
+        signals_seen(&create),
+        ["SIGUSR1", "SIGUSR2", "SIGUSR1", "SIGHUP"]
+    );
+    t.rt(&["kill", &id, "TERM"]).ok();
+    t.wait_status(&id, "stopped");
+}
+
+fn kill_created_container(t: &Ctx) {
+    let id = t.create(&t.bundle().probe(&["sleep", "600"]), "kc");
+    t.rt(&["kill", &id, "KILL"]).ok();
+    t.wait_status(&id, "stopped");
+    t.rt(&["delete", &id]).ok();
+}
+
+fn kill_stopped_fails(t: &Ctx) {
+    let id = t.start_running(&t.bundle().probe(&["sleep", "600"]), "ks");
+    t.rt(&["kill", &id, "KILL"]).ok();
+    t.wait_status(&id, "stopped");
+    t.rt(&["kill", &id, "KILL"]).fails();
+}
+
+/// `kill --all` needs the container's cgroup to find every process; without one (rootless on a
+/// cgroup v1 host) it must fail cleanly or fall back to signalling the init.
+fn kill_all(t: &Ctx) {
+    let b = t.bundle().args(&[
+        "/bin/sh",
+        "-c",
+        "/bin/husk-probe sleep 600 & /bin/husk-probe sleep 600",
+    ]);
+    let id = t.start_running(&b, "ka");
+    let out = t.rt(&["kill", "--all", &id, "KILL"]);
+    if has_cgroups(t.mode) {
+        out.ok();
+    } else if out.code != 0 {
+        out.fails();
+        t.rt(&["kill", &id, "KILL"]).ok();
+    }
+    t.wait_status(&id, "stopped");
+}

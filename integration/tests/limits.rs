@@ -1,0 +1,78 @@
+//! cgroup resource limits: memory (OOM kill → 137), pids (fork fails with EAGAIN), and `update`.
+//! Root only: rootless on a cgroup v1 host gets no cgroups.
+
+use crate::harness::Ctx;
+use crate::root_only;
+use serde_json::json;
+
+root_only!(
+    memory_limit_oom_kills,
+    pids_limit_stops_forks,
+    update_memory_limit
+);
+
+const MIB: u64 = 1 << 20;
+
+fn memory_limit_oom_kills(t: &Ctx) {
+    let b = t
+        .bundle()
+        .set("/linux/resources/memory", json!({"limit": 32 * MIB}))
+        .probe(&["alloc", "512"]);
+    let id = t.id("oom");
+    let dir = t.write(&b);
+    let out = t.rt(&["run", "--bundle", dir.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 128 + 9, "OOM-killed init: {out}");
+    assert!(
+        !out.stdout.contains("allocated_mb"),
+        "allocation survived: {out}"
+    );
+}
+
+fn pids_limit_stops_forks(t: &Ctx) {
+    let b = t
+        .bundle()
+        .set("/linux/resources/pids", json!({"limit": 8}))
+        .probe(&["fork", "32"]);
+    let id = t.id("pids");
+    let dir = t.write(&b);
+    let r = t
+        .rt(&["run", "--bundle", dir.to_str().unwrap(), &id])
+        .ok()
+        .probe();
+    let started = r.get("started").as_u64().unwrap();
+    assert!(
+        started < 8,
+        "pids.max 8 let {started} children start: {}",
+        r.0
+    );
+    assert_eq!(r.get("error"), "EAGAIN", "{}", r.0);
+}
+
+fn update_memory_limit(t: &Ctx) {
+    let b = t
+        .bundle()
+        .set("/linux/resources/memory", json!({"limit": 64 * MIB}))
+        .probe(&["sleep", "600"]);
+    let id = t.start_running(&b, "upd");
+    let limit = |t: &Ctx| {
+        let r = t
+            .rt(&[
+                "exec",
+                &id,
+                "/bin/husk-probe",
+                "read",
+                "/sys/fs/cgroup/memory/memory.limit_in_bytes",
+            ])
+            .ok()
+            .probe();
+        r.get("data").as_str().unwrap_or("").trim().to_string()
+    };
+    assert_eq!(limit(t), (64 * MIB).to_string());
+    t.rt(&["update", "--memory", &(128 * MIB).to_string(), &id])
+        .ok();
+    assert_eq!(limit(t), (128 * MIB).to_string());
+    // containerd's form: resources JSON on stdin.
+    let res = json!({"memory": {"limit": 96 * MIB}}).to_string();
+    t.rt_stdin(&["update", "--resources", "-", &id], &res).ok();
+    assert_eq!(limit(t), (96 * MIB).to_string());
+}
