@@ -53,4 +53,10 @@ step unit tests
 cargo test --workspace --exclude husk-integration
 
 step "integration tests (runtime: ${HUSK_RUNTIME:-$target/release/husk})"
-HUSK_RUNTIME=${HUSK_RUNTIME:-$target/release/husk} cargo test -p husk-integration -- "$@"
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+HUSK_RUNTIME=${HUSK_RUNTIME:-$target/release/husk} cargo test -p husk-integration --test integration -- "$@" 2>&1 | tee "$log"
+status=$(grep -c '^test result: ok' "$log" || true)
+# One closing line over the integration run, in the plain "N passed, N failed" form.
+awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "integration: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
+[ "$status" -ge 1 ] && ! grep -q '^test result: FAILED' "$log"

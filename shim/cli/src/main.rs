@@ -36,6 +36,12 @@ fn run(args: cli::Cli) -> i32 {
         let _ = cli::Cli::command().print_help();
         return 2;
     };
+    // runc exits 255 when exec itself fails, so callers can tell it from the process's own status.
+    let failure_code = if matches!(cmd, cli::Command::Exec(_)) {
+        255
+    } else {
+        1
+    };
     match verbs::dispatch(&args.global, cmd) {
         Ok(code) => code,
         Err(e) => {
@@ -47,7 +53,7 @@ fn run(args: cli::Cli) -> i32 {
             if e.downcast_ref::<verbs::UsageError>().is_some() {
                 2
             } else {
-                1
+                failure_code
             }
         }
     }

@@ -1,6 +1,6 @@
 //! `husk kill`: send a signal (name or number; default SIGTERM).
 
-use super::{context_id, open, usage};
+use super::{context_id, open};
 use crate::cli::Global;
 use clap::Args;
 use nix::sys::signal::Signal;
@@ -34,7 +34,8 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
 
 pub fn run(g: &Global, a: KillArgs) -> anyhow::Result<i32> {
     let sig =
-        parse_signal(&a.signal).ok_or_else(|| usage(format!("unknown signal {:?}", a.signal)))?;
+        parse_signal(&a.signal)
+        .ok_or_else(|| anyhow::anyhow!("kill container {}: unknown signal {:?}", a.id, a.signal))?;
     let (_, c) = open(g, &a.id)?;
     context_id(husk_runtime::container::kill(&c, sig, a.all), "kill", &a.id)?;
     Ok(0)

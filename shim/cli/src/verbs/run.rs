@@ -15,6 +15,9 @@ pub struct RunArgs {
     /// Return once the container has started, leaving it running
     #[arg(short, long)]
     pub detach: bool,
+    /// Keep the stopped container (state, cgroup) after it exits, for `state`/`delete` later
+    #[arg(long)]
+    pub keep: bool,
     #[command(flatten)]
     pub b: BundleArgs,
 }
@@ -47,7 +50,7 @@ pub fn run(g: &Global, a: RunArgs) -> anyhow::Result<i32> {
         drop(proxy);
         Ok(code)
     });
-    if a.detach && result.is_ok() {
+    if (a.detach || a.keep) && result.is_ok() {
         return result;
     }
     // Foreground (or failed detach): the container is over; remove it.

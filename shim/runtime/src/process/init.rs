@@ -78,14 +78,16 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     // Die with husk until the container is created; cleared at [2].
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(sys("set pdeathsig"))?;
-    // Non-dumpable: other processes in the container cannot open /proc/<us>/exe (our host binary)
-    // while we run (CVE-2019-5736 class). execve resets it for the container's own program.
-    nix::sys::prctl::set_dumpable(false).map_err(sys("set dumpable"))?;
     // [1] wait for the parent: id maps, cgroup, prestart/createRuntime hooks.
     match chan.recv().map_err(sys("sync [1]"))? {
         Some(Msg::Go) => {}
         other => return Err(InitError::Protocol(other)),
     }
+    // Non-dumpable: other processes in the container cannot open /proc/<us>/exe (our host binary)
+    // while we run (CVE-2019-5736 class). execve resets it for the container's own program. Only
+    // after [1]: a non-dumpable child's /proc files belong to root, and an unprivileged parent
+    // could no longer write its uid_map.
+    nix::sys::prctl::set_dumpable(false).map_err(sys("set dumpable"))?;
     ctx.ns.join_all()?;
     become_userns_root(ctx)?;
     set_names(ctx)?;
@@ -259,6 +261,17 @@ fn wait_for_start(ctx: &InitContext, chan: &Channel) -> Result<(), InitError> {
 pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infallible, InitError> {
     let p = &ctx.process;
     let nnp = p.no_new_privileges().unwrap_or(false);
+    let argv: Vec<CString> = p
+        .args()
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|a| cstring(a))
+        .collect();
+    let mut envp: Vec<CString> = ctx.env.iter().map(|a| cstring(a)).collect();
+    if !ctx.env.iter().any(|kv| kv.starts_with("HOME=")) {
+        envp.push(cstring(&format!("HOME={}", home_of(p.user().uid()))));
+    }
     security::rlimit::apply(p.rlimits().as_deref().unwrap_or_default())?;
     crate::sys::cloexec_from(3 + ctx.preserve_fds).map_err(sys("close inherited fds"))?;
     if let Some(c) = p.capabilities() {
@@ -304,19 +317,25 @@ pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infall
             prog.load()?;
         }
     }
-    let argv: Vec<CString> = p
-        .args()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|a| cstring(a))
-        .collect();
-    let envp: Vec<CString> = ctx.env.iter().map(|a| cstring(a)).collect();
     let Err(source) = nix::unistd::execve(exe, &argv, &envp);
     Err(InitError::Exec {
         path: exe.to_string_lossy().into_owned(),
         source,
     })
+}
+
+/// The home directory of `uid` in the container's /etc/passwd, "/" when unknown (as runc sets HOME).
+fn home_of(uid: u32) -> String {
+    std::fs::read_to_string("/etc/passwd")
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(':').collect();
+                (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
+            })
+        })
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "/".to_string())
 }
 
 fn cstring(s: &str) -> CString {
