@@ -1,5 +1,5 @@
 #!/bin/sh
-# Run husk's tests: setup (root only), build, lint, unit tests, integration tests.
+# Run husk's tests: ./setup.sh (packages as root, build, fixtures), lint, unit tests, integration tests.
 #
 #   ./tests.sh                                # everything; as root both modes run (root + rootless)
 #   HUSK_RUNTIME=/usr/bin/runc ./tests.sh     # integration suites against runc: checks the tests
@@ -16,32 +16,9 @@ tuser=${HUSK_TEST_USER:-tuser}
 target=${CARGO_TARGET_DIR:-$top/target}
 step() { printf '\n== %s\n' "$*"; }
 
-if [ "$(id -u)" = 0 ] && [ -z "${SKIP_SETUP:-}" ]; then
-	step setup
-	need=""
-	for p in runc busybox-static uidmap libseccomp-dev pkg-config; do
-		dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
-	done
-	if [ -n "$need" ]; then
-		apt-get update -q
-		# shellcheck disable=SC2086 # word splitting of the package list is intended
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
-	fi
-	id "$tuser" >/dev/null 2>&1 || useradd -m "$tuser"
-	uid=$(id -u "$tuser")
-	mkdir -p "/run/user/$uid"
-	chown "$tuser:" "/run/user/$uid"
-	chmod 700 "/run/user/$uid"
-	export HUSK_REQUIRE_PRIVILEGED="${HUSK_REQUIRE_PRIVILEGED:-1}"
-fi
-
-step build
-cargo build --release -p husk
-# The probe runs inside a rootfs without libc: static, gnu target (no musl here); --target keeps
-# RUSTFLAGS off the host build scripts. See shim/probe/src/main.rs.
-RUSTFLAGS='-C target-feature=+crt-static' \
-	cargo build --release -p husk-probe --target x86_64-unknown-linux-gnu
-bundles/busybox/make-rootfs
+# Packages, test user, release build, static probe, busybox rootfs.
+./setup.sh
+if [ "$(id -u)" = 0 ]; then export HUSK_REQUIRE_PRIVILEGED="${HUSK_REQUIRE_PRIVILEGED:-1}"; fi
 
 if [ -z "${SKIP_LINT:-}" ]; then
 	step lint

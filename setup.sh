@@ -1,0 +1,37 @@
+#!/bin/sh
+# Set up a fresh Debian 12 machine for husk and build it: Debian packages and a test user (as root),
+# the release binary, the static probe, and the busybox rootfs of bundles/busybox (offline, ~0.2 s).
+#
+#   ./setup.sh && ./target/release/husk run --bundle bundles/busybox demo
+#
+# SKIP_SETUP=1 skips apt-get and useradd. HUSK_TEST_USER names the unprivileged test user (tuser).
+set -eu
+cd "$(dirname "$0")"
+tuser=${HUSK_TEST_USER:-tuser}
+step() { printf '\n== %s\n' "$*"; }
+
+if [ "$(id -u)" = 0 ] && [ -z "${SKIP_SETUP:-}" ]; then
+	step setup
+	need=""
+	for p in runc busybox-static uidmap libseccomp-dev pkg-config; do
+		dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
+	done
+	if [ -n "$need" ]; then
+		apt-get update -q
+		# shellcheck disable=SC2086 # word splitting of the package list is intended
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
+	fi
+	id "$tuser" >/dev/null 2>&1 || useradd -m "$tuser"
+	uid=$(id -u "$tuser")
+	mkdir -p "/run/user/$uid"
+	chown "$tuser:" "/run/user/$uid"
+	chmod 700 "/run/user/$uid"
+fi
+
+step build
+cargo build --release -p husk
+# The probe runs inside a rootfs without libc: static, gnu target (no musl here); --target keeps
+# RUSTFLAGS off the host build scripts. See shim/probe/src/main.rs.
+RUSTFLAGS='-C target-feature=+crt-static' \
+	cargo build --release -p husk-probe --target x86_64-unknown-linux-gnu
+bundles/busybox/make-rootfs
