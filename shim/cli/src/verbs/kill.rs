@@ -33,8 +33,7 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
 }
 
 pub fn run(g: &Global, a: KillArgs) -> anyhow::Result<i32> {
-    let sig =
-        parse_signal(&a.signal)
+    let sig = parse_signal(&a.signal)
         .ok_or_else(|| anyhow::anyhow!("kill container {}: unknown signal {:?}", a.id, a.signal))?;
     let (_, c) = open(g, &a.id)?;
     context_id(husk_runtime::container::kill(&c, sig, a.all), "kill", &a.id)?;

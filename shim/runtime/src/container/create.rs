@@ -93,6 +93,12 @@ fn build(
     )?;
     warnings.extend(warn);
     let ns_plan = NsPlan::from_spec(&spec)?;
+    if !ns_plan.has_mount_ns() {
+        warnings.push(format!(
+            "container {id} has no mount namespace: its rootfs is entered with chroot and its mounts, \
+             masked and read-only paths are not applied (husk never mounts on the host)"
+        ));
+    }
     let userns = ns_plan.new_userns() || spec::namespace(&spec, LinuxNamespaceType::User).is_some();
     let euid = nix::unistd::geteuid();
     let rootfs_plan = rootfs::plan(

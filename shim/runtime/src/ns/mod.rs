@@ -92,6 +92,15 @@ impl NsPlan {
         Ok(plan)
     }
 
+    /// True when the container gets a mount namespace of its own (new or joined).
+    pub fn has_mount_ns(&self) -> bool {
+        self.clone_flags.contains(CloneFlags::CLONE_NEWNS)
+            || self
+                .joins
+                .iter()
+                .any(|(t, _, _)| *t == LinuxNamespaceType::Mount)
+    }
+
     pub fn new_userns(&self) -> bool {
         self.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
     }

@@ -105,7 +105,12 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
             }
         })?;
     }
-    if let Some(plan) = &ctx.rootfs {
+    if let Some(plan) = ctx.rootfs.as_ref().filter(|_| !ctx.ns.has_mount_ns()) {
+        // No mount namespace: mounting would change the host's mount table, so the rootfs is only
+        // entered with chroot (the parent warned that config mounts are not applied).
+        nix::unistd::chroot(&plan.rootfs).map_err(sys("chroot into rootfs"))?;
+        nix::unistd::chdir("/").map_err(sys("chdir to /"))?;
+    } else if let Some(plan) = &ctx.rootfs {
         plan.prepare()?;
         hooks::run(
             "createContainer",
