@@ -67,6 +67,30 @@ pub fn ensure_unused(dir: &Path) -> Result<(), CgroupError> {
 pub fn create_v1(dirs: &[PathBuf]) -> Result<(), CgroupError> {
     for dir in dirs {
         fs::create_dir_all(dir).map_err(io("create cgroup", dir))?;
+        fill_cpuset(dir)?;
+    }
+    Ok(())
+}
+
+/// A new v1 cpuset cgroup starts with empty cpuset.cpus/mems, and no task can join it (nor can a
+/// child be given CPUs) until they are set: copy them down from the nearest parent that has them,
+/// as runc does. A no-op outside the cpuset hierarchy.
+fn fill_cpuset(dir: &Path) -> Result<(), CgroupError> {
+    if !dir.join("cpuset.cpus").exists() {
+        return Ok(());
+    }
+    let Some(parent) = dir.parent().filter(|p| p.join("cpuset.cpus").exists()) else {
+        return Ok(());
+    };
+    fill_cpuset(parent)?;
+    for file in ["cpuset.cpus", "cpuset.mems"] {
+        let mine = dir.join(file);
+        let current = fs::read_to_string(&mine).map_err(io("read", &mine))?;
+        if current.trim().is_empty() {
+            let from = parent.join(file);
+            let value = fs::read_to_string(&from).map_err(io("read", &from))?;
+            fs::write(&mine, value.trim()).map_err(io("write", &mine))?;
+        }
     }
     Ok(())
 }
