@@ -30,7 +30,7 @@ pub fn features() -> serde_json::Value {
             "shared", "silent", "slave", "strictatime", "suid", "sync", "unbindable"
         ],
         "linux": {
-            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "user", "uts"],
+            "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],
             "capabilities": caps,
             "cgroup": {"v1": true, "v2": true, "systemd": true, "systemdUser": false, "rdma": false},
             "seccomp": {
@@ -51,8 +51,7 @@ pub fn features() -> serde_json::Value {
         "annotations": {
             "org.opencontainers.runtime-spec.features.husk.version": env!("CARGO_PKG_VERSION"),
             "org.opencontainers.runtime-spec.features.husk.commit": env!("HUSK_COMMIT"),
-            "org.opencontainers.runtime-spec.features.husk.cgroupv2-devices": "not enforced (no eBPF device filter)",
-            "org.opencontainers.runtime-spec.features.husk.time-namespace": "not supported"
+            "org.opencontainers.runtime-spec.features.husk.cgroupv2-devices": "not enforced (no eBPF device filter)"
         }
     })
 }

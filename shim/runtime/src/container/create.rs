@@ -170,6 +170,18 @@ fn build(
             .into_iter()
             .collect(),
         process_oom_score_adj: process.oom_score_adj(),
+        time_offsets: linux
+            .time_offsets()
+            .iter()
+            .flatten()
+            .map(|(clock, o)| {
+                format!(
+                    "{clock} {} {}\n",
+                    o.secs().unwrap_or(0),
+                    o.nanosecs().unwrap_or(0)
+                )
+            })
+            .collect(),
         hooks_create_container: hooks.create_container().clone().unwrap_or_default(),
         hooks_start_container: hooks.start_container().clone().unwrap_or_default(),
         state_json: state_json(&record, Status::Creating),

@@ -83,13 +83,16 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         Some(Msg::Go) => {}
         other => return Err(InitError::Protocol(other)),
     }
-    // Non-dumpable: other processes in the container cannot open /proc/<us>/exe (our host binary)
-    // while we run (CVE-2019-5736 class). execve resets it for the container's own program. Only
-    // after [1]: a non-dumpable child's /proc files belong to root, and an unprivileged parent
-    // could no longer write its uid_map.
-    nix::sys::prctl::set_dumpable(false).map_err(sys("set dumpable"))?;
     ctx.ns.join_all()?;
     become_userns_root(ctx)?;
+    if ctx.ns.new_time {
+        enter_new_time_ns(&ctx.time_offsets)?;
+    }
+    // Non-dumpable: other processes in the container cannot open /proc/<us>/exe (our host binary)
+    // while we run (CVE-2019-5736 class). execve resets it for the container's own program. Only
+    // after [1] and the time namespace: a non-dumpable process's /proc files belong to root, so an
+    // unprivileged parent could no longer write its uid_map, nor we our timens_offsets.
+    nix::sys::prctl::set_dumpable(false).map_err(sys("set dumpable"))?;
     set_names(ctx)?;
     if !ctx.no_new_keyring {
         // Not fatal: some kernels/LSMs refuse new keyrings in a user namespace; runc ignores it too.
@@ -158,6 +161,25 @@ fn become_userns_root(ctx: &InitContext) -> Result<(), InitError> {
         Ok(()) | Err(nix::errno::Errno::EINVAL) => Ok(()),
         Err(e) => Err(sys("setresuid to userns root")(e)),
     }
+}
+
+/// clone(2) cannot make a time namespace: unshare one (it becomes our time_for_children), set its
+/// clock offsets while no process is in it yet, then move ourselves in with setns.
+fn enter_new_time_ns(offsets: &str) -> Result<(), InitError> {
+    let flag = nix::sched::CloneFlags::from_bits_retain(crate::sys::CLONE_NEWTIME);
+    nix::sched::unshare(flag).map_err(sys("unshare time namespace"))?;
+    if !offsets.is_empty() {
+        std::fs::write("/proc/self/timens_offsets", offsets).map_err(|source| InitError::Io {
+            step: "write timens_offsets",
+            source,
+        })?;
+    }
+    let ns =
+        std::fs::File::open("/proc/self/ns/time_for_children").map_err(|source| InitError::Io {
+            step: "open time_for_children",
+            source,
+        })?;
+    nix::sched::setns(ns, flag).map_err(sys("enter time namespace"))
 }
 
 fn set_names(ctx: &InitContext) -> Result<(), InitError> {

@@ -65,6 +65,8 @@ pub struct InitContext {
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
     pub process_oom_score_adj: Option<i32>,
+    /// `linux.timeOffsets` as /proc/PID/timens_offsets lines, for a new time namespace.
+    pub time_offsets: String,
     pub hooks_create_container: Vec<Hook>,
     pub hooks_start_container: Vec<Hook>,
     /// OCI state JSON handed to container-side hooks.

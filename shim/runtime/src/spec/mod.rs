@@ -104,12 +104,6 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
             ));
         }
         seen.push(ns.typ());
-        if ns.typ() == LinuxNamespaceType::Time && ns.path().is_none() {
-            return Err(invalid(
-                "linux.namespaces",
-                "creating a time namespace is not supported",
-            ));
-        }
         if let Some(p) = ns.path() {
             if !p.is_absolute() {
                 return Err(invalid(
@@ -132,6 +126,20 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
             "linux.uidMappings",
             "mappings given without a user namespace",
         ));
+    }
+    if linux.time_offsets().is_some() && namespace(spec, LinuxNamespaceType::Time) != Some(None) {
+        return Err(invalid(
+            "linux.timeOffsets",
+            "needs a new time namespace in linux.namespaces",
+        ));
+    }
+    for clock in linux.time_offsets().iter().flat_map(|m| m.keys()) {
+        if clock != "monotonic" && clock != "boottime" {
+            return Err(invalid(
+                "linux.timeOffsets",
+                format!("unknown clock {clock:?} (monotonic or boottime)"),
+            ));
+        }
     }
     if let Some(sysctl) = linux.sysctl() {
         for key in sysctl.keys() {
@@ -259,5 +267,25 @@ mod tests {
         );
         let (_d, res) = bundle_with(&cfg);
         assert!(res.unwrap_err().to_string().contains("pid listed twice"));
+    }
+
+    #[test]
+    fn time_offsets_need_a_new_time_namespace_and_known_clocks() {
+        let offsets = r#""timeOffsets":{"boottime":{"secs":5}}"#;
+        let without = OK.replace(
+            r#""process""#,
+            &format!(r#""linux":{{{offsets}}},"process""#),
+        );
+        let (_d, res) = bundle_with(&without);
+        assert!(res.unwrap_err().to_string().contains("linux.timeOffsets"));
+        let with = OK.replace(
+            r#""process""#,
+            &format!(r#""linux":{{"namespaces":[{{"type":"time"}}],{offsets}}},"process""#),
+        );
+        let (_d, res) = bundle_with(&with);
+        res.unwrap();
+        let bad = with.replace("boottime", "realtime");
+        let (_d, res) = bundle_with(&bad);
+        assert!(res.unwrap_err().to_string().contains("unknown clock"));
     }
 }
