@@ -264,11 +264,12 @@ mod tests {
         assert!(!serves(Path::new("/x/notpids"), "pids"));
         // Compare with libcgroups' own per-controller lookup on this host.
         let host = libcgroups::v1::util::list_subsystem_mount_points().unwrap_or_default();
-        let mut theirs: Vec<(String, PathBuf)> = libcgroups::v1::util::list_supported_mount_points()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|(c, m)| (c.to_string(), m))
-            .collect();
+        let mut theirs: Vec<(String, PathBuf)> =
+            libcgroups::v1::util::list_supported_mount_points()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(c, m)| (c.to_string(), m))
+                .collect();
         theirs.sort();
         theirs.dedup_by(|a, b| a.1 == b.1);
         assert_eq!(match_v1_controllers(&host), theirs);
