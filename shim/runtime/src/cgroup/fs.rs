@@ -28,19 +28,60 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Cg
 }
 
 /// v1 controller mount points (one entry per distinct mount; co-mounted controllers share one).
+///
+/// One read of /proc/self/mountinfo: libcgroups' `list_supported_mount_points` re-reads and re-parses
+/// it once per controller (12 reads through a hardened procfs handle per call), which was the largest
+/// single cost of `run` on a v1 host. The matching rule is libcgroups' `get_subsystem_mount_point`'s:
+/// the first `cgroup` mount whose path ends with the controller's name (or a co-mount of it).
 pub fn v1_mounts() -> Result<Vec<(String, PathBuf)>, CgroupError> {
-    let found = libcgroups::v1::util::list_supported_mount_points().map_err(|source| {
+    let points = libcgroups::v1::util::list_subsystem_mount_points().map_err(|source| {
         CgroupError::Mounts {
             source: Box::new(source),
         }
     })?;
-    let mut mounts: Vec<(String, PathBuf)> = found
-        .into_iter()
-        .map(|(ctrl, mount)| (ctrl.to_string(), mount))
+    Ok(match_v1_controllers(&points))
+}
+
+/// Every controller libcgroups drives, with the first mount point that serves it.
+fn match_v1_controllers(points: &[PathBuf]) -> Vec<(String, PathBuf)> {
+    let mut mounts: Vec<(String, PathBuf)> = V1_CONTROLLERS
+        .iter()
+        .filter_map(|ctrl| {
+            let mount = points.iter().find(|m| serves(m, ctrl))?;
+            Some((ctrl.to_string(), mount.clone()))
+        })
         .collect();
     mounts.sort();
     mounts.dedup_by(|a, b| a.1 == b.1);
-    Ok(mounts)
+    mounts
+}
+
+/// libcgroups' `v1::controller_type::CONTROLLERS` (not exported), in its order.
+const V1_CONTROLLERS: [&str; 12] = [
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "devices",
+    "hugetlb",
+    "memory",
+    "pids",
+    "perf_event",
+    "blkio",
+    "net_prio",
+    "net_cls",
+    "freezer",
+];
+
+/// Whether mount point `m` serves `ctrl`, by libcgroups' rule (component-wise suffix match).
+fn serves(m: &Path, ctrl: &str) -> bool {
+    let names: &[&str] = match ctrl {
+        "net_cls" => &["net_cls,net_prio", "net_prio,net_cls", "net_cls"],
+        "net_prio" => &["net_cls,net_prio", "net_prio,net_cls", "net_prio"],
+        "cpu" => &["cpu,cpuacct", "cpu"],
+        "cpuacct" => &["cpu,cpuacct", "cpuacct"],
+        other => return m.ends_with(other),
+    };
+    names.iter().any(|n| m.ends_with(n))
 }
 
 /// Reads a cgroup file; `None` when it (or its directory) does not exist.
@@ -225,6 +266,38 @@ pub fn unwritable(dir: &Path, uid: u32, gid: u32) -> Option<PathBuf> {
 mod tests {
     use super::super::testutil::TempTree;
     use super::*;
+
+    #[test]
+    fn v1_controllers_match_like_libcgroups() {
+        let points: Vec<PathBuf> = [
+            "/sys/fs/cgroup/systemd",
+            "/sys/fs/cgroup/cpu,cpuacct",
+            "/sys/fs/cgroup/net_cls,net_prio",
+            "/sys/fs/cgroup/memory",
+            "/sys/fs/cgroup/pids",
+        ]
+        .iter()
+        .map(PathBuf::from)
+        .collect();
+        let got = match_v1_controllers(&points);
+        let names: Vec<&str> = got.iter().map(|(c, _)| c.as_str()).collect();
+        // cpu/cpuacct and net_cls/net_prio are co-mounted: one entry each, the first name sorted.
+        assert_eq!(names, ["cpu", "memory", "net_cls", "pids"]);
+        assert_eq!(got[0].1, PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"));
+        // A component-wise match: "pids" does not serve "ids"-like prefixes and vice versa.
+        assert!(!serves(Path::new("/x/notpids"), "pids"));
+        // Compare with libcgroups' own per-controller lookup on this host.
+        let host = libcgroups::v1::util::list_subsystem_mount_points().unwrap_or_default();
+        let mut theirs: Vec<(String, PathBuf)> =
+            libcgroups::v1::util::list_supported_mount_points()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(c, m)| (c.to_string(), m))
+                .collect();
+        theirs.sort();
+        theirs.dedup_by(|a, b| a.1 == b.1);
+        assert_eq!(match_v1_controllers(&host), theirs);
+    }
 
     #[test]
     fn keyed_values() {

@@ -579,9 +579,8 @@ impl Cgroup {
             if holds_us {
                 return Err(self.refuse("it holds this process"));
             }
-            if let (Ok(real), Some(mount)) = (dir.canonicalize(), mount_of(&dir, &rel)) {
-                let mount = mount.canonicalize().unwrap_or(mount);
-                if !real.starts_with(&mount) || real == mount {
+            if let Some(mount) = mount_of(&dir, &rel) {
+                if !stays_under(&mount, &rel) {
                     return Err(self.refuse("it resolves outside its hierarchy"));
                 }
             }
@@ -589,6 +588,33 @@ impl Cgroup {
         }
         Ok(dirs)
     }
+}
+
+/// Whether `mount/rel` resolves strictly below `mount` (a missing directory counts as staying).
+///
+/// When no component of `rel` is a symlink, `realpath(mount/rel)` is `realpath(mount)/rel` (rel is
+/// validated: no `.` or `..`), so the answer is yes after one lstat per component; only a symlink
+/// needs the two full canonicalisations (realpath costs a readlink per component of the whole path).
+fn stays_under(mount: &Path, rel: &Path) -> bool {
+    let mut at = mount.to_path_buf();
+    for part in rel.components() {
+        at.push(part);
+        match std::fs::symlink_metadata(&at) {
+            Ok(m) if m.file_type().is_symlink() => return stays_under_slow(mount, rel),
+            Ok(_) => {}
+            // Missing: canonicalize fails as well, and a path that cannot be resolved is not refused.
+            Err(_) => return true,
+        }
+    }
+    true
+}
+
+fn stays_under_slow(mount: &Path, rel: &Path) -> bool {
+    let Ok(real) = mount.join(rel).canonicalize() else {
+        return true;
+    };
+    let mount = mount.canonicalize().unwrap_or_else(|_| mount.to_path_buf());
+    real.starts_with(&mount) && real != mount
 }
 
 /// `dir` minus the trailing `rel`: the hierarchy mount it was built from.
@@ -642,6 +668,22 @@ mod tests {
         assert_eq!(devs.len(), 2);
         assert_eq!(devs[0].to_string(), "a *:* rwm");
         assert_eq!(devs[1].to_string(), "c 1:3 rwm");
+    }
+
+    #[test]
+    fn stays_under_follows_symlinks_only_when_present() {
+        let t = testutil::TempTree::new("stays-under");
+        std::fs::create_dir_all(t.path("mnt/husk/a")).unwrap();
+        std::fs::create_dir_all(t.path("elsewhere/a")).unwrap();
+        let mnt = t.path("mnt");
+        assert!(stays_under(&mnt, Path::new("husk/a")));
+        assert!(stays_under(&mnt, Path::new("husk/missing")));
+        std::os::unix::fs::symlink(t.path("elsewhere"), t.path("mnt/out")).unwrap();
+        assert!(!stays_under(&mnt, Path::new("out/a")));
+        std::os::unix::fs::symlink(t.path("mnt/husk"), t.path("mnt/in")).unwrap();
+        assert!(stays_under(&mnt, Path::new("in/a")));
+        std::os::unix::fs::symlink(&mnt, t.path("mnt/self")).unwrap();
+        assert!(!stays_under(&mnt, Path::new("self")));
     }
 
     #[test]

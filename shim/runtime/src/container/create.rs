@@ -367,12 +367,23 @@ pub(super) fn tmp_sibling(path: &Path) -> PathBuf {
     path.with_file_name(format!(".{}", name.to_string_lossy()))
 }
 
+/// The user name for `uid` from /etc/passwd, or the number. Read directly, as runc does, rather than
+/// through NSS: no nsswitch.conf/nscd round trips on every create, and it works in a static build,
+/// where glibc's NSS cannot load its modules.
 fn owner_name(uid: u32) -> String {
-    nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(uid))
+    std::fs::read_to_string("/etc/passwd")
         .ok()
-        .flatten()
-        .map(|u| u.name)
+        .and_then(|text| passwd_name(&text, uid))
         .unwrap_or_else(|| uid.to_string())
+}
+
+fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
+    passwd.lines().find_map(|line| {
+        let mut fields = line.split(':');
+        let name = fields.next()?;
+        let id = fields.nth(1)?;
+        (!name.is_empty() && id.parse() == Ok(uid)).then(|| name.to_string())
+    })
 }
 
 /// $XDG_CACHE_HOME/husk/seccomp (or ~/.cache), /var/cache/husk/seccomp for root.
@@ -384,4 +395,17 @@ fn seccomp_cache_dir() -> Option<PathBuf> {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
     Some(base.join("husk/seccomp"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::passwd_name;
+
+    #[test]
+    fn passwd_lookup() {
+        let text = "root:x:0:0:root:/root:/bin/bash\n# comment\nbad\ntuser:x:1001:1001::/home/tuser:/bin/sh\n";
+        assert_eq!(passwd_name(text, 0).as_deref(), Some("root"));
+        assert_eq!(passwd_name(text, 1001).as_deref(), Some("tuser"));
+        assert_eq!(passwd_name(text, 7), None);
+    }
 }
