@@ -19,10 +19,14 @@
 mod harness;
 
 mod cleanup;
+mod cve;
 mod errors;
 mod exec;
+mod fds;
 mod hooks;
+mod info;
 mod kill;
+mod killstep;
 mod lifecycle;
 mod limits;
 mod pause;
@@ -30,3 +34,4 @@ mod probe;
 mod ps;
 mod run;
 mod tty;
+mod userns;
