@@ -40,7 +40,7 @@ fn ensure_subids() -> bool {
         } else {
             "\n"
         };
-        write!(f, "{sep}{line}\n").unwrap();
+        writeln!(f, "{sep}{line}").unwrap();
     }
     true
 }
