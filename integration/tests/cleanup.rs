@@ -13,7 +13,7 @@ both!(
     failed_create_cleans_up
 );
 
-fn assert_clean(t: &Ctx, id: &str, bundle: &Path) {
+pub(crate) fn assert_clean(t: &Ctx, id: &str, bundle: &Path) {
     assert!(!t.state_root.join(id).exists(), "state dir {id} left");
     let hits = cgroup_dirs_named(Path::new("/sys/fs/cgroup"), id, 4);
     assert!(hits.is_empty(), "cgroups left: {hits:?}");

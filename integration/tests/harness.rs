@@ -12,11 +12,14 @@
 //! - Root-only cases skip with a reason when not root, and fail instead when
 //!   HUSK_REQUIRE_PRIVILEGED=1 (CI).
 
+use nix::fcntl::{fcntl, FcntlArg};
+use nix::unistd::{close, dup2};
 use serde_json::{json, Value};
 use std::fmt;
 use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::fs::{symlink, PermissionsExt};
-use std::os::unix::process::ExitStatusExt;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -178,6 +181,29 @@ macro_rules! both {
             }
         }
     )*};
+}
+
+/// Like `both!` for one case whose rootless half is `#[ignore]`d with `reason` (a known runtime
+/// bug, reported; run it with `--ignored`).
+#[macro_export]
+macro_rules! both_rootless_ignored {
+    ($reason:literal, $case:ident) => {
+        mod $case {
+            #[test]
+            fn root() {
+                $crate::harness::run_case($crate::harness::Mode::Root, module_path!(), super::$case)
+            }
+            #[test]
+            #[ignore = $reason]
+            fn rootless() {
+                $crate::harness::run_case(
+                    $crate::harness::Mode::Rootless,
+                    module_path!(),
+                    super::$case,
+                )
+            }
+        }
+    };
 }
 
 /// Cases that are inherently root-only on this kind of host (cgroup v1 without delegation, ids
@@ -355,10 +381,22 @@ impl Ctx {
 
     /// Starts the runtime without waiting (e.g. a foreground `run` to be killed).
     pub fn spawn(&self, args: &[&str], input: Option<&str>) -> Running {
+        self.spawn_with(args, input, &Launch::default())
+    }
+
+    /// Like [`Ctx::rt`], with extra inherited fds and environment for the runtime.
+    pub fn rt_with(&self, args: &[&str], launch: &Launch) -> Out {
+        self.spawn_with(args, None, launch).wait()
+    }
+
+    /// Like [`Ctx::spawn`], with extra inherited fds and environment for the runtime.
+    pub fn spawn_with(&self, args: &[&str], input: Option<&str>, launch: &Launch) -> Running {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         let io = self.dir.join("io");
         let (out, err) = (io.join(format!("{n}.out")), io.join(format!("{n}.err")));
-        let mut cmd = self.command();
+        let mut cmd = self.command(launch.listen_pid);
+        cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
+        launch.inherit(&mut cmd);
         cmd.arg("--root").arg(&self.state_root).args(args);
         cmd.current_dir(&self.dir);
         let stdin = match input {
@@ -389,29 +427,37 @@ impl Ctx {
         Stdio::from(f)
     }
 
-    fn command(&self) -> Command {
+    /// The runtime command (through setpriv in rootless mode). `listen_pid`: exec the runtime
+    /// from a shell that first exports LISTEN_PID=$$, so the runtime finds its own pid there (runc
+    /// checks it; systemd sets it that way).
+    fn command(&self, listen_pid: bool) -> Command {
         let h = host();
-        match (self.mode, self.owner()) {
-            (Mode::Rootless, Some((uid, gid))) => {
-                let home = h.user.as_ref().map(|u| u.2.clone()).unwrap_or_default();
-                let mut c = Command::new("setpriv");
-                c.args([
-                    format!("--reuid={uid}"),
-                    format!("--regid={gid}"),
-                    "--init-groups".into(),
-                ]);
-                c.arg(&h.runtime);
-                c.env_clear()
-                    .env(
-                        "PATH",
-                        "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                    )
-                    .env("HOME", home)
-                    .env("XDG_RUNTIME_DIR", format!("/run/user/{uid}"));
-                c
-            }
-            _ => Command::new(&h.runtime),
+        let mut argv: Vec<std::ffi::OsString> = Vec::new();
+        if let (Mode::Rootless, Some((uid, gid))) = (self.mode, self.owner()) {
+            argv.push("setpriv".into());
+            argv.push(format!("--reuid={uid}").into());
+            argv.push(format!("--regid={gid}").into());
+            argv.push("--init-groups".into());
         }
+        if listen_pid {
+            for a in ["/bin/sh", "-c", "export LISTEN_PID=$$; exec \"$@\"", "sh"] {
+                argv.push(a.into());
+            }
+        }
+        argv.push(h.runtime.clone().into());
+        let mut c = Command::new(&argv[0]);
+        c.args(&argv[1..]);
+        if let (Mode::Rootless, Some((uid, _))) = (self.mode, self.owner()) {
+            let home = h.user.as_ref().map(|u| u.2.clone()).unwrap_or_default();
+            c.env_clear()
+                .env(
+                    "PATH",
+                    "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                )
+                .env("HOME", home)
+                .env("XDG_RUNTIME_DIR", format!("/run/user/{uid}"));
+        }
+        c
     }
 
     /// `state ID` parsed; panics if it fails.
@@ -559,6 +605,55 @@ impl Bundle {
     }
 }
 
+/// Extra set-up for one runtime invocation.
+#[derive(Default)]
+pub struct Launch {
+    /// `(n, fd)`: `fd` becomes fd `n` of the runtime, inheritable (no FD_CLOEXEC).
+    pub fds: Vec<(RawFd, OwnedFd)>,
+    pub env: Vec<(String, String)>,
+    /// Set LISTEN_PID to the runtime's own pid (systemd socket activation).
+    pub listen_pid: bool,
+}
+
+impl Launch {
+    /// Places the fds in the child only, between fork and exec: the test binary runs cases on
+    /// many threads, so clearing FD_CLOEXEC in the parent would leak them into every runtime
+    /// another case spawns meanwhile.
+    #[allow(unsafe_code)]
+    fn inherit(&self, cmd: &mut Command) {
+        if self.fds.is_empty() {
+            return;
+        }
+        const MAX: usize = 16;
+        assert!(self.fds.len() <= MAX, "at most {MAX} inherited fds");
+        let mut fds = [(0 as RawFd, 0 as RawFd); MAX];
+        for (slot, (n, f)) in fds.iter_mut().zip(&self.fds) {
+            *slot = (*n, f.as_raw_fd());
+        }
+        let count = self.fds.len();
+        // SAFETY: the closure runs in the forked child before exec and only makes raw
+        // fcntl/dup2/close syscalls (async-signal-safe; it allocates nothing: the fixed arrays
+        // are copied in). Every source is first copied to a fresh fd >= 1000, so a target number
+        // that happens to be another source cannot clobber it; then each copy lands on its target
+        // via dup2, which leaves FD_CLOEXEC clear, and the copies are closed.
+        unsafe {
+            cmd.pre_exec(move || {
+                let mut high = [0 as RawFd; MAX];
+                for i in 0..count {
+                    high[i] = fcntl(fds[i].1, FcntlArg::F_DUPFD(1000))?;
+                }
+                for i in 0..count {
+                    dup2(high[i], fds[i].0)?;
+                }
+                for h in &high[..count] {
+                    close(*h)?;
+                }
+                Ok(())
+            });
+        }
+    }
+}
+
 /// A runtime invocation in flight.
 pub struct Running {
     child: Child,
@@ -568,6 +663,11 @@ pub struct Running {
 }
 
 impl Running {
+    /// The pid of the process the test spawned (the runtime, or setpriv that exec'd it).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     pub fn wait(self) -> Out {
         let line = self.line.clone();
         self.wait_quiet()

@@ -9,7 +9,8 @@ use std::path::Path;
 
 both!(
     hooks_run_in_order_with_state,
-    failing_prestart_hook_fails_create
+    failing_prestart_hook_fails_create,
+    all_six_hooks_run,
 );
 
 const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -76,4 +77,68 @@ fn failing_prestart_hook_fails_create(t: &Ctx) {
     t.rt(&["create", "--bundle", dir.to_str().unwrap(), &id])
         .fails();
     t.assert_nothing_left();
+}
+
+/// All six kinds run, each with the state JSON (naming the id) on stdin. createContainer and
+/// startContainer run in the container's namespaces (startContainer after pivot_root, with the
+/// rootfs's /bin/sh): they write through a bind mount of the markers dir at /markers, or through
+/// the host path while it is still reachable (createContainer runs before pivot_root).
+fn all_six_hooks_run(t: &Ctx) {
+    let markers = t.mkdir(&t.dir.join("markers"));
+    let d = markers.display();
+    let hook = |name: &str| {
+        json!({
+            "path": "/bin/sh",
+            "args": ["sh", "-c", format!(
+                "d={d}; [ -d $d ] || d=/markers; cat > $d/{name}.json && echo {name} >> $d/order")],
+            "env": [PATH],
+        })
+    };
+    let names = [
+        "prestart",
+        "createRuntime",
+        "createContainer",
+        "startContainer",
+        "poststart",
+        "poststop",
+    ];
+    let mut hooks = serde_json::Map::new();
+    for name in names {
+        hooks.insert(name.to_string(), json!([hook(name)]));
+    }
+    let b = t
+        .bundle()
+        .probe(&["exit", "0"])
+        .set("/hooks", Value::Object(hooks))
+        .edit(|c| {
+            c["mounts"].as_array_mut().unwrap().push(json!({
+                "destination": "/markers", "type": "bind",
+                "source": markers.to_str().unwrap(), "options": ["rbind", "rw"]
+            }));
+        });
+    let id = t.id("six");
+    let dir = t.write(&b);
+    t.rt(&["run", "--bundle", dir.to_str().unwrap(), &id]).ok();
+    let order = fs::read_to_string(markers.join("order")).unwrap_or_default();
+    let order: Vec<&str> = order.lines().collect();
+    let mut sorted = order.clone();
+    sorted.sort_unstable();
+    let mut want = names.to_vec();
+    want.sort_unstable();
+    assert_eq!(sorted, want, "each hook ran once: {order:?}");
+    let at = |n: &str| order.iter().position(|o| *o == n).unwrap();
+    // startContainer and poststart race (one in the container, one in `start`): no order there.
+    assert_eq!(
+        &order[..3],
+        &names[..3],
+        "create-time hooks in order: {order:?}"
+    );
+    assert!(at("startContainer") > at("createContainer"), "{order:?}");
+    assert_eq!(order.last(), Some(&"poststop"), "{order:?}");
+    for name in names {
+        let text = fs::read_to_string(markers.join(format!("{name}.json"))).unwrap();
+        let state: Value =
+            serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} stdin: {e}: {text}"));
+        assert_eq!(state["id"], id.as_str(), "{name}: {state}");
+    }
 }

@@ -9,6 +9,7 @@ both!(
     kill_created_container,
     kill_stopped_fails,
     kill_all,
+    kill_all_reaches_exec,
 );
 
 /// A running container whose init is `husk-probe sig`; returns (id, create's stdout path reader).
@@ -88,4 +89,53 @@ fn kill_all(t: &Ctx) {
         t.rt(&["kill", &id, "KILL"]).ok();
     }
     t.wait_status(&id, "stopped");
+}
+
+/// `kill --all ID TERM` reaches a process `exec --detach` started, while the init (pid 1 of the
+/// container's pid namespace, no TERM handler) ignores TERM and keeps running. So a runtime that
+/// signalled only the init would leave the exec'd process alive. Also: `exec --detach --pid-file`
+/// writes the exec'd process's host pid.
+fn kill_all_reaches_exec(t: &Ctx) {
+    let id = t.start_running(&t.bundle().probe(&["sleep", "600"]), "kae");
+    let pid_file = t.dir.join("exec.pid");
+    t.rt(&[
+        "exec",
+        "--detach",
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "/bin/husk-probe",
+        "sleep",
+        "601",
+    ])
+    .ok();
+    let pid = std::fs::read_to_string(&pid_file)
+        .unwrap()
+        .trim()
+        .to_string();
+    assert!(pid.parse::<u32>().is_ok_and(|p| p > 0), "pid file: {pid:?}");
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    assert!(
+        String::from_utf8_lossy(&cmdline).contains("601"),
+        "pid file names the exec'd process: {pid}"
+    );
+    let out = t.rt(&["kill", "--all", &id, "TERM"]);
+    if !has_cgroups(t.mode) && out.code != 0 {
+        out.fails();
+        return;
+    }
+    out.ok();
+    t.wait_for("the exec'd process to die", || gone(&pid));
+    assert_eq!(t.state(&id)["status"], "running", "init ignores TERM");
+}
+
+/// No such process, or a zombie (a dead exec'd process waits for the container's init to reap it).
+fn gone(pid: &str) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with(['Z', 'X'])
+    })
 }

@@ -8,7 +8,9 @@ use serde_json::json;
 root_only!(
     memory_limit_oom_kills,
     pids_limit_stops_forks,
-    update_memory_limit
+    update_memory_limit,
+    update_pids_limit_stops_forks,
+    events_stats_prints_one_record,
 );
 
 const MIB: u64 = 1 << 20;
@@ -75,4 +77,36 @@ fn update_memory_limit(t: &Ctx) {
     let res = json!({"memory": {"limit": 96 * MIB}}).to_string();
     t.rt_stdin(&["update", "--resources", "-", &id], &res).ok();
     assert_eq!(limit(t), (96 * MIB).to_string());
+}
+
+fn update_pids_limit_stops_forks(t: &Ctx) {
+    let id = t.start_running(&t.bundle().probe(&["sleep", "600"]), "updp");
+    t.rt(&["update", "--pids-limit", "5", &id]).ok();
+    // The init and the exec'd probe count too: at most 3 children fit.
+    let r = t
+        .rt(&["exec", &id, "/bin/husk-probe", "fork", "32"])
+        .ok()
+        .probe();
+    let started = r.get("started").as_u64().unwrap();
+    assert!(
+        started < 5,
+        "pids.max 5 let {started} children start: {}",
+        r.0
+    );
+    assert_eq!(r.get("error"), "EAGAIN", "{}", r.0);
+}
+
+fn events_stats_prints_one_record(t: &Ctx) {
+    let id = t.start_running(&t.bundle().probe(&["sleep", "600"]), "evs");
+    let out = t.rt(&["events", "--stats", &id]).ok();
+    let lines: Vec<&str> = out
+        .stdout
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
+    assert_eq!(lines.len(), 1, "one record: {out}");
+    let v: serde_json::Value = serde_json::from_str(lines[0]).unwrap();
+    assert_eq!(v["type"], "stats", "{out}");
+    assert_eq!(v["id"], id.as_str(), "{out}");
+    assert!(v["data"].is_object(), "{out}");
 }

@@ -15,6 +15,7 @@ both!(
     caps_can_be_narrowed,
     no_new_privs_follows_config,
     seccomp_errno_rule,
+    seccomp_kill_rule,
     masked_paths_unreadable,
     readonly_paths_not_writable,
     readonly_root,
@@ -164,6 +165,27 @@ fn seccomp_errno_rule(t: &Ctx) {
     assert_eq!(r.get("error"), "EPERM", "{}", r.0);
     let r = probe(t, t.bundle(), &["syscall", "getcwd"]);
     assert_eq!(r.get("ok"), true, "getcwd allowed: {}", r.0);
+}
+
+/// SCMP_ACT_KILL: the blocked syscall kills the process by SIGSYS; `run` passes 128+31 through.
+fn seccomp_kill_rule(t: &Ctx) {
+    let seccomp = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": ["SCMP_ARCH_X86_64"],
+        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_KILL"}]
+    });
+    let b = t
+        .bundle()
+        .set("/linux/seccomp", seccomp)
+        .probe(&["syscall", "mkdir", "/tmp/x"]);
+    let id = t.id("sckill");
+    let dir = t.write(&b);
+    let out = t.rt(&["run", "--bundle", dir.to_str().unwrap(), &id]);
+    assert_eq!(out.code, 128 + 31, "killed by SIGSYS: {out}");
+    assert!(
+        !out.stdout.contains("\"op\""),
+        "the syscall returned: {out}"
+    );
 }
 
 fn masked_paths_unreadable(t: &Ctx) {

@@ -17,7 +17,8 @@ use std::time::{Duration, Instant};
 
 both!(
     terminal_via_console_socket,
-    terminal_without_console_socket_fails
+    terminal_without_console_socket_fails,
+    exec_tty_via_console_socket,
 );
 
 /// A listening console socket at `path`, connectable by the runtime's user.
@@ -134,4 +135,39 @@ fn terminal_without_console_socket_fails(t: &Ctx) {
     t.rt(&["create", "--bundle", dir.to_str().unwrap(), &id])
         .fails();
     t.assert_nothing_left();
+}
+
+/// `exec --tty --console-socket` (detached, as containerd does it): the exec'd process gets a
+/// pty on 0/1/2 and `--pid-file` names it.
+fn exec_tty_via_console_socket(t: &Ctx) {
+    let id = t.start_running(&t.bundle().probe(&["sleep", "600"]), "etty");
+    let sock = t.dir.join("exec-console.sock");
+    let listener = console_socket(t, &sock);
+    let pid_file = t.dir.join("exec.pid");
+    t.rt(&[
+        "exec",
+        "--detach",
+        "--tty",
+        "--console-socket",
+        sock.to_str().unwrap(),
+        "--pid-file",
+        pid_file.to_str().unwrap(),
+        &id,
+        "/bin/husk-probe",
+        "tty",
+    ])
+    .ok();
+    let mut master = receive_master(&listener);
+    let text = read_all(&mut master);
+    let p = Probe::parse(&text.replace("\r\n", "\n"))
+        .unwrap_or_else(|| panic!("no probe output on the pty: {text:?}"));
+    for fd in ["stdin", "stdout", "stderr"] {
+        assert_eq!(p.get(fd)["isatty"], true, "{fd}: {}", p.0);
+    }
+    let pid = std::fs::read_to_string(&pid_file).unwrap();
+    assert!(
+        pid.trim().parse::<u32>().is_ok_and(|p| p > 0),
+        "pid file: {pid:?}"
+    );
+    assert_eq!(t.state(&id)["status"], "running");
 }

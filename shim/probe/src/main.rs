@@ -27,7 +27,8 @@ use std::time::Duration;
 
 const USAGE: &str =
     "usage: husk-probe [json | exit N | sleep SECS | sig | raise N | write PATH [DATA] \
-| read PATH | syscall NAME|NR [ARGS..] | alloc MB | fork N | fds | tty | echo WORDS.. | cat]";
+| read PATH | open PATH r|w | readlink PATH | exes | chown PATH UID GID \
+| syscall NAME|NR [ARGS..] | alloc MB | fork N | fds | tty | echo WORDS.. | cat]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -44,6 +45,10 @@ fn main() -> ExitCode {
         ["write", path] => print(&write(path, "husk-probe\n")),
         ["write", path, data] => print(&write(path, data)),
         ["read", path] => print(&read(path)),
+        ["open", path, mode] => print(&open(path, mode)),
+        ["readlink", path] => print(&readlink(path)),
+        ["exes"] => print(&exes()),
+        ["chown", path, uid, gid] => print(&chown(path, uid, gid)),
         ["syscall", name, rest @ ..] => print(&syscall(name, rest)),
         ["alloc", mb] => alloc(mb.parse().unwrap_or(1024)),
         ["fork", n] => print(&fork(n.parse().unwrap_or(100))),
@@ -102,6 +107,7 @@ fn errno_name(n: i32) -> String {
         21 => "EISDIR",
         22 => "EINVAL",
         24 => "EMFILE",
+        26 => "ETXTBSY",
         28 => "ENOSPC",
         30 => "EROFS",
         38 => "ENOSYS",
@@ -220,6 +226,78 @@ fn read(path: &str) -> Json {
         }),
         Err(e) => Err(e),
     };
+    outcome(j, r)
+}
+
+/// Opens PATH for reading (`r`) or writing (`w`, no O_TRUNC and nothing written: a test that
+/// expects a failure must not damage the file when the open wrongly succeeds).
+fn open(path: &str, mode: &str) -> Json {
+    let r = std::fs::OpenOptions::new()
+        .read(mode == "r")
+        .write(mode == "w")
+        .open(path)
+        .map(drop);
+    outcome(
+        Json::obj()
+            .with("op", "open")
+            .with("path", path)
+            .with("mode", mode),
+        r,
+    )
+}
+
+fn readlink(path: &str) -> Json {
+    let mut j = Json::obj().with("op", "readlink").with("path", path);
+    let r = std::fs::read_link(path).map(|t| j.push("target", t.to_string_lossy().into_owned()));
+    outcome(j, r)
+}
+
+/// CVE-2019-5736 class: for every other process visible in /proc, what opening its
+/// /proc/PID/exe for writing (and reading, and readlink) gives. Nothing is written.
+fn exes() -> Json {
+    let me = std::process::id().to_string();
+    let mut pids: Vec<u32> = std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    pids.sort_unstable();
+    let rows: Vec<Json> = pids
+        .into_iter()
+        .filter(|p| p.to_string() != me)
+        .map(|pid| {
+            let exe = format!("/proc/{pid}/exe");
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            Json::obj()
+                .with("pid", pid)
+                .with("cmdline", cmdline.trim_end().to_string())
+                .with("write", open(&exe, "w"))
+                .with("read", open(&exe, "r"))
+                .with("readlink", readlink(&exe))
+        })
+        .collect();
+    Json::obj().with("op", "exes").with("procs", rows)
+}
+
+/// Creates PATH if missing, chowns it to UID:GID and reports the owner the kernel then shows.
+fn chown(path: &str, uid: &str, gid: &str) -> Json {
+    use std::os::unix::fs::MetadataExt;
+    let mut j = Json::obj().with("op", "chown").with("path", path);
+    let (uid, gid) = (uid.parse().ok(), gid.parse().ok());
+    let r = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .and_then(|_| std::os::unix::fs::chown(path, uid, gid))
+        .and_then(|()| std::fs::metadata(path))
+        .map(|m| {
+            j.push("uid", m.uid());
+            j.push("gid", m.gid());
+        });
     outcome(j, r)
 }
 
