@@ -9,16 +9,8 @@ use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
-// husk bug (rootless only): `exec` into a *created* container cannot see the init's namespaces
-// (/proc/PID/ns/* is EACCES for the unprivileged caller while husk's init is non-dumpable and
-// not yet exec'd), skips joining them silently and fails with exit 255 at the bounding-set drop.
-// runc passes this case in both modes.
-crate::both_rootless_ignored!(
-    "husk bug: rootless exec into a created container skips the unreadable namespaces of the \
-     non-dumpable init and fails (PR_CAPBSET_DROP EPERM)",
-    cve_2019_5736_created_init_exe_not_writable
-);
 crate::both!(
+    cve_2019_5736_created_init_exe_not_writable,
     cve_2019_5736_exec_process_exe_not_writable,
     cve_2024_21626_cwd_through_leaked_fd,
     cve_2024_21626_leaked_fds_do_not_reach_container,

@@ -161,6 +161,7 @@ fn build(
         preserve_fds,
         no_new_keyring: opts.no_new_keyring,
         setgroups_allowed,
+        protect_exe: ns::privileged(),
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
         sysctl: linux

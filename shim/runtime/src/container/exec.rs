@@ -98,7 +98,7 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         return Err(ContainerError::Usage("exec needs a command"));
     }
     let mut joins = Vec::new();
-    for (typ, path) in ns::differing(Pid::from_raw(rec.pid)) {
+    for (typ, path) in ns::differing(Pid::from_raw(rec.pid))? {
         let fd = ns::open_ns(&path)?;
         joins.push((typ, path, fd));
     }
@@ -133,6 +133,7 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         preserve_fds: opts.preserve_fds,
         no_new_keyring: true,
         setgroups_allowed: rec.setgroups_allowed,
+        protect_exe: ns::privileged(),
         hostname: None,
         domainname: None,
         sysctl: Vec::new(),

@@ -154,24 +154,32 @@ pub fn open_ns(path: &Path) -> Result<OwnedFd, NsError> {
         })
 }
 
-/// Which namespaces of `pid` differ from ours: the ones `exec` must join, in join order.
-pub fn differing(pid: Pid) -> Vec<(LinuxNamespaceType, PathBuf)> {
+/// Which namespaces of `pid` differ from ours: the ones `exec` must join, in join order. A namespace
+/// kind this kernel lacks (no /proc file on either side) is skipped; any other failure to look is an
+/// error, never a silent "same as ours" (that would exec outside the container).
+pub fn differing(pid: Pid) -> Result<Vec<(LinuxNamespaceType, PathBuf)>, NsError> {
+    use std::os::unix::fs::MetadataExt;
     let mut out = Vec::new();
     for typ in JOIN_ORDER {
         let name = spec::ns_name(typ);
         let theirs = PathBuf::from(format!("/proc/{pid}/ns/{name}"));
         let ours = PathBuf::from(format!("/proc/self/ns/{name}"));
-        match (std::fs::metadata(&theirs), std::fs::metadata(&ours)) {
-            (Ok(a), Ok(b)) => {
-                use std::os::unix::fs::MetadataExt;
-                if a.ino() != b.ino() || a.dev() != b.dev() {
-                    out.push((typ, theirs));
-                }
+        let stat = |p: &PathBuf| match std::fs::metadata(p) {
+            Ok(m) => Ok(Some(m)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(NsError::Open {
+                path: p.clone(),
+                source: nix::Error::from_raw(e.raw_os_error().unwrap_or(libc::EIO)),
+            }),
+        };
+        match (stat(&theirs)?, stat(&ours)?) {
+            (Some(a), Some(b)) if a.ino() != b.ino() || a.dev() != b.dev() => {
+                out.push((typ, theirs))
             }
-            _ => continue,
+            _ => {}
         }
     }
-    out
+    Ok(out)
 }
 
 /// Renders mappings as the kernel's uid_map text.
@@ -188,8 +196,7 @@ pub fn self_mappable(maps: &[LinuxIdMapping], own: u32) -> bool {
 
 /// True when [`write_id_maps`] will deny setgroups (an unprivileged self-map of the gid).
 pub fn setgroups_denied(gids: &[LinuxIdMapping]) -> bool {
-    let privileged = nix::unistd::geteuid().is_root() && !in_user_ns();
-    !privileged && self_mappable(gids, nix::unistd::getegid().as_raw())
+    !privileged() && self_mappable(gids, nix::unistd::getegid().as_raw())
 }
 
 /// Writes uid_map and gid_map of `pid` (parent side, after the child reached its user namespace).
@@ -200,7 +207,7 @@ pub fn write_id_maps(
     uids: &[LinuxIdMapping],
     gids: &[LinuxIdMapping],
 ) -> Result<bool, NsError> {
-    let privileged = nix::unistd::geteuid().is_root() && !in_user_ns();
+    let privileged = privileged();
     let euid = nix::unistd::geteuid().as_raw();
     let egid = nix::unistd::getegid().as_raw();
     let mut setgroups_allowed = true;
@@ -246,6 +253,11 @@ fn run_helper(tool: &'static str, pid: Pid, maps: &[LinuxIdMapping]) -> Result<(
         });
     }
     Ok(())
+}
+
+/// True when the caller is root of the initial user namespace.
+pub fn privileged() -> bool {
+    nix::unistd::geteuid().is_root() && !in_user_ns()
 }
 
 /// True when we run inside a user namespace other than the initial one (uid_map is not the full map).

@@ -92,7 +92,9 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     // while we run (CVE-2019-5736 class). execve resets it for the container's own program. Only
     // after [1] and the time namespace: a non-dumpable process's /proc files belong to root, so an
     // unprivileged parent could no longer write its uid_map, nor we our timens_offsets.
-    nix::sys::prctl::set_dumpable(false).map_err(sys("set dumpable"))?;
+    if ctx.protect_exe {
+        nix::sys::prctl::set_dumpable(false).map_err(sys("set dumpable"))?;
+    }
     set_names(ctx)?;
     if !ctx.no_new_keyring {
         // Not fatal: some kernels/LSMs refuse new keyrings in a user namespace; runc ignores it too.

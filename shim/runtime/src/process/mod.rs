@@ -61,6 +61,11 @@ pub struct InitContext {
     pub preserve_fds: u32,
     pub no_new_keyring: bool,
     pub setgroups_allowed: bool,
+    /// Make the husk-image processes inside the container non-dumpable (CVE-2019-5736). Only when
+    /// the caller is really root: then the host binary is root's and worth protecting, and root can
+    /// still read a non-dumpable init's /proc files for `exec`. An unprivileged caller could not
+    /// (EACCES on /proc/PID/ns/*), and its container root is the caller itself.
+    pub protect_exe: bool,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
@@ -203,10 +208,12 @@ pub fn spawn_exec<E: From<ProcessError>>(
 
 fn exec_intermediate(ctx: &InitContext, chan: &Channel) -> ! {
     let run = || -> Result<Pid, init::InitError> {
-        nix::sys::prctl::set_dumpable(false).map_err(|source| init::InitError::Sys {
-            step: "set dumpable",
-            source,
-        })?;
+        if ctx.protect_exe {
+            nix::sys::prctl::set_dumpable(false).map_err(|source| init::InitError::Sys {
+                step: "set dumpable",
+                source,
+            })?;
+        }
         ctx.ns.join_all()?;
         match clone_fork(CloneFlags::CLONE_PARENT) {
             Ok(Forked::Parent(p)) => Ok(p),
