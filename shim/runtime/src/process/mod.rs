@@ -112,14 +112,18 @@ pub fn spawn_init<E: From<ProcessError>>(
                     other => Err(child_failure(pid, other).into()),
                 }
             });
-            if let Err(e) = res {
-                reap_killed(pid);
-                return Err(e);
-            }
-            Ok(Spawned {
-                pid,
-                channel: parent,
-            })
+            settle(pid, parent, res)
+        }
+    }
+}
+
+/// The spawned process, or (on error) nothing left running: it is killed and reaped.
+fn settle<E>(pid: Pid, channel: Channel, res: Result<(), E>) -> Result<Spawned, E> {
+    match res {
+        Ok(()) => Ok(Spawned { pid, channel }),
+        Err(e) => {
+            reap_killed(pid);
+            Err(e)
         }
     }
 }
@@ -194,14 +198,7 @@ pub fn spawn_exec<E: From<ProcessError>>(
                 parent.send(&Msg::Go).map_err(ProcessError::Sync)?;
                 expect_exec(pid, &parent).map_err(E::from)
             });
-            if let Err(e) = res {
-                reap_killed(pid);
-                return Err(e);
-            }
-            Ok(Spawned {
-                pid,
-                channel: parent,
-            })
+            settle(pid, parent, res)
         }
     }
 }
