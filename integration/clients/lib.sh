@@ -102,14 +102,18 @@ printf '%s uid=%s %s\n' "\$(date +%T.%N)" "\$(id -u)" "\$*" >>'$4'
 rc=\$?
 if [ \$rc -ne 0 ]; then
 	log=
+	bundle=
 	prev=
 	for a in "\$@"; do
 		[ "\$prev" = --log ] && log=\$a
-		case \$a in --log=*) log=\${a#--log=} ;; esac
+		case \$prev in --bundle | -b) bundle=\$a ;; esac
+		case \$a in --log=*) log=\${a#--log=} ;; --bundle=*) bundle=\${a#--bundle=} ;; esac
 		prev=\$a
 	done
 	printf '  -> exit %s (%s)\n' "\$rc" "\$*" >>'$4'
 	[ -n "\$log" ] && [ -f "\$log" ] && tail -n 3 "\$log" | sed 's/^/  log: /' >>'$4'
+	# keep the config.json of a failed create (the client deletes the bundle)
+	[ -n "\$bundle" ] && cp "\$bundle/config.json" "\$(dirname '$4')/failed-config.\$\$.json" 2>/dev/null
 fi
 exit \$rc
 EOF

@@ -39,25 +39,19 @@ runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "youki", "$RT_
 [engine.runtimes]
 $RT_NAME = ["$WRAPPER"]
 EOF
-cat >"$d/storage.conf" <<EOF
-[storage]
-driver = "vfs"
-graphroot = "$d/storage"
-runroot = "$d/run"
-EOF
-
+# Storage by flags: rootless podman ignores storage.conf's graphroot/runroot for its own paths.
+storage=(--runtime "$RT_NAME" --root "$d/storage" --runroot "$d/run" --tmpdir "$d/tmp" --storage-driver vfs)
 if [ "$mode" = rootless ]; then
 	chown -R "$TUSER:" "$d"
 	uid=$(id -u "$TUSER")
 	pm() {
 		(cd "$d" && tmo runuser -u "$TUSER" -- env HOME="$(getent passwd "$TUSER" | cut -d: -f6)" \
 			XDG_RUNTIME_DIR="/run/user/$uid" CONTAINERS_CONF="$d/containers.conf" \
-			CONTAINERS_STORAGE_CONF="$d/storage.conf" podman --runtime "$RT_NAME" "$@")
+			podman "${storage[@]}" "$@")
 	}
 else
 	pm() {
-		CONTAINERS_CONF="$d/containers.conf" CONTAINERS_STORAGE_CONF="$d/storage.conf" \
-			tmo podman --runtime "$RT_NAME" "$@"
+		CONTAINERS_CONF="$d/containers.conf" tmo podman "${storage[@]}" "$@"
 	}
 fi
 

@@ -107,8 +107,12 @@ done
 echo "clients: all suites took $(($(date +%s) - start)) s"
 
 if grep -q '^FAIL' "$RESULTS"; then
-	echo "clients: failing runtime calls (from $WORK/argv.log):"
-	grep -A3 -- '-> exit' "$WORK/argv.log" | head -n 60 | sed 's/^/  /'
+	# Each distinct runtime error once, after the first call that produced it.
+	echo "clients: failing runtime calls (all calls: $WORK/argv.log):"
+	awk '/-> exit / { call = $0; next }
+		/^  log: / && /"level":"error"/ { m = $0; sub(/"time":.*/, "", m); gsub(/[0-9a-f]{64}/, "ID", m)
+			if (!(m in seen)) { seen[m] = 1; print call; print $0 } }' "$WORK/argv.log" |
+		head -n 40 | cut -c 1-600 | sed 's/^/  /'
 fi
 passed=$(grep -c '^PASS' "$RESULTS")
 failed=$(grep -c '^FAIL' "$RESULTS")
