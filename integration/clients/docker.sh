@@ -1,7 +1,8 @@
 #!/bin/bash
 # dockerd 20.10 + docker driving the runtime as `--add-runtime husk=RUNTIME` (also the default
 # runtime, so `docker info`/`docker version` report its version). dockerd runs with no iptables and
-# no bridge, its data-root, exec-root, pidfile and socket under $WORK/docker, and is stopped on exit.
+# no bridge, its data-root, exec-root, pidfile and socket under $WORK/docker, and is stopped on
+# exit.
 # Called by run.sh (see podman.sh for the env). Uses Debian's /usr/bin/docker client.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
@@ -44,11 +45,12 @@ dk() { tmo "$docker" "$@"; }
 
 cleanup() {
 	if [ -n "$dpid" ]; then
-		dk rm --force $(dk ps -aq 2>/dev/null) >/dev/null 2>&1
+		for c in $(dk ps -aq 2>/dev/null); do dk rm --force "$c" >/dev/null 2>&1; done
+		# dockerd started its own containerd (none was given); it stops with dockerd: wait for it.
+		ctd=$(pgrep -P "$dpid" -x containerd)
 		kill "$dpid" 2>/dev/null
 		wait "$dpid" 2>/dev/null
-		# dockerd starts its own containerd when none is given; it exits with dockerd, but wait.
-		wait_for 10 sh -c "! pgrep -f '$d/exec/containerd' >/dev/null" >/dev/null
+		[ -z "$ctd" ] || wait_for 10 sh -c "! kill -0 $ctd" >/dev/null
 	fi
 	umount_under "$d"
 	for h in /sys/fs/cgroup/*/; do rmdir "${h}docker" 2>/dev/null; done
@@ -149,7 +151,10 @@ t_network_none_hook() {
 	host=$(readlink /proc/self/ns/net)
 	out=$(run --rm --network none "$img" sh -c \
 		'readlink /proc/self/ns/net; ls /sys/class/net | tr "\n" " "; echo; ip -o link show lo' 2>&1)
-	[ "$(echo "$out" | sed -n 1p)" != "$host" ] || { echo "container shares the host netns"; return 1; }
+	if [ "$(echo "$out" | sed -n 1p)" = "$host" ]; then
+		echo "container shares the host netns"
+		return 1
+	fi
 	expect_eq "interfaces" "$(echo "$out" | sed -n 2p)" "lo " || return 1
 	expect_has "loopback (set up by dockerd after the setkey hook)" "$(echo "$out" | sed -n 3p)" \
 		"LOWER_UP"

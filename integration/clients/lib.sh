@@ -90,9 +90,10 @@ umount_under() {
 
 # make_wrapper DIR NAME REAL LOG: an argv-logging stand-in for the runtime, DIR/NAME. Each call
 # appends "time uid argv" to LOG; a call that fails also appends its exit status and the last
-# records of the --log file it was given (where husk writes its JSON error). It does not exec, so
-# it can see the status: the runtime still forks the container's init itself, which the shim or
-# conmon reaps as subreaper exactly as without the wrapper.
+# records of the --log file it was given (where husk writes its JSON error), and a failed create
+# leaves its bundle's config.json in DIR/../failed-configs/ (clients delete bundles). It does not
+# exec, so it can see the status: the runtime still forks the container's init itself, which the
+# shim or conmon reaps as subreaper exactly as without the wrapper.
 make_wrapper() {
 	mkdir -p "$1"
 	cat >"$1/$2" <<EOF
@@ -113,11 +114,14 @@ if [ \$rc -ne 0 ]; then
 	printf '  -> exit %s (%s)\n' "\$rc" "\$*" >>'$4'
 	[ -n "\$log" ] && [ -f "\$log" ] && tail -n 3 "\$log" | sed 's/^/  log: /' >>'$4'
 	# keep the config.json of a failed create (the client deletes the bundle)
-	[ -n "\$bundle" ] && cp "\$bundle/config.json" "\$(dirname '$4')/failed-config.\$\$.json" 2>/dev/null
+	[ -n "\$bundle" ] && cp "\$bundle/config.json" '$1/../failed-configs/'"\$\$.json" 2>/dev/null
 fi
 exit \$rc
 EOF
 	chmod 755 "$1/$2"
+	# writable by a rootless client's runtime too (uid 0 in the client's user namespace)
+	mkdir -p "$1/../failed-configs"
+	chmod 1777 "$1/../failed-configs"
 	touch "$4"
 	chmod 666 "$4"
 }

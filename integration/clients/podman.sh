@@ -40,7 +40,8 @@ runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "youki", "$RT_
 $RT_NAME = ["$WRAPPER"]
 EOF
 # Storage by flags: rootless podman ignores storage.conf's graphroot/runroot for its own paths.
-storage=(--runtime "$RT_NAME" --root "$d/storage" --runroot "$d/run" --tmpdir "$d/tmp" --storage-driver vfs)
+storage=(--runtime "$RT_NAME" --root "$d/storage" --runroot "$d/run" --tmpdir "$d/tmp"
+	--storage-driver vfs)
 if [ "$mode" = rootless ]; then
 	chown -R "$TUSER:" "$d"
 	uid=$(id -u "$TUSER")
@@ -191,7 +192,10 @@ t_network_none() {
 	host=$(readlink /proc/self/ns/net)
 	out=$(pm run --rm --network none "$img" sh -c \
 		'readlink /proc/self/ns/net; ls /sys/class/net | tr "\n" " "' 2>&1)
-	[ "$(echo "$out" | head -n 1)" != "$host" ] || { echo "container shares the host netns"; return 1; }
+	if [ "$(echo "$out" | head -n 1)" = "$host" ]; then
+		echo "container shares the host netns"
+		return 1
+	fi
 	expect_eq "interfaces" "$(echo "$out" | tail -n 1)" "lo " || return 1
 }
 

@@ -109,9 +109,10 @@ echo "clients: all suites took $(($(date +%s) - start)) s"
 if grep -q '^FAIL' "$RESULTS"; then
 	# Each distinct runtime error once, after the first call that produced it.
 	echo "clients: failing runtime calls (all calls: $WORK/argv.log):"
-	awk '/-> exit / { call = $0; next }
-		/^  log: / && /"level":"error"/ { m = $0; sub(/"time":.*/, "", m); gsub(/[0-9a-f]{64}/, "ID", m)
-			if (!(m in seen)) { seen[m] = 1; print call; print $0 } }' "$WORK/argv.log" |
+	sed -E 's/[0-9a-f]{64}/<id>/g' "$WORK/argv.log" |
+		awk '/-> exit / { call = $0; next }
+			/^  log: / && /"level":"error"/ { m = $0; sub(/"time":.*/, "", m)
+				if (!(m in seen)) { seen[m] = 1; print call; print $0 } }' |
 		head -n 40 | cut -c 1-600 | sed 's/^/  /'
 fi
 passed=$(grep -c '^PASS' "$RESULTS")
