@@ -22,23 +22,30 @@ ulimits=""
 if [ "$mode" = root ]; then
 	ulimits='default_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]'
 fi
-cat >"$d/containers.conf" <<EOF
-[containers]
-# No CNI/netavark bridge: nothing here touches the host's iptables.
-netns = "none"
-$ulimits
+# CONTAINERS_CONF makes podman read this one file only, so start from the distribution's defaults
+# (Debian's set default_sysctls and default_capabilities: what users get) and add our keys under
+# their tables.
+export PM_CONTAINERS="# No CNI/netavark bridge: nothing here touches the host's iptables.
+netns = \"none\"
+$ulimits"
+export PM_ENGINE="cgroup_manager = \"cgroupfs\"
+events_logger = \"file\"
+events_logfile_path = \"$d/events.log\"
+runtime = \"$RT_NAME\"
+runtime_supports_json = [\"crun\", \"runc\", \"kata\", \"runsc\", \"krun\", \"youki\", \"$RT_NAME\"]"
+export PM_RUNTIMES="$RT_NAME = [\"$WRAPPER\"]"
+base=/usr/share/containers/containers.conf
+[ -f "$base" ] || base=/dev/null
+awk '{ print }
+	/^\[containers\]/ { print ENVIRON["PM_CONTAINERS"]; c = 1 }
+	/^\[engine\]/ { print ENVIRON["PM_ENGINE"]; e = 1 }
+	/^\[engine\.runtimes\]/ { print ENVIRON["PM_RUNTIMES"]; r = 1 }
+	END {
+		if (!c) printf "[containers]\n%s\n", ENVIRON["PM_CONTAINERS"]
+		if (!e) printf "[engine]\n%s\n", ENVIRON["PM_ENGINE"]
+		if (!r) printf "[engine.runtimes]\n%s\n", ENVIRON["PM_RUNTIMES"]
+	}' "$base" >"$d/containers.conf"
 
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "$d/events.log"
-tmp_dir = "$d/tmp"
-runtime = "$RT_NAME"
-runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "youki", "$RT_NAME"]
-
-[engine.runtimes]
-$RT_NAME = ["$WRAPPER"]
-EOF
 # Storage by flags: rootless podman ignores storage.conf's graphroot/runroot for its own paths.
 storage=(--runtime "$RT_NAME" --root "$d/storage" --runroot "$d/run" --tmpdir "$d/tmp"
 	--storage-driver vfs)
@@ -199,6 +206,18 @@ t_network_none() {
 	expect_eq "interfaces" "$(echo "$out" | tail -n 1)" "lo " || return 1
 }
 
+# podman adds sysctls (its default_sysctls, and --sysctl) and makes /proc/sys read-only
+t_sysctl() {
+	local out
+	out=$(pm run --rm --sysctl net.ipv4.ping_group_range="0 1000" "$img" sh -c \
+		'cat /proc/sys/net/ipv4/ping_group_range; echo 1 2>&1 >/proc/sys/net/ipv4/ip_forward' 2>&1)
+	expect_eq "ping_group_range" "$(echo "$out" | head -n 1 | tr '\t' ' ')" "0 1000" || {
+		echo "$out"
+		return 1
+	}
+	expect_has "write to /proc/sys" "$out" "Read-only file system"
+}
+
 # cgroup limit as the host sees it in the container's own cgroup
 t_limits() {
 	local out pid f
@@ -225,5 +244,6 @@ check "$tag: kill" t_kill
 check "$tag: rm, rm --force" t_rm
 check "$tag: run --read-only" t_read_only
 check "$tag: run --network none" t_network_none
+check "$tag: --sysctl, read-only /proc/sys" t_sysctl
 [ "$mode" = root ] && check "$tag: --memory, --pids-limit" t_limits
 exit 0
