@@ -50,12 +50,14 @@ awk '{ print }
 storage=(--runtime "$RT_NAME" --root "$d/storage" --runroot "$d/run" --tmpdir "$d/tmp"
 	--storage-driver vfs)
 if [ "$mode" = rootless ]; then
+	# Its own HOME and XDG_RUNTIME_DIR too: podman keeps caches and locks there, and the runtime
+	# its state ($XDG_RUNTIME_DIR/NAME, as runc does); the user's own stay untouched.
+	mkdir -p "$d/home" "$d/xdg"
+	chmod 700 "$d/xdg"
 	chown -R "$TUSER:" "$d"
-	uid=$(id -u "$TUSER")
 	pm() {
-		(cd "$d" && tmo runuser -u "$TUSER" -- env HOME="$(getent passwd "$TUSER" | cut -d: -f6)" \
-			XDG_RUNTIME_DIR="/run/user/$uid" CONTAINERS_CONF="$d/containers.conf" \
-			podman "${storage[@]}" "$@")
+		(cd "$d" && tmo runuser -u "$TUSER" -- env HOME="$d/home" XDG_RUNTIME_DIR="$d/xdg" \
+			CONTAINERS_CONF="$d/containers.conf" podman "${storage[@]}" "$@")
 	}
 else
 	pm() {
@@ -70,7 +72,7 @@ cleanup() {
 		pp=$(cat "$d/tmp/pause.pid" 2>/dev/null) && [ -n "$pp" ] && kill "$pp" 2>/dev/null
 	fi
 	umount_under "$d"
-	rm -rf "$d/storage" "$d/run"
+	rm -rf "${d:?}/storage" "${d:?}/run" "${d:?}/home" "${d:?}/xdg"
 	# Empty parent cgroups podman leaves behind (v1 hierarchies).
 	for c in libpod_parent/conmon libpod_parent; do
 		for h in /sys/fs/cgroup/*/; do rmdir "$h$c" 2>/dev/null; done
