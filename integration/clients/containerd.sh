@@ -177,25 +177,24 @@ t_delete() {
 }
 
 # A create that fails in the runtime: the runtime's last JSON error record (--log FILE
-# --log-format json) is what containerd shows the user.
+# --log-format json) is what containerd shows the user. t_failed_create ID COMMAND
 t_failed_create() {
-	local out rc msg
-	out=$(c run --rm --runc-binary "$WRAPPER" "$img" bad /nonexistent-cmd 2>&1)
+	local id=$1 cmd=$2 out rc msg
+	out=$(c run --rm --runc-binary "$WRAPPER" "$img" "$id" "$cmd" 2>&1)
 	rc=$?
+	c container delete "$id" >/dev/null 2>&1
 	[ "$rc" != 0 ] || { echo "ctr run of a nonexistent command succeeded: $out"; return 1; }
-	msg=$(awk '/-> exit / { f = ($0 ~ / (create|start) (.* )?bad\)$/); next }
+	msg=$(ID=$id awk '/-> exit / { f = ($0 ~ (" (create|start) (.* )?" ENVIRON["ID"] "\\)$")); next }
 		f && /^  log: / && /"level":"error"/ { l = substr($0, 8) }
 		!/^  log: / { f = 0 } END { print l }' "$WORK/argv.log")
 	msg=$(echo "$msg" | jq -r .msg 2>/dev/null)
 	[ -n "$msg" ] || {
-		echo "the runtime's create and start of bad both succeeded (no error record in its log)"
+		echo "the runtime's create and start of $id both succeeded (no error record in its log)"
 		echo "ctr exit status $rc, ctr said: $out"
 		return 1
 	}
 	expect_has "ctr's error" "$out" "$msg" || return 1
-	expect_has "ctr's error" "$out" nonexistent-cmd || return 1
-	c container delete bad >/dev/null 2>&1
-	return 0
+	expect_has "ctr's error" "$out" nonexistent-cmd
 }
 
 check "$tag: run --rm, exit code passthrough" t_run
@@ -206,5 +205,8 @@ check "$tag: task ps" t_ps
 check "$tag: task pause, resume" t_pause_resume
 check "$tag: task kill" t_kill
 check "$tag: task delete, container delete" t_delete
-check "$tag: failed create shows the runtime's error" t_failed_create
+check "$tag: failed create (/nonexistent-cmd) shows the runtime's error" t_failed_create \
+	bad1 /nonexistent-cmd
+check "$tag: failed create (nonexistent-cmd in PATH) shows the runtime's error" t_failed_create \
+	bad2 nonexistent-cmd
 exit 0
