@@ -4,6 +4,7 @@
 #   ./tests.sh                                # everything; as root both modes run (root + rootless)
 #   HUSK_RUNTIME=/usr/bin/runc ./tests.sh     # integration suites against runc: checks the tests
 #   SKIP_SETUP=1 SKIP_LINT=1 ./tests.sh       # skip apt/useradd, skip fmt/clippy
+#   SKIP_CLIENTS=1 ./tests.sh                 # skip the podman/containerd/docker suites
 #   ./tests.sh rootless                       # extra args go to the integration test binary filter
 #
 # Env: HUSK_RUNTIME (runtime under test; default target/release/husk), HUSK_REQUIRE_PRIVILEGED=1
@@ -28,6 +29,12 @@ fi
 
 step unit tests
 cargo test --workspace --exclude husk-integration
+
+# Real engines (podman root/rootless, containerd+ctr, dockerd) driving the runtime; root only.
+if [ "$(id -u)" = 0 ] && [ -z "${SKIP_CLIENTS:-}" ]; then
+	step "clients (runtime: ${HUSK_RUNTIME:-$target/release/husk})"
+	RUNTIME=${HUSK_RUNTIME:-$target/release/husk} integration/clients/run.sh
+fi
 
 step "integration tests (runtime: ${HUSK_RUNTIME:-$target/release/husk})"
 log=$(mktemp)

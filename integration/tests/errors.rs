@@ -12,6 +12,7 @@ both!(
     invalid_id_with_slash,
     missing_process_args,
     command_not_found,
+    missing_absolute_command_fails_create,
     duplicate_id,
     unknown_signal,
     start_twice,
@@ -78,6 +79,20 @@ fn command_not_found(t: &Ctx) {
     let out = t.rt(&["run", "--bundle", dir.to_str().unwrap(), &id]);
     assert_ne!(out.code, 0, "{out}");
     assert!(!out.stderr.trim().is_empty(), "no error message: {out}");
+    t.assert_nothing_left();
+}
+
+/// Regression (found under containerd): a missing program given by absolute path must fail
+/// `create` itself ("OCI runtime create failed"), not the container after `start`.
+fn missing_absolute_command_fails_create(t: &Ctx) {
+    let b = t.bundle().args(&["/no/such/binary"]);
+    let dir = t.write(&b);
+    let out = create_in(t, &dir, &t.id("absmissing"));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr.contains("/no/such/binary"),
+        "error does not name it: {out}"
+    );
     t.assert_nothing_left();
 }
 

@@ -6,6 +6,7 @@ use crate::{both, root_only};
 use serde_json::{json, Value};
 
 both!(
+    sysctl_written_before_readonly_proc_sys,
     runs_as_container_root,
     hostname_from_config,
     cwd_from_config,
@@ -229,6 +230,30 @@ fn readonly_paths_not_writable(t: &Ctx) {
         r.get("ok"),
         true,
         "/etc writable without readonlyPaths: {}",
+        r.0
+    );
+}
+
+/// Regression (found under Docker and podman): their configs make /proc/sys read-only and set
+/// net.* sysctls; the sysctls must be written before the read-only paths are applied.
+fn sysctl_written_before_readonly_proc_sys(t: &Ctx) {
+    let b = t
+        .bundle()
+        .edit(|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            if !ns.iter().any(|n| n["type"] == "network") {
+                ns.push(json!({"type": "network"}));
+            }
+        })
+        .set("/linux/sysctl", json!({"net.ipv4.ping_group_range": "0 0"}))
+        .set("/linux/readonlyPaths", json!(["/proc/sys"]));
+    let r = probe(t, b, &["read", "/proc/sys/net/ipv4/ping_group_range"]);
+    assert_eq!(r.get("ok"), true, "{}", r.0);
+    let text = r.get("data");
+    assert!(
+        text.as_str()
+            .is_some_and(|s| s.split_whitespace().eq(["0", "0"])),
+        "sysctl not applied: {}",
         r.0
     );
 }

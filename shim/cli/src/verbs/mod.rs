@@ -67,11 +67,7 @@ pub fn options(g: &Global) -> anyhow::Result<GlobalOptions> {
     };
     let root = match &g.root {
         Some(r) => r.clone(),
-        None if euid.is_root() => PathBuf::from("/run/husk"),
-        None => match std::env::var_os("XDG_RUNTIME_DIR") {
-            Some(d) if !d.is_empty() => PathBuf::from(d).join("husk"),
-            _ => std::env::temp_dir().join(format!("husk-{}", euid.as_raw())),
-        },
+        None => default_root(euid),
     };
     let driver = match (g.systemd_cgroup, g.cgroup_manager) {
         (_, Some(CgroupManager::Disabled)) => Driver::Disabled,
@@ -93,6 +89,20 @@ pub fn options(g: &Global) -> anyhow::Result<GlobalOptions> {
             ..CgroupOptions::default()
         },
     })
+}
+
+/// runc's rule: $XDG_RUNTIME_DIR/husk for an unprivileged user, and for "root" inside a user
+/// namespace that is not really root (rootless podman runs us as uid 0 in its namespace, with
+/// XDG_RUNTIME_DIR set and USER unset or its own name); /run/husk otherwise.
+fn default_root(euid: nix::unistd::Uid) -> PathBuf {
+    let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
+    let userns_non_root =
+        husk_runtime::ns::in_user_ns() && std::env::var("USER").map_or(true, |u| u != "root");
+    match xdg {
+        Some(d) if !euid.is_root() || userns_non_root => PathBuf::from(d).join("husk"),
+        None if !euid.is_root() => std::env::temp_dir().join(format!("husk-{}", euid.as_raw())),
+        _ => PathBuf::from("/run/husk"),
+    }
 }
 
 /// Opens container `id`, with the id in the error.

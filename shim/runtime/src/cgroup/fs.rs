@@ -231,9 +231,20 @@ fn nearest_existing(path: &Path) -> Option<&Path> {
     path.ancestors().find(|p| p.is_dir())
 }
 
-/// Whether `uid`/`gid` may write `path` by its mode bits (root always may). Delegation (systemd
-/// `Delegate=yes`, or a chown by an administrator) shows up exactly as ownership of the directory.
+/// Whether `uid`/`gid` may write `path`. For our own uid the kernel answers (faccessat with
+/// AT_EACCESS): uid 0 inside a user namespace (rootless podman) may NOT write the host's root-owned
+/// cgroup dirs. For another uid, by mode bits (root always may). Delegation (systemd `Delegate=yes`,
+/// or a chown by an administrator) shows up exactly as ownership of the directory.
 fn writable_by(path: &Path, uid: u32, gid: u32) -> bool {
+    if uid == nix::unistd::geteuid().as_raw() {
+        return nix::unistd::faccessat(
+            None,
+            path,
+            nix::unistd::AccessFlags::W_OK,
+            nix::fcntl::AtFlags::AT_EACCESS,
+        )
+        .is_ok();
+    }
     if uid == 0 {
         return true;
     }

@@ -43,6 +43,11 @@ pub enum InitError {
     Seccomp(#[from] security::seccomp::SeccompError),
     #[error(transparent)]
     Security(#[from] security::SecurityError),
+    #[error("exec: {path:?}: stat {path}: {source}")]
+    Stat {
+        path: String,
+        source: std::io::Error,
+    },
     #[error("exec: {0:?}: executable file not found in $PATH")]
     NotFound(String),
     #[error("exec {path}: {source}")]
@@ -123,9 +128,12 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
             &ctx.state_json,
         )?;
         plan.pivot()?;
+        // Before finalize: readonlyPaths usually has /proc/sys (Docker, podman), sysctls come first.
+        write_sysctls(ctx)?;
         plan.finalize()?;
+    } else {
+        write_sysctls(ctx)?;
     }
-    write_sysctls(ctx)?;
     setup_session(ctx)?;
     let exe = find_executable(&ctx.process)?;
     nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
@@ -380,7 +388,15 @@ pub(super) fn find_executable(p: &Process) -> Result<CString, InitError> {
         .cloned()
         .unwrap_or_default();
     if argv0.contains('/') {
-        return Ok(cstring(&argv0));
+        // Checked here, at create, so a missing program fails `create` (containerd shows it as
+        // "OCI runtime create failed"), not the container after `start`.
+        return match std::fs::metadata(&argv0) {
+            Ok(_) => Ok(cstring(&argv0)),
+            Err(e) => Err(InitError::Stat {
+                path: argv0,
+                source: e,
+            }),
+        };
     }
     let path = p
         .env()

@@ -127,6 +127,20 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
             "mappings given without a user namespace",
         ));
     }
+    // runc's rule: setting a hostname without a UTS namespace of its own would rename the host.
+    let uts = seen.contains(&LinuxNamespaceType::Uts);
+    if spec.hostname().as_ref().is_some_and(|h| !h.is_empty()) && !uts {
+        return Err(invalid(
+            "hostname",
+            "needs a uts namespace in linux.namespaces",
+        ));
+    }
+    if spec.domainname().as_ref().is_some_and(|h| !h.is_empty()) && !uts {
+        return Err(invalid(
+            "domainname",
+            "needs a uts namespace in linux.namespaces",
+        ));
+    }
     if linux.time_offsets().is_some() && namespace(spec, LinuxNamespaceType::Time) != Some(None) {
         return Err(invalid(
             "linux.timeOffsets",
