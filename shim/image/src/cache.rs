@@ -535,6 +535,9 @@ struct WorkDir {
 impl WorkDir {
     /// Renames the finished directory to its final place.
     fn commit(mut self, to: &Path) -> Result<()> {
+        if let Some(parent) = to.parent() {
+            std::fs::create_dir_all(parent).ctx("create dir", parent)?;
+        }
         std::fs::rename(&self.path, to).ctx("rename to", to)?;
         self.keep = true;
         Ok(())
