@@ -192,7 +192,9 @@ impl TarIndex {
 
 fn inflate_to_tmp(path: &Path, file: File, tmp: &Path) -> Result<File> {
     std::fs::create_dir_all(tmp).ctx("create dir", tmp)?;
-    let name = tmp.join(format!("archive-{}.tar", std::process::id()));
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = tmp.join(format!("archive-{}-{seq}.tar", std::process::id()));
     let mut out = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -295,9 +297,10 @@ impl<R: BufRead> Read for ZstdReader<R> {
             if n > 0 || buf.is_empty() {
                 return Ok(n);
             }
-            let (mut src, frame) = self.dec.take().map(|d| d.into_parts()).unwrap_or_else(|| {
-                unreachable!("checked above");
-            });
+            let Some(done) = self.dec.take() else {
+                return Ok(0);
+            };
+            let (mut src, frame) = done.into_parts();
             if src.fill_buf()?.is_empty() {
                 return Ok(0);
             }

@@ -163,41 +163,48 @@ impl Cache {
         progress: &mut dyn FnMut(Progress),
     ) -> Result<Image> {
         let name = image.to_string();
-        let tmp = self.root.join("tmp");
-        let resolved = match image {
+        let kind = match image {
             ImageRef::Docker(_) => {
                 return Err(Error::Unsupported {
                     image: name,
                     kind: "registry (docker://)",
                 })
             }
-            ImageRef::Path(p) => match path_kind(p)? {
-                PathKind::Rootfs => return plain_dir(p, name),
-                PathKind::Layout => source::oci(Store::Dir(p.clone()), name, None)?,
-                PathKind::File => {
-                    self.prepare()?;
-                    source::sniff_archive(p, &tmp, name)?
-                }
-            },
+            ImageRef::Path(p) => path_kind(p)?,
+            ImageRef::Oci { dir: p, .. }
+            | ImageRef::OciArchive { file: p, .. }
+            | ImageRef::DockerArchive { file: p, .. } => path_kind(p)?,
+        };
+        if let (ImageRef::Path(p), PathKind::Rootfs) = (image, &kind) {
+            return plain_dir(p, name);
+        }
+        self.prepare()?;
+        // Held from here: `clean` must not empty tmp/ under an archive being indexed.
+        let _cache = self.lock(&self.root.join("lock"), FlockArg::LockShared)?;
+        let tmp = self.root.join("tmp");
+        let resolved = match image {
+            ImageRef::Path(p) if matches!(kind, PathKind::Layout) => {
+                source::oci(Store::Dir(p.clone()), name, None)?
+            }
+            ImageRef::Path(p) => source::sniff_archive(p, &tmp, name)?,
             ImageRef::Oci { dir, tag } => {
-                if !dir.exists() {
-                    return Err(Error::NotFound { path: dir.clone() });
-                }
                 source::oci(Store::Dir(dir.clone()), name, tag.as_deref())?
             }
             ImageRef::OciArchive { file, tag } => {
-                self.prepare()?;
                 let store = Store::Tar(TarIndex::open(file, &tmp)?);
                 source::oci(store, name, tag.as_deref())?
             }
             ImageRef::DockerArchive { file, reference } => {
-                self.prepare()?;
                 let store = Store::Tar(TarIndex::open(file, &tmp)?);
                 source::docker_archive(store, name, reference.as_deref())?
             }
+            ImageRef::Docker(_) => {
+                return Err(Error::Unsupported {
+                    image: name,
+                    kind: "registry (docker://)",
+                })
+            }
         };
-        self.prepare()?;
-        let _cache = self.lock(&self.root.join("lock"), FlockArg::LockShared)?;
         let _image = self.lock(
             &self.lock_path("image", &resolved.digest),
             FlockArg::LockExclusive,
@@ -208,7 +215,8 @@ impl Cache {
     fn import_locked(&self, r: Resolved, progress: &mut dyn FnMut(Progress)) -> Result<Image> {
         let key = r.digest.hex().to_string();
         let record = self.record_path(&key);
-        let rootfs = self.root.join("rootfs").join(&key);
+        let root = std::path::absolute(&self.root).ctx("resolve", &self.root)?;
+        let rootfs = root.join("rootfs").join(&key);
         if let Some(mut img) = self.read_record(&record)? {
             if img.rootfs.is_dir() {
                 img.stats.cached = true;

@@ -189,7 +189,12 @@ impl Layout {
 
     /// Adds an image of gzip'd layers with a config naming `cmd`, tagged `tag`.
     pub fn image(&mut self, tag: &str, layers: &[Vec<u8>]) -> BuiltImage {
-        self.image_with(tag, layers, "application/vnd.oci.image.layer.v1.tar+gzip", gzip)
+        self.image_with(
+            tag,
+            layers,
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            gzip,
+        )
     }
 
     pub fn image_with(
@@ -199,13 +204,18 @@ impl Layout {
         media_type: &str,
         compress: fn(&[u8]) -> Vec<u8>,
     ) -> BuiltImage {
-        let diff_ids: Vec<String> = layers.iter().map(|l| Digest::sha256(l).to_string()).collect();
+        let diff_ids: Vec<String> = layers
+            .iter()
+            .map(|l| Digest::sha256(l).to_string())
+            .collect();
         let mut descs = Vec::new();
         let mut digests = Vec::new();
         for l in layers {
             let blob = compress(l);
             let d = self.blob(&blob);
-            descs.push(json!({"mediaType": media_type, "digest": d.to_string(), "size": blob.len()}));
+            descs.push(
+                json!({"mediaType": media_type, "digest": d.to_string(), "size": blob.len()}),
+            );
             digests.push(d);
         }
         let config = json!({
@@ -240,13 +250,20 @@ impl Layout {
 
     fn write_index(&self) {
         let index = json!({"schemaVersion": 2, "manifests": self.manifests});
-        std::fs::write(self.dir.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+        std::fs::write(
+            self.dir.join("index.json"),
+            serde_json::to_vec(&index).unwrap(),
+        )
+        .unwrap();
     }
 }
 
 /// A docker-archive (docker save format) with the given layer tars, stored as `<diff_id hex>.tar`.
 pub fn docker_archive(path: &Path, repo_tag: &str, layers: &[Vec<u8>], stored: &[Vec<u8>]) {
-    let diff_ids: Vec<String> = layers.iter().map(|l| Digest::sha256(l).to_string()).collect();
+    let diff_ids: Vec<String> = layers
+        .iter()
+        .map(|l| Digest::sha256(l).to_string())
+        .collect();
     let config = json!({
         "architecture": "amd64", "os": "linux",
         "config": {"Env": ["PATH=/bin"], "Cmd": ["/bin/sh"]},
@@ -281,7 +298,10 @@ pub fn cache_entries(cache: &Path) -> Vec<String> {
     for sub in ["layers/sha256", "rootfs", "images", "tmp"] {
         if let Ok(rd) = std::fs::read_dir(cache.join(sub)) {
             for e in rd {
-                out.push(format!("{sub}/{}", e.unwrap().file_name().to_string_lossy()));
+                out.push(format!(
+                    "{sub}/{}",
+                    e.unwrap().file_name().to_string_lossy()
+                ));
             }
         }
     }

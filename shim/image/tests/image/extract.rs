@@ -29,11 +29,21 @@ fn scratch() -> Scratch {
 }
 
 fn outside_untouched(s: &Scratch) {
-    let names: Vec<_> = std::fs::read_dir(&s.outside).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, ["secret"], "something was written outside the target");
+    let names: Vec<_> = std::fs::read_dir(&s.outside)
+        .unwrap()
+        .map(|e| e.unwrap().file_name())
+        .collect();
+    assert_eq!(
+        names,
+        ["secret"],
+        "something was written outside the target"
+    );
     let md = std::fs::metadata(s.outside.join("secret")).unwrap();
     assert_eq!(md.nlink(), 1, "host file got a hardlink");
-    assert_eq!(std::fs::read_to_string(s.outside.join("secret")).unwrap(), "host");
+    assert_eq!(
+        std::fs::read_to_string(s.outside.join("secret")).unwrap(),
+        "host"
+    );
 }
 
 #[test]
@@ -68,9 +78,15 @@ fn symlink_escape_resolves_inside() {
         .file("up/uptop", b"inside", 0o644)
         .tar();
     unpack(&tar, &s.target).unwrap();
-    assert_eq!(std::fs::read_to_string(s.target.join("etc/passwd")).unwrap(), "inside");
+    assert_eq!(
+        std::fs::read_to_string(s.target.join("etc/passwd")).unwrap(),
+        "inside"
+    );
     assert!(s.target.join("uptop").is_file());
-    assert_eq!(std::fs::read_link(s.target.join("a")).unwrap(), Path::new("/etc"));
+    assert_eq!(
+        std::fs::read_link(s.target.join("a")).unwrap(),
+        Path::new("/etc")
+    );
 
     // A symlink to the real outside dir: resolving it inside finds nothing there; refused.
     let s = scratch();
@@ -115,8 +131,14 @@ fn hardlinks_and_symlinks_within_layer() {
     let ino = |p: &str| std::fs::metadata(s.target.join(p)).unwrap().ino();
     assert_eq!(ino("bin/busybox"), ino("bin/sh"));
     assert_eq!(ino("bin/busybox"), ino("bin/abs"));
-    assert_eq!(std::fs::read_link(s.target.join("bin/ls")).unwrap(), Path::new("busybox"));
-    assert_eq!(std::fs::read_link(s.target.join("dangling")).unwrap(), Path::new("/nowhere"));
+    assert_eq!(
+        std::fs::read_link(s.target.join("bin/ls")).unwrap(),
+        Path::new("busybox")
+    );
+    assert_eq!(
+        std::fs::read_link(s.target.join("dangling")).unwrap(),
+        Path::new("/nowhere")
+    );
 }
 
 #[test]
@@ -173,7 +195,11 @@ fn device_nodes_need_privilege() {
         assert_eq!(md.rdev(), nix::sys::stat::makedev(1, 3));
     } else {
         assert!(!node.exists());
-        assert!(u.warnings.iter().any(|w| w.contains("dev/null")), "{:?}", u.warnings);
+        assert!(
+            u.warnings.iter().any(|w| w.contains("dev/null")),
+            "{:?}",
+            u.warnings
+        );
     }
 }
 
@@ -187,7 +213,11 @@ fn xattrs_set_or_warned() {
     let u = unpack(&tar, &s.target).unwrap();
     match xattr::get(s.target.join("f"), "user.husk").unwrap_or(None) {
         Some(v) => assert_eq!(v, b"yes"),
-        None => assert!(u.warnings.iter().any(|w| w.contains("user.husk")), "{:?}", u.warnings),
+        None => assert!(
+            u.warnings.iter().any(|w| w.contains("user.husk")),
+            "{:?}",
+            u.warnings
+        ),
     }
     // An invalid capability blob is refused by the kernel (EINVAL): a warning, never an error.
     let cap = xattr::get(s.target.join("cap"), "security.capability").unwrap_or(None);
@@ -209,7 +239,9 @@ fn later_entries_replace_earlier() {
         .tar();
     unpack(&tar, &s.target).unwrap();
     assert!(s.target.join("x/y").is_file());
-    assert!(std::fs::symlink_metadata(s.target.join("d")).unwrap().is_symlink());
+    assert!(std::fs::symlink_metadata(s.target.join("d"))
+        .unwrap()
+        .is_symlink());
     assert_eq!(std::fs::read_to_string(s.target.join("f")).unwrap(), "two");
 }
 
@@ -219,7 +251,10 @@ fn compressed_layers_by_magic() {
     for data in [gzip(&tar), zstd(&tar)] {
         let s = scratch();
         unpack(&data, &s.target).unwrap();
-        assert_eq!(std::fs::read_to_string(s.target.join("hello")).unwrap(), "world");
+        assert_eq!(
+            std::fs::read_to_string(s.target.join("hello")).unwrap(),
+            "world"
+        );
     }
 }
 

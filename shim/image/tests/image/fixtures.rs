@@ -55,11 +55,24 @@ fn fixture() -> Option<Fixture> {
     std::fs::write(&layer, busybox_layer()).unwrap();
     // A second layer deletes a file of the first (whiteout), as a real rebuild would.
     let wh = dir.join("wh.tar");
-    std::fs::write(&wh, Layer::new().dir("etc", 0o755).file("etc/.wh.motd", b"", 0o644).tar()).unwrap();
-    run(Command::new("umoci").args(["init", "--layout"]).arg(&layout));
+    std::fs::write(
+        &wh,
+        Layer::new()
+            .dir("etc", 0o755)
+            .file("etc/.wh.motd", b"", 0o644)
+            .tar(),
+    )
+    .unwrap();
+    run(Command::new("umoci")
+        .args(["init", "--layout"])
+        .arg(&layout));
     run(Command::new("umoci").args(["new", "--image", &image]));
-    run(Command::new("umoci").args(["raw", "add-layer", "--image", &image]).arg(&layer));
-    run(Command::new("umoci").args(["raw", "add-layer", "--image", &image]).arg(&wh));
+    run(Command::new("umoci")
+        .args(["raw", "add-layer", "--image", &image])
+        .arg(&layer));
+    run(Command::new("umoci")
+        .args(["raw", "add-layer", "--image", &image])
+        .arg(&wh));
     run(Command::new("umoci").args([
         "config",
         "--image",
@@ -84,14 +97,23 @@ fn skopeo_copy(from: &str, to: &str) {
 
 fn check(img: &husk_image::Image) {
     assert!(img.rootfs.join("bin/busybox").is_file(), "{:?}", img.rootfs);
-    assert_eq!(std::fs::read_link(img.rootfs.join("bin/sh")).unwrap(), Path::new("busybox"));
-    assert!(!img.rootfs.join("etc/motd").exists(), "whiteout layer not applied");
+    assert_eq!(
+        std::fs::read_link(img.rootfs.join("bin/sh")).unwrap(),
+        Path::new("busybox")
+    );
+    assert!(
+        !img.rootfs.join("etc/motd").exists(),
+        "whiteout layer not applied"
+    );
     assert!(img.rootfs.join("etc/passwd").is_file());
     assert_eq!(img.config.cmd, ["/bin/sh"]);
     assert_eq!(img.config.env, ["PATH=/usr/sbin:/usr/bin:/sbin:/bin"]);
     assert_eq!(img.config.working_dir, "/tmp");
     assert_eq!(img.layers.len(), 2);
-    let out = Command::new(img.rootfs.join("bin/busybox")).arg("true").status().unwrap();
+    let out = Command::new(img.rootfs.join("bin/busybox"))
+        .arg("true")
+        .status()
+        .unwrap();
     assert!(out.success(), "unpacked busybox does not run");
 }
 
@@ -115,7 +137,10 @@ fn skopeo_archives_import() {
     let src = format!("oci:{}:busybox", f.layout.display());
     let docker = f.dir.join("docker.tar");
     let ociar = f.dir.join("oci.tar");
-    skopeo_copy(&src, &format!("docker-archive:{}:probe/busybox:latest", docker.display()));
+    skopeo_copy(
+        &src,
+        &format!("docker-archive:{}:probe/busybox:latest", docker.display()),
+    );
     skopeo_copy(&src, &format!("oci-archive:{}:busybox", ociar.display()));
     for r in [
         format!("docker-archive:{}", docker.display()),
@@ -129,9 +154,15 @@ fn skopeo_archives_import() {
         check(&img);
     }
     // Layers are keyed by diff_id: the docker-archive and the OCI archive share them.
-    let layers = std::fs::read_dir(cache.root().join("layers/sha256")).unwrap().count();
+    let layers = std::fs::read_dir(cache.root().join("layers/sha256"))
+        .unwrap()
+        .count();
     assert_eq!(layers, 2);
-    assert_eq!(cache.list().unwrap().len(), 2, "one docker-archive image, one OCI image");
+    assert_eq!(
+        cache.list().unwrap().len(),
+        2,
+        "one docker-archive image, one OCI image"
+    );
 }
 
 /// Not a timed test: prints import times for the report (`cargo test -- --ignored --nocapture`).

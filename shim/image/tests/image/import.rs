@@ -74,20 +74,39 @@ fn two_layers_whiteouts_opaque_and_cache_hit() {
     let r = &img.rootfs;
     assert!(r.starts_with(e.cache.root().join("rootfs")));
     assert_eq!(std::fs::read(r.join("bin/busybox")).unwrap(), b"elf");
-    assert!(!r.join("etc/gone").exists(), "whiteout did not delete the file");
-    assert!(!r.join("etc/gonedir").exists(), "whiteout did not delete the dir");
-    assert!(!r.join("etc/.wh.gone").exists(), "whiteout marker leaked into the rootfs");
-    assert!(!r.join("opq/lower").exists(), "opaque dir kept a lower entry");
+    assert!(
+        !r.join("etc/gone").exists(),
+        "whiteout did not delete the file"
+    );
+    assert!(
+        !r.join("etc/gonedir").exists(),
+        "whiteout did not delete the dir"
+    );
+    assert!(
+        !r.join("etc/.wh.gone").exists(),
+        "whiteout marker leaked into the rootfs"
+    );
+    assert!(
+        !r.join("opq/lower").exists(),
+        "opaque dir kept a lower entry"
+    );
     assert!(r.join("opq/upper").exists());
     assert!(!r.join("opq/.wh..wh..opq").exists());
     assert_eq!(std::fs::read_to_string(r.join("keep")).unwrap(), "upper");
     use std::os::unix::fs::PermissionsExt;
-    let mode = std::fs::metadata(r.join("opq")).unwrap().permissions().mode() & 0o777;
+    let mode = std::fs::metadata(r.join("opq"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
     assert_eq!(mode, 0o700, "upper dir metadata wins");
     let c = &img.config;
     assert_eq!(c.cmd, ["/bin/sh"]);
     assert_eq!(c.env, ["PATH=/bin", "A=b"]);
-    assert_eq!((c.working_dir.as_str(), c.user.as_str()), ("/tmp", "1000:1000"));
+    assert_eq!(
+        (c.working_dir.as_str(), c.user.as_str()),
+        ("/tmp", "1000:1000")
+    );
     assert_eq!(c.labels.get("k").map(String::as_str), Some("v"));
     assert!(c.entrypoint.is_empty());
 
@@ -101,7 +120,10 @@ fn two_layers_whiteouts_opaque_and_cache_hit() {
     let other = layout.image("v2", &[base_layer()]);
     let img2 = e.cache.import(&oci(&layout.dir, "v2")).unwrap();
     assert_eq!(img2.digest.as_ref(), Some(&other.manifest));
-    assert_eq!((img2.stats.layers_cached, img2.stats.layers_unpacked), (1, 0));
+    assert_eq!(
+        (img2.stats.layers_cached, img2.stats.layers_unpacked),
+        (1, 0)
+    );
     assert!(img2.rootfs.join("etc/gone").is_file());
 }
 
@@ -158,13 +180,19 @@ fn plain_rootfs_dir_is_used_in_place() {
     let img = e.cache.import(&ImageRef::Path(root.clone())).unwrap();
     assert_eq!(img.rootfs, root.canonicalize().unwrap());
     assert!(img.digest.is_none());
-    assert!(!e.cache.root().exists(), "a plain dir must not touch the cache");
+    assert!(
+        !e.cache.root().exists(),
+        "a plain dir must not touch the cache"
+    );
 }
 
 #[test]
 fn registry_is_not_supported_yet() {
     let e = env();
-    let err = e.cache.import(&ImageRef::parse("docker://alpine").unwrap()).unwrap_err();
+    let err = e
+        .cache
+        .import(&ImageRef::parse("docker://alpine").unwrap())
+        .unwrap_err();
     assert!(matches!(err, Error::Unsupported { .. }), "{err}");
     assert!(err.to_string().contains("not supported yet"), "{err}");
 }
@@ -178,14 +206,25 @@ fn wrong_layer_digest_leaves_nothing() {
     let blob = layout.blob_path(&built.layers[0]);
     let mut data = std::fs::read(&blob).unwrap();
     let tamper = gzip(&Layer::new().file("evil", b"x", 0o644).tar());
-    data = tamper.into_iter().chain(std::iter::repeat(0)).take(data.len().max(1)).collect();
+    data = tamper
+        .into_iter()
+        .chain(std::iter::repeat(0))
+        .take(data.len().max(1))
+        .collect();
     std::fs::write(&blob, data).unwrap();
     let err = e.cache.import(&oci(&layout.dir, "t")).unwrap_err();
     assert!(
-        matches!(err, Error::DigestMismatch { .. } | Error::CorruptArchive { .. }),
+        matches!(
+            err,
+            Error::DigestMismatch { .. } | Error::CorruptArchive { .. }
+        ),
         "{err}"
     );
-    assert!(cache_entries(e.cache.root()).is_empty(), "{:?}", cache_entries(e.cache.root()));
+    assert!(
+        cache_entries(e.cache.root()).is_empty(),
+        "{:?}",
+        cache_entries(e.cache.root())
+    );
 }
 
 #[test]
@@ -198,7 +237,10 @@ fn wrong_digest_of_valid_layer_is_a_mismatch() {
     std::fs::write(&blob, gzip(&upper_layer())).unwrap();
     let err = e.cache.import(&oci(&layout.dir, "t")).unwrap_err();
     assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
-    assert!(err.to_string().contains(&built.layers[0].to_string()), "{err}");
+    assert!(
+        err.to_string().contains(&built.layers[0].to_string()),
+        "{err}"
+    );
     assert!(cache_entries(e.cache.root()).is_empty());
     // A tampered config is caught before any layer is read.
     std::fs::write(layout.blob_path(&built.config), b"{}").unwrap();
@@ -222,7 +264,12 @@ fn missing_blob() {
 fn unsupported_media_type() {
     let e = env();
     let mut layout = Layout::new(&e.dir.join("oci"));
-    layout.image_with("t", &[base_layer()], "application/vnd.cncf.helm.chart.content.v1.tar+gzip", gzip);
+    layout.image_with(
+        "t",
+        &[base_layer()],
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip",
+        gzip,
+    );
     let err = e.cache.import(&oci(&layout.dir, "t")).unwrap_err();
     assert!(matches!(err, Error::UnsupportedMediaType { .. }), "{err}");
     assert!(err.to_string().contains("helm"), "{err}");
@@ -240,7 +287,12 @@ fn corrupt_layer_leaves_nothing() {
     };
     // The blob digest matches the truncated bytes, so only the decompressor can notice.
     let tar = Layer::new().file("big", &big, 0o644).tar();
-    layout.image_with("t", &[tar], "application/vnd.oci.image.layer.v1.tar+gzip", truncate);
+    layout.image_with(
+        "t",
+        &[tar],
+        "application/vnd.oci.image.layer.v1.tar+gzip",
+        truncate,
+    );
     let err = e.cache.import(&oci(&layout.dir, "t")).unwrap_err();
     assert!(matches!(err, Error::CorruptArchive { .. }), "{err}");
     assert!(cache_entries(e.cache.root()).is_empty());
@@ -253,7 +305,12 @@ fn zstd_and_uncompressed_layers() {
     let mt = "application/vnd.oci.image.layer.v1.tar+zstd";
     layout.image_with("z", &[base_layer()], mt, zstd);
     let plain = |d: &[u8]| d.to_vec();
-    layout.image_with("p", &[upper_layer()], "application/vnd.oci.image.layer.v1.tar", plain);
+    layout.image_with(
+        "p",
+        &[upper_layer()],
+        "application/vnd.oci.image.layer.v1.tar",
+        plain,
+    );
     for tag in ["z", "p"] {
         let img = e.cache.import(&oci(&layout.dir, tag)).unwrap();
         assert!(img.rootfs.join("keep").is_file(), "{tag}");
@@ -266,7 +323,12 @@ fn docker_archive_verifies_diff_ids() {
     let (base, upper) = (base_layer(), upper_layer());
     let file = e.dir.join("d.tar");
     // Layers stored gzip'd: diff_id is still the uncompressed digest.
-    docker_archive(&file, "probe/x:1", &[base.clone(), upper.clone()], &[gzip(&base), upper.clone()]);
+    docker_archive(
+        &file,
+        "probe/x:1",
+        &[base.clone(), upper.clone()],
+        &[gzip(&base), upper.clone()],
+    );
     let r = ImageRef::parse(&format!("docker-archive:{}", file.display())).unwrap();
     let img = e.cache.import(&r).unwrap();
     assert!(img.rootfs.join("opq/upper").exists() && !img.rootfs.join("etc/gone").exists());
@@ -274,7 +336,10 @@ fn docker_archive_verifies_diff_ids() {
     let by_tag = ImageRef::parse(&format!("docker-archive:{}:probe/x:1", file.display())).unwrap();
     assert!(e.cache.import(&by_tag).unwrap().stats.cached);
     let bad_tag = ImageRef::parse(&format!("docker-archive:{}:probe/y:1", file.display())).unwrap();
-    assert!(matches!(e.cache.import(&bad_tag).unwrap_err(), Error::TagNotFound { .. }));
+    assert!(matches!(
+        e.cache.import(&bad_tag).unwrap_err(),
+        Error::TagNotFound { .. }
+    ));
     // Bare path: sniffed as a docker-archive, same image.
     let sniffed = e.cache.import(&ImageRef::Path(file.clone())).unwrap();
     assert_eq!(sniffed.key, img.key);
@@ -282,10 +347,24 @@ fn docker_archive_verifies_diff_ids() {
     // Stored content that does not match its diff_id.
     let e = env();
     let file = e.dir.join("bad.tar");
-    docker_archive(&file, "probe/x:1", &[base.clone()], &[upper.clone()]);
+    docker_archive(
+        &file,
+        "probe/x:1",
+        std::slice::from_ref(&base),
+        std::slice::from_ref(&upper),
+    );
     let r = ImageRef::parse(&format!("docker-archive:{}", file.display())).unwrap();
     let err = e.cache.import(&r).unwrap_err();
-    assert!(matches!(err, Error::DigestMismatch { what: "layer diff_id", .. }), "{err}");
+    assert!(
+        matches!(
+            err,
+            Error::DigestMismatch {
+                what: "layer diff_id",
+                ..
+            }
+        ),
+        "{err}"
+    );
     assert!(cache_entries(e.cache.root()).is_empty());
 }
 
@@ -303,17 +382,27 @@ fn progress_reports_each_layer_to_completion() {
             x as u8
         })
         .collect();
-    let built = layout.image("t", &[base_layer(), Layer::new().file("big", &big, 0o644).tar()]);
+    let built = layout.image(
+        "t",
+        &[base_layer(), Layer::new().file("big", &big, 0o644).tar()],
+    );
     let mut seen = Vec::new();
     e.cache
         .import_with_progress(&oci(&layout.dir, "t"), &mut |p| seen.push(p))
         .unwrap();
     for (i, _) in built.layers.iter().enumerate() {
-        let last = seen.iter().rev().find(|p| p.index == i).expect("no progress for a layer");
+        let last = seen
+            .iter()
+            .rev()
+            .find(|p| p.index == i)
+            .expect("no progress for a layer");
         assert_eq!(last.done, last.total);
         assert_eq!(last.count, 2);
     }
-    assert!(seen.iter().any(|p| p.done < p.total), "no intermediate progress");
+    assert!(
+        seen.iter().any(|p| p.done < p.total),
+        "no intermediate progress"
+    );
 }
 
 #[test]
@@ -334,7 +423,10 @@ fn list_remove_clean() {
     let removed = e.cache.remove(&ra.to_string()).unwrap();
     assert_eq!(removed.key, a.manifest.hex());
     assert!(!removed.rootfs.exists());
-    assert!(matches!(e.cache.remove(a.manifest.hex()), Err(Error::UnknownImage { .. })));
+    assert!(matches!(
+        e.cache.remove(a.manifest.hex()),
+        Err(Error::UnknownImage { .. })
+    ));
     let n = e.cache.clean(Clean::Unused).unwrap();
     assert_eq!(n.layers, 0, "base layer is still used by b");
     assert!(img_b.rootfs.join("keep").exists());
@@ -367,7 +459,9 @@ fn concurrent_imports_unpack_once() {
     assert_eq!(unpacked, 2);
     assert_eq!(results.iter().filter(|i| !i.stats.cached).count(), 1);
     assert!(results.iter().all(|i| i.rootfs == results[0].rootfs));
-    let tmp: Vec<_> = std::fs::read_dir(e.cache.root().join("tmp")).unwrap().collect();
+    let tmp: Vec<_> = std::fs::read_dir(e.cache.root().join("tmp"))
+        .unwrap()
+        .collect();
     assert!(tmp.is_empty());
 }
 
@@ -377,7 +471,10 @@ fn interrupted_import_is_never_used() {
     let mut layout = Layout::new(&e.dir.join("oci"));
     let built = layout.image("t", &[base_layer()]);
     // What a crash mid-unpack leaves: a work dir in tmp/. It is ignored and cleaned.
-    let junk = e.cache.root().join(format!("tmp/layer-{}-999999", built.layers[0].hex()));
+    let junk = e
+        .cache
+        .root()
+        .join(format!("tmp/layer-{}-999999", built.layers[0].hex()));
     std::fs::create_dir_all(&junk).unwrap();
     let img = e.cache.import(&oci(&layout.dir, "t")).unwrap();
     assert_eq!(img.stats.layers_unpacked, 1);
@@ -401,7 +498,10 @@ fn no_space_is_reported_and_nothing_committed() {
         .status()
         .is_ok_and(|s| s.success());
     if !mounted {
-        assert!(std::env::var("HUSK_REQUIRE_PRIVILEGED").as_deref() != Ok("1"), "mount tmpfs failed");
+        assert!(
+            std::env::var("HUSK_REQUIRE_PRIVILEGED").as_deref() != Ok("1"),
+            "mount tmpfs failed"
+        );
         eprintln!("skipped: cannot mount tmpfs");
         return;
     }
