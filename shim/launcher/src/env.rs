@@ -1,8 +1,8 @@
 //! The container's environment, in layers (later wins):
 //!
-//! 1. the host's environment, minus [`DENY`] and the prefixed variables below (with --cleanenv or
+//! 1. the profile's env (defaults: PATH, TERM);
+//! 2. the host's environment, minus [`DENY`] and the prefixed variables below (with --cleanenv or
 //!    --containall only [`CLEAN_KEEP`]);
-//! 2. the profile's env (its PATH is the default PATH);
 //! 3. the image's Env;
 //! 4. `SINGULARITYENV_NAME`, then `APPTAINERENV_NAME`, then `HUSKENV_NAME` from the host: NAME;
 //! 5. `--env-file`, then `--env`, in order;
@@ -44,6 +44,11 @@ pub fn environment(
 ) -> Vec<String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     let clean = opts.cleanenv || opts.containall;
+    for kv in profile_env {
+        if let Some((k, v)) = split(kv) {
+            env.insert(k.into(), v.into());
+        }
+    }
     for (k, v) in &host.env {
         let prefixed = PREFIXES.iter().any(|p| k.starts_with(p));
         let pass = if clean {
@@ -55,7 +60,7 @@ pub fn environment(
             env.insert(k.clone(), v.clone());
         }
     }
-    for kv in profile_env.iter().chain(&image.env) {
+    for kv in &image.env {
         if let Some((k, v)) = split(kv) {
             env.insert(k.into(), v.into());
         }
@@ -130,7 +135,7 @@ mod tests {
         let env = environment(&profile(), &image, &opts, &h, Path::new("/home/u"));
         assert_eq!(get(&env, "PATH").as_deref(), Some("/img/bin"));
         assert_eq!(get(&env, "FOO").as_deref(), Some("image"));
-        assert_eq!(get(&env, "TERM").as_deref(), Some("xterm"));
+        assert_eq!(get(&env, "TERM").as_deref(), Some("screen"));
         assert_eq!(get(&env, "A").as_deref(), Some("a"));
         assert_eq!(get(&env, "B").as_deref(), Some("h"));
         assert_eq!(get(&env, "C").as_deref(), Some("flag"));

@@ -29,6 +29,9 @@ pub mod spec;
 pub mod templates;
 pub mod underlay;
 
+#[cfg(test)]
+mod golden_tests;
+
 pub use host::{Fs, HostFacts, Kind, RealFs};
 pub use image::{ImageConfig, ImageError, ImageSource, ResolvedImage};
 pub use options::{Bind, Net, Options, OptionsError, Resources, Verb};
