@@ -355,11 +355,22 @@ impl Ctx {
 
     /// Starts the runtime without waiting (e.g. a foreground `run` to be killed).
     pub fn spawn(&self, args: &[&str], input: Option<&str>) -> Running {
+        self.spawn_env(args, input, &[])
+    }
+
+    /// Like [`Ctx::rt`] with extra environment variables for the runtime (launcher env tests).
+    pub fn rt_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        self.spawn_env(args, None, env).wait()
+    }
+
+    /// [`Ctx::spawn`] with extra environment variables.
+    pub fn spawn_env(&self, args: &[&str], input: Option<&str>, env: &[(&str, &str)]) -> Running {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         let io = self.dir.join("io");
         let (out, err) = (io.join(format!("{n}.out")), io.join(format!("{n}.err")));
         let mut cmd = self.command();
         cmd.arg("--root").arg(&self.state_root).args(args);
+        cmd.envs(env.iter().copied());
         cmd.current_dir(&self.dir);
         let stdin = match input {
             Some(text) => {

@@ -23,6 +23,7 @@ mod errors;
 mod exec;
 mod hooks;
 mod kill;
+mod launcher;
 mod lifecycle;
 mod limits;
 mod pause;
