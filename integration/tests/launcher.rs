@@ -19,6 +19,7 @@ both!(
     dry_run_prints_the_config,
     bundle_then_run_by_id,
     launcher_flags_with_an_id_are_a_usage_error,
+    shell_gets_a_terminal_and_the_prompt,
 );
 
 fn image() -> &'static str {
@@ -59,14 +60,21 @@ fn runs_as_the_caller_in_the_callers_cwd(t: &Ctx) {
     }
     // The caller exists in the container's passwd.
     let out = exec(t, &[], &["id", "-un"]).ok();
-    assert!(!out.stdout.trim().is_empty() && !out.stdout.contains("unknown"), "{out}");
+    assert!(
+        !out.stdout.trim().is_empty() && !out.stdout.contains("unknown"),
+        "{out}"
+    );
     t.assert_nothing_left();
 }
 
 fn home_is_bound_and_writable(t: &Ctx) {
     let (_, home) = caller(t);
     let name = format!(".husk-it-{}", t.id("home"));
-    let out = exec(t, &[], &["sh", "-c", &format!("echo hi > \"$HOME/{name}\"")]);
+    let out = exec(
+        t,
+        &[],
+        &["sh", "-c", &format!("echo hi > \"$HOME/{name}\"")],
+    );
     let host_file = Path::new(&home).join(&name);
     let found = std::fs::read_to_string(&host_file);
     let _ = std::fs::remove_file(&host_file);
@@ -100,7 +108,8 @@ fn bind_read_only(t: &Ctx) {
     let data = t.mkdir(&t.dir.join("data"));
     std::fs::write(data.join("f"), "content\n").unwrap();
     let spec = format!("{}:/mnt/data:ro", data.display());
-    let script = "cat /mnt/data/f && if touch /mnt/data/g 2>/dev/null; then echo rw; else echo ro; fi";
+    let script =
+        "cat /mnt/data/f && if touch /mnt/data/g 2>/dev/null; then echo rw; else echo ro; fi";
     let out = exec(t, &["--bind", &spec], &["sh", "-c", script]).ok();
     assert_eq!(out.stdout, "content\nro\n");
     // Without :ro the same bind is writable.
@@ -113,7 +122,11 @@ fn missing_bind_source_is_one_clear_error(t: &Ctx) {
     let missing = t.dir.join("no-such-dir");
     let spec = format!("{}:/x", missing.display());
     let out = exec(t, &["--bind", &spec], &["true"]).code(255);
-    let lines: Vec<&str> = out.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    let lines: Vec<&str> = out
+        .stderr
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .collect();
     assert_eq!(lines.len(), 1, "{out}");
     assert!(lines[0].contains(missing.to_str().unwrap()), "{out}");
 }
@@ -178,4 +191,13 @@ fn launcher_flags_with_an_id_are_a_usage_error(t: &Ctx) {
     t.rt(&["run", "--bind", "/tmp", "some-id"]).code(2);
     t.rt(&["exec", "--fakeroot", "some-id", "true"]).code(2);
     t.rt(&["run", "some-id", "extra-arg"]).code(2);
+}
+
+fn shell_gets_a_terminal_and_the_prompt(t: &Ctx) {
+    // -t: a pty even though the harness's stdin is a file; the input is copied to it.
+    let out = t
+        .rt_stdin(&["shell", "-t", image()], "tty\nexit 3\n")
+        .code(3);
+    assert!(out.stdout.contains("/dev/pts/"), "{out}");
+    assert!(out.stdout.contains("Husk> "), "{out}");
 }

@@ -99,7 +99,10 @@ mod tests {
             gecos: String::new(),
             home: "/home/u".into(),
             cwd: "/".into(),
-            env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
         }
     }
 

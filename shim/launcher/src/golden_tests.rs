@@ -112,7 +112,11 @@ fn golden_fakeroot_run_image_config() {
         entrypoint: vec!["/app/bin/serve".into()],
         cmd: vec!["--port".into(), "80".into()],
         working_dir: Some("/app".into()),
-        labels: [("org.opencontainers.image.title".to_string(), "demo".to_string())].into(),
+        labels: [(
+            "org.opencontainers.image.title".to_string(),
+            "demo".to_string(),
+        )]
+        .into(),
         ..Default::default()
     };
     check("fakeroot-run", 1001, image(config), opts);
@@ -129,5 +133,10 @@ fn golden_root_containall_shell() {
         cpus: Some(1.5),
         pids: Some(100),
     };
-    check("root-containall-shell", 0, image(ImageConfig::default()), opts);
+    check(
+        "root-containall-shell",
+        0,
+        image(ImageConfig::default()),
+        opts,
+    );
 }

@@ -106,7 +106,14 @@ mod tests {
 
     #[test]
     fn images_and_ids_are_told_apart() {
-        for img in ["./rootfs", "/srv/images/debian", "oci:dir", "docker://busybox", ".", "a/b"] {
+        for img in [
+            "./rootfs",
+            "/srv/images/debian",
+            "oci:dir",
+            "docker://busybox",
+            ".",
+            "a/b",
+        ] {
             assert!(is_image_arg(img), "{img}");
         }
         for id in ["abc", "my-container_1", "x.y+z"] {
@@ -133,6 +140,9 @@ mod tests {
     #[test]
     fn missing_dir_names_the_path() {
         let e = RootfsDir.resolve("./no/such/rootfs").unwrap_err();
-        assert!(e.to_string().starts_with("open image ./no/such/rootfs: "), "{e}");
+        assert!(
+            e.to_string().starts_with("open image ./no/such/rootfs: "),
+            "{e}"
+        );
     }
 }

@@ -44,8 +44,8 @@ pub struct MountPlan {
 /// Where the cwd is never bound: binding a host system directory over the image's would mix the
 /// two distributions.
 const SYSTEM: &[&str] = &[
-    "/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/usr",
-    "/boot", "/run", "/var/lib", "/var/run",
+    "/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/usr", "/boot", "/run", "/var/lib", "/var/run",
 ];
 
 fn fs_mount(dest: &str, typ: &'static str, opts: &[&'static str]) -> Mount {
@@ -101,24 +101,62 @@ pub fn plan(
         m.push(fs_mount("/proc", "proc", &["nosuid", "noexec", "nodev"]));
     } else {
         // A user namespace may not mount a proc of a pid namespace it does not own.
-        m.push(bind("/proc".as_ref(), "/proc".as_ref(), &sys_opts, true, false));
+        m.push(bind(
+            "/proc".as_ref(),
+            "/proc".as_ref(),
+            &sys_opts,
+            true,
+            false,
+        ));
     }
     if contained {
-        m.push(fs_mount("/dev", "tmpfs", &["nosuid", "strictatime", "mode=755", "size=65536k"]));
+        m.push(fs_mount(
+            "/dev",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ));
         m.push(fs_mount(
             "/dev/pts",
             "devpts",
-            &["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"],
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+            ],
         ));
-        m.push(fs_mount("/dev/shm", "tmpfs", &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]));
+        m.push(fs_mount(
+            "/dev/shm",
+            "tmpfs",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ));
     } else {
-        m.push(bind("/dev".as_ref(), "/dev".as_ref(), &["rbind", "nosuid"], true, false));
+        m.push(bind(
+            "/dev".as_ref(),
+            "/dev".as_ref(),
+            &["rbind", "nosuid"],
+            true,
+            false,
+        ));
     }
-    m.push(bind("/sys".as_ref(), "/sys".as_ref(), &["rbind", "nosuid", "noexec", "nodev", "ro"], true, false));
+    m.push(bind(
+        "/sys".as_ref(),
+        "/sys".as_ref(),
+        &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        true,
+        false,
+    ));
     if contained {
         m.push(fs_mount("/tmp", "tmpfs", &["nosuid", "nodev", "mode=1777"]));
     } else {
-        m.push(bind("/tmp".as_ref(), "/tmp".as_ref(), &["rbind"], true, true));
+        m.push(bind(
+            "/tmp".as_ref(),
+            "/tmp".as_ref(),
+            &["rbind"],
+            true,
+            true,
+        ));
     }
     let ro_file = ["bind", "ro", "nosuid", "nodev"];
     for name in ["passwd", "group"] {
@@ -139,7 +177,10 @@ pub fn plan(
         } else if fs.stat(home) == Some(Kind::Dir) {
             m.push(bind(home, home, &["rbind"], true, true));
         } else {
-            warnings.push(format!("home {} is not a directory: not bound", home.display()));
+            warnings.push(format!(
+                "home {} is not a directory: not bound",
+                home.display()
+            ));
         }
     }
     let mut user = Vec::new();
@@ -153,7 +194,11 @@ pub fn plan(
             Some(k) => k == Kind::Dir,
             None => return Err(MountError::Source(b.source.clone())),
         };
-        let o: &[&'static str] = if b.readonly { &["rbind", "ro"] } else { &["rbind"] };
+        let o: &[&'static str] = if b.readonly {
+            &["rbind", "ro"]
+        } else {
+            &["rbind"]
+        };
         user.push(bind(&source, &dest, o, is_dir, true));
     }
     let cwd = &host.cwd;
@@ -167,7 +212,11 @@ pub fn plan(
         Some(p) if !p.is_absolute() => return Err(MountError::Pwd(p.clone())),
         Some(p) => p.clone(),
         None => visible(&m)
-            .or_else(|| working_dir.filter(|w| w.starts_with('/')).map(PathBuf::from))
+            .or_else(|| {
+                working_dir
+                    .filter(|w| w.starts_with('/'))
+                    .map(PathBuf::from)
+            })
             .unwrap_or_else(|| PathBuf::from("/")),
     };
     Ok(MountPlan {
@@ -228,17 +277,42 @@ mod tests {
 
     #[test]
     fn cwd_under_home_is_not_bound_twice() {
-        let p = plan(&opts(), &host("/home/u/proj"), &fs(), false, "/b".as_ref(), None).unwrap();
+        let p = plan(
+            &opts(),
+            &host("/home/u/proj"),
+            &fs(),
+            false,
+            "/b".as_ref(),
+            None,
+        )
+        .unwrap();
         assert_eq!(
             dests(&p),
-            ["/proc", "/dev", "/sys", "/tmp", "/etc/passwd", "/etc/group", "/etc/hosts", "/home/u"]
+            [
+                "/proc",
+                "/dev",
+                "/sys",
+                "/tmp",
+                "/etc/passwd",
+                "/etc/group",
+                "/etc/hosts",
+                "/home/u"
+            ]
         );
         assert_eq!(p.pwd, PathBuf::from("/home/u/proj"));
     }
 
     #[test]
     fn cwd_bound_or_mapped_through_a_bind() {
-        let p = plan(&opts(), &host("/scratch/job"), &fs(), false, "/b".as_ref(), None).unwrap();
+        let p = plan(
+            &opts(),
+            &host("/scratch/job"),
+            &fs(),
+            false,
+            "/b".as_ref(),
+            None,
+        )
+        .unwrap();
         assert_eq!(dests(&p).last().unwrap(), "/scratch/job");
         let mut o = opts();
         o.binds = vec![Bind {
@@ -255,7 +329,15 @@ mod tests {
     fn contain_uses_fresh_mounts_and_image_workdir() {
         let mut o = opts();
         o.contain = true;
-        let p = plan(&o, &host("/scratch/job"), &fs(), true, "/b".as_ref(), Some("/app")).unwrap();
+        let p = plan(
+            &o,
+            &host("/scratch/job"),
+            &fs(),
+            true,
+            "/b".as_ref(),
+            Some("/app"),
+        )
+        .unwrap();
         let m = &p.mounts;
         assert_eq!(m[0].typ, "proc");
         assert!(m.iter().any(|x| x.destination == Path::new("/dev/pts")));

@@ -226,14 +226,15 @@ pub fn parse_cpus(s: &str) -> Result<f64, OptionsError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::path::Path;
 
     #[test]
     fn binds() {
         let b = parse_binds("/a,/b:/c:ro,rel:/d:rw").unwrap();
         assert_eq!(b.len(), 3);
         assert_eq!(b[0].destination, PathBuf::from("/a"));
-        assert!(b[1].readonly && b[1].destination == PathBuf::from("/c"));
-        assert!(!b[2].readonly && b[2].source == PathBuf::from("rel"));
+        assert!(b[1].readonly && b[1].destination == Path::new("/c"));
+        assert!(!b[2].readonly && b[2].source == Path::new("rel"));
         assert!(parse_binds("/a:/b:xx").is_err());
         assert!(parse_binds("/a:rel").is_err());
         assert!(parse_binds("/a:/b:ro:x").is_err());
@@ -245,11 +246,8 @@ mod tests {
         assert_eq!(parse_env("A=b=c").unwrap(), ("A".into(), "b=c".into()));
         assert_eq!(parse_env("A=").unwrap(), ("A".into(), "".into()));
         assert!(parse_env("=x").is_err() && parse_env("novalue").is_err());
-        let f = parse_env_file(
-            "# c\n\nA=1\nexport B=\"two words\"\nC='x'\n",
-            "f".as_ref(),
-        )
-        .unwrap();
+        let f =
+            parse_env_file("# c\n\nA=1\nexport B=\"two words\"\nC='x'\n", "f".as_ref()).unwrap();
         assert_eq!(
             f,
             vec![

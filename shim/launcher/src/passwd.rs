@@ -4,7 +4,14 @@
 
 /// The image's passwd (or none) with a line for `uid`. uid 0 keeps the image's root line when it
 /// has one; any other uid replaces lines with the same uid or name by the caller's.
-pub fn passwd(image: Option<&str>, uid: u32, gid: u32, name: &str, gecos: &str, home: &str) -> String {
+pub fn passwd(
+    image: Option<&str>,
+    uid: u32,
+    gid: u32,
+    name: &str,
+    gecos: &str,
+    home: &str,
+) -> String {
     let lines: Vec<&str> = image.unwrap_or("").lines().collect();
     let field = |l: &str, i: usize| l.split(':').nth(i).map(str::to_string);
     let has_uid = |l: &&str| field(l, 2).as_deref() == Some(&uid.to_string());

@@ -101,7 +101,11 @@ pub fn build(
         .map(|m| (m.destination.clone(), m.is_dir))
         .collect();
     let under = underlay::plan(&image.rootfs, &dests, fs)?;
-    let image_opts: &[&str] = if opts.writable { &["rbind"] } else { &["rbind", "ro"] };
+    let image_opts: &[&str] = if opts.writable {
+        &["rbind"]
+    } else {
+        &["rbind", "ro"]
+    };
     let mut mounts: Vec<Value> = under
         .binds
         .iter()
@@ -126,7 +130,13 @@ pub fn build(
     let profile_env: Vec<String> = strings(&t["process"]["env"]);
     let p = &mut t["process"];
     p["args"] = json!(args(image, &opts.verb)?);
-    p["env"] = json!(environment(&profile_env, &image.config, opts, host, &host.home));
+    p["env"] = json!(environment(
+        &profile_env,
+        &image.config,
+        opts,
+        host,
+        &host.home
+    ));
     p["cwd"] = json!(plan.pwd);
     p["terminal"] = json!(opts.tty);
     p["user"] = json!({"uid": uid, "gid": gid});
@@ -147,9 +157,19 @@ pub fn build(
     let files = vec![
         (
             "passwd",
-            passwd::passwd(etc("passwd").as_deref(), uid, gid, &host.user, &host.gecos, &home),
+            passwd::passwd(
+                etc("passwd").as_deref(),
+                uid,
+                gid,
+                &host.user,
+                &host.gecos,
+                &home,
+            ),
         ),
-        ("group", passwd::group(etc("group").as_deref(), gid, &host.user)),
+        (
+            "group",
+            passwd::group(etc("group").as_deref(), gid, &host.user),
+        ),
     ];
     Ok(Launch {
         config: t,
@@ -178,7 +198,11 @@ fn args(image: &ResolvedImage, verb: &Verb) -> Result<Vec<String>, PlanError> {
         Verb::Exec { command } => command.clone(),
         Verb::Shell { shell } => vec![shell.clone().unwrap_or_else(|| "/bin/sh".into())],
     };
-    Ok(if a.is_empty() { vec!["/bin/sh".into()] } else { a })
+    Ok(if a.is_empty() {
+        vec!["/bin/sh".into()]
+    } else {
+        a
+    })
 }
 
 /// The profile's namespaces (but user) plus what the options and identity ask for.

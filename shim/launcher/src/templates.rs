@@ -11,8 +11,14 @@ pub const DEFAULT_PROFILE: &str = "hpc";
 
 /// (name, template text).
 pub const PROFILES: &[(&str, &str)] = &[
-    ("default", include_str!("../../../spec-templates/default.json")),
-    ("rootless", include_str!("../../../spec-templates/rootless.json")),
+    (
+        "default",
+        include_str!("../../../spec-templates/default.json"),
+    ),
+    (
+        "rootless",
+        include_str!("../../../spec-templates/rootless.json"),
+    ),
     ("hpc", include_str!("../../../spec-templates/hpc.json")),
 ];
 

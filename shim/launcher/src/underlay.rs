@@ -88,7 +88,11 @@ pub fn plan(
                     for (j, n) in parts.iter().enumerate().skip(i) {
                         cur.push(n);
                         let last = j + 1 == parts.len();
-                        let e = if last && !is_dir { Entry::File } else { Entry::Dir };
+                        let e = if last && !is_dir {
+                            Entry::File
+                        } else {
+                            Entry::Dir
+                        };
                         made.entry(cur.clone()).or_insert(e);
                     }
                     break;
@@ -229,8 +233,14 @@ mod tests {
             &image(),
         )
         .unwrap();
-        assert_eq!(u.binds, vec![PathBuf::from("/etc"), "/home".into(), "/usr".into()]);
-        assert_eq!(u.skeleton[Path::new("/bin")], Entry::Symlink("usr/bin".into()));
+        assert_eq!(
+            u.binds,
+            vec![PathBuf::from("/etc"), "/home".into(), "/usr".into()]
+        );
+        assert_eq!(
+            u.skeleton[Path::new("/bin")],
+            Entry::Symlink("usr/bin".into())
+        );
         assert_eq!(u.skeleton[Path::new("/proc")], Entry::Dir);
         assert!(!u.skeleton.contains_key(Path::new("/etc/passwd")));
     }
@@ -239,7 +249,12 @@ mod tests {
     fn missing_mount_points_split_their_parents() {
         let u = plan(
             "/img".as_ref(),
-            &[d("/home/u"), d("/home/u/sub"), d("/work/x"), (PathBuf::from("/etc/hosts"), false)],
+            &[
+                d("/home/u"),
+                d("/home/u/sub"),
+                d("/work/x"),
+                (PathBuf::from("/etc/hosts"), false),
+            ],
             &image(),
         )
         .unwrap();

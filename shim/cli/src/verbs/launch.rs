@@ -44,7 +44,8 @@ pub struct LaunchFlags {
     /// New ipc namespace
     #[arg(long)]
     pub ipc: bool,
-    /// Network: the host's, or none (a new namespace with only loopback) [default: the profile's]
+    /// Network: the host's, or none (a new namespace with only loopback, left down for now)
+    /// [default: the profile's]
     #[arg(long, value_enum, value_name = "MODE")]
     pub net: Option<NetArg>,
     /// Hostname inside (in a new UTS namespace)
@@ -125,7 +126,8 @@ fn options(req: &Request) -> anyhow::Result<Options> {
     let f = &req.flags;
     let mut o = Options::new(req.verb.clone());
     for b in &f.bind {
-        o.binds.extend(parse_binds(b).map_err(|e| usage(e.to_string()))?);
+        o.binds
+            .extend(parse_binds(b).map_err(|e| usage(e.to_string()))?);
     }
     for path in &f.env_file {
         let text = std::fs::read_to_string(path)
@@ -137,7 +139,12 @@ fn options(req: &Request) -> anyhow::Result<Options> {
     }
     let bad = |e: husk_launcher::OptionsError| usage(e.to_string());
     o.resources = Resources {
-        memory: f.memory.as_deref().map(parse_memory).transpose().map_err(bad)?,
+        memory: f
+            .memory
+            .as_deref()
+            .map(parse_memory)
+            .transpose()
+            .map_err(bad)?,
         cpus: f.cpus.as_deref().map(parse_cpus).transpose().map_err(bad)?,
         pids: f.pids_limit,
     };
@@ -165,11 +172,17 @@ pub fn plan(req: &Request, dir: &Path) -> anyhow::Result<(Options, Launch)> {
     let opts = options(req)?;
     let fail = || Failed(req.image.clone());
     let host = HostFacts::gather();
-    let profile = req.flags.profile.as_deref().unwrap_or(templates::DEFAULT_PROFILE);
+    let profile = req
+        .flags
+        .profile
+        .as_deref()
+        .unwrap_or(templates::DEFAULT_PROFILE);
     let launch = (|| -> anyhow::Result<Launch> {
         let template = templates::render(profile, host.uid, host.gid)?;
         let image = RootfsDir.resolve(&req.image)?;
-        Ok(husk_launcher::build(template, &image, &opts, &host, &RealFs, dir)?)
+        Ok(husk_launcher::build(
+            template, &image, &opts, &host, &RealFs, dir,
+        )?)
     })()
     .context(fail())?;
     super::warn_all(&launch.warnings);

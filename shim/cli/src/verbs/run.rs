@@ -27,7 +27,12 @@ pub struct RunArgs {
     #[arg(allow_hyphen_values = true, value_name = "ARGS")]
     pub args: Vec<String>,
     /// Set a variable inside (repeatable)
-    #[arg(short, long, value_name = "KEY=VALUE", help_heading = "Launcher options (with an IMAGE)")]
+    #[arg(
+        short,
+        long,
+        value_name = "KEY=VALUE",
+        help_heading = "Launcher options (with an IMAGE)"
+    )]
     pub env: Vec<String>,
     /// Allocate a pseudo-TTY
     #[arg(short, long, help_heading = "Launcher options (with an IMAGE)")]
