@@ -191,6 +191,11 @@ fn launcher_flags_with_an_id_are_a_usage_error(t: &Ctx) {
     t.rt(&["run", "--bind", "/tmp", "some-id"]).code(2);
     t.rt(&["exec", "--fakeroot", "some-id", "true"]).code(2);
     t.rt(&["run", "some-id", "extra-arg"]).code(2);
+    t.rt(&["exec", "--profile", "nope", image(), "true"])
+        .code(2);
+    t.rt(&["exec", "--bind", "/a:relative", image(), "true"])
+        .code(2);
+    t.rt(&["exec", image()]).code(2);
 }
 
 fn shell_gets_a_terminal_and_the_prompt(t: &Ctx) {

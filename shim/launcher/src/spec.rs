@@ -101,23 +101,7 @@ pub fn build(
         .map(|m| (m.destination.clone(), m.is_dir))
         .collect();
     let under = underlay::plan(&image.rootfs, &dests, fs)?;
-    let image_opts: &[&str] = if opts.writable {
-        &["rbind"]
-    } else {
-        &["rbind", "ro"]
-    };
-    let mut mounts: Vec<Value> = under
-        .binds
-        .iter()
-        .map(|p| {
-            let src = image.rootfs.join(p.strip_prefix("/").unwrap_or(p));
-            json!({"destination": p, "type": "bind", "source": src, "options": image_opts})
-        })
-        .collect();
-    mounts.extend(plan.mounts.iter().map(|m| {
-        json!({"destination": m.destination, "type": m.typ, "source": m.source, "options": m.options})
-    }));
-    t["mounts"] = Value::Array(mounts);
+    t["mounts"] = mounts_json(&under, &plan.mounts, &image.rootfs, opts.writable);
     t["root"] = json!({"path": "rootfs", "readonly": !opts.writable});
     if has("uts") {
         if let Some(h) = &opts.hostname {
@@ -177,6 +161,27 @@ pub fn build(
         files,
         warnings: plan.warnings,
     })
+}
+
+/// The image's entries first (everything else is mounted over them), then the plan's mounts.
+fn mounts_json(under: &Underlay, plan: &[mounts::Mount], rootfs: &Path, writable: bool) -> Value {
+    let image_opts: &[&str] = if writable {
+        &["rbind"]
+    } else {
+        &["rbind", "ro"]
+    };
+    let mut out: Vec<Value> = under
+        .binds
+        .iter()
+        .map(|p| {
+            let src = rootfs.join(p.strip_prefix("/").unwrap_or(p));
+            json!({"destination": p, "type": "bind", "source": src, "options": image_opts})
+        })
+        .collect();
+    out.extend(plan.iter().map(|m| {
+        json!({"destination": m.destination, "type": m.typ, "source": m.source, "options": m.options})
+    }));
+    Value::Array(out)
 }
 
 fn strings(v: &Value) -> Vec<String> {

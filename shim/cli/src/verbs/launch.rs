@@ -124,6 +124,13 @@ pub fn reject_for_id(verb: &str, id: &str, flags: &LaunchFlags) -> anyhow::Resul
 
 fn options(req: &Request) -> anyhow::Result<Options> {
     let f = &req.flags;
+    if let Some(p) = &f.profile {
+        if !templates::PROFILES.iter().any(|(n, _)| n == p) {
+            return Err(usage(
+                templates::TemplateError::Unknown(p.clone()).to_string(),
+            ));
+        }
+    }
     let mut o = Options::new(req.verb.clone());
     for b in &f.bind {
         o.binds
