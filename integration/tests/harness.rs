@@ -389,6 +389,23 @@ impl Ctx {
         self.spawn_with(args, None, launch).wait()
     }
 
+    /// Like [`Ctx::rt`] with extra environment variables for the runtime (launcher env tests).
+    pub fn rt_env(&self, args: &[&str], env: &[(&str, &str)]) -> Out {
+        self.spawn_env(args, None, env).wait()
+    }
+
+    /// [`Ctx::spawn`] with extra environment variables.
+    pub fn spawn_env(&self, args: &[&str], input: Option<&str>, env: &[(&str, &str)]) -> Running {
+        let launch = Launch {
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            ..Launch::default()
+        };
+        self.spawn_with(args, input, &launch)
+    }
+
     /// Like [`Ctx::spawn`], with extra inherited fds and environment for the runtime.
     pub fn spawn_with(&self, args: &[&str], input: Option<&str>, launch: &Launch) -> Running {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);

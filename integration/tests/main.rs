@@ -28,6 +28,7 @@ mod hooks;
 mod info;
 mod kill;
 mod killstep;
+mod launcher;
 mod lifecycle;
 mod limits;
 mod pause;

@@ -77,7 +77,7 @@ pub enum Command {
     Create(verbs::create::CreateArgs),
     /// Start a created container's process
     Start(verbs::start::StartArgs),
-    /// Create and start a container; in the foreground, exit with its status
+    /// Create and start a container, or run an IMAGE (run IMAGE [ARGS...]); exit with its status
     Run(verbs::run::RunArgs),
     /// Print a container's OCI state as JSON
     State(verbs::state::StateArgs),
@@ -90,8 +90,12 @@ pub enum Command {
     List(verbs::list::ListArgs),
     /// List a container's processes
     Ps(verbs::ps::PsArgs),
-    /// Run a new process in a running container
+    /// Run a new process in a running container, or a command in an IMAGE (exec IMAGE CMD...)
     Exec(verbs::exec::ExecArgs),
+    /// Run an interactive shell in an IMAGE
+    Shell(verbs::shell::ShellArgs),
+    /// Write the bundle (config.json + rootfs) that `run IMAGE` would run
+    Bundle(verbs::bundle::BundleArgs),
     /// Freeze every process of a container
     Pause(verbs::pause::PauseArgs),
     /// Thaw a paused container

@@ -52,6 +52,8 @@ fn run(args: cli::Cli) -> i32 {
             }
             if e.downcast_ref::<verbs::UsageError>().is_some() {
                 2
+            } else if e.downcast_ref::<verbs::launch::Failed>().is_some() {
+                255
             } else {
                 failure_code
             }

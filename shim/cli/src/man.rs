@@ -7,8 +7,23 @@ use clap::CommandFactory;
 use std::path::PathBuf;
 
 const EXTRA: &str = r#".SH "EXIT STATUS"
-0 on success, 1 on failure, 2 on a usage error. \fBrun\fR and \fBexec\fR in the foreground exit
-with the container process's status, or 128+N when it was killed by signal N.
+0 on success, 1 on failure, 2 on a usage error. \fBrun\fR, \fBexec\fR and \fBshell\fR in the
+foreground exit with the container process's status, or 128+N when it was killed by signal N.
+\fBexec\fR (runc's convention) and the launcher (\fBrun\fR, \fBexec\fR, \fBshell\fR with an IMAGE)
+exit 255 when they fail themselves, so that cannot be mistaken for the program's own status.
+.SH LAUNCHER
+\fBrun\fR and \fBexec\fR take a container id (\fB^[\\w+.\-]+$\fR) or an IMAGE, which always holds
+a '/' or a ':' (\fI./rootfs\fR, \fI/srv/images/debian\fR); the first positional decides. For now an
+IMAGE is a root filesystem directory. The launcher runs it as you (a user namespace mapping only
+your uid and gid; no capabilities), or as root inside with \fB\-\-fakeroot\fR; as real root, as root
+with no user namespace. By default the host's /proc, /sys (read-only), /dev, /tmp, $HOME and the
+current directory are bound in, /etc/resolv.conf and /etc/hosts read-only, and /etc/passwd and
+/etc/group are the image's with your entry added. The image is never written to (unless
+\fB\-\-writable\fR): the container's root is a skeleton in the launch directory, with the image's
+entries bound into it. The host environment passes through except PATH, LD_PRELOAD,
+LD_LIBRARY_PATH, LD_AUDIT and PS1; the image's Env, then \fBHUSKENV_\fR\fINAME\fR variables, then
+\fB\-\-env\-file\fR and \fB\-\-env\fR override it. Without resource flags an unprivileged launch
+uses no cgroup.
 .SH ENVIRONMENT
 .TP
 \fBXDG_RUNTIME_DIR\fR
@@ -16,6 +31,9 @@ State root for unprivileged users (\fI$XDG_RUNTIME_DIR/husk\fR).
 .TP
 \fBHUSK_CGROUP_LAYOUT\fR
 auto, v1 or v2: which cgroup hierarchy to drive (same as \fB\-\-cgroup\-layout\fR).
+.TP
+\fBHUSKENV_\fR\fINAME\fR, \fBAPPTAINERENV_\fR\fINAME\fR, \fBSINGULARITYENV_\fR\fINAME\fR
+Launcher: set \fINAME\fR inside the container (HUSKENV_ wins).
 .TP
 \fBLISTEN_FDS\fR
 Socket-activation fds are passed through to the container process.
@@ -30,6 +48,10 @@ The exact config.json the container was created from.
 .TP
 \fI<root>/<id>/exec.fifo\fR
 Present between create and start.
+.TP
+\fI$XDG_RUNTIME_DIR/husk\-launch/<id>/\fR (root: \fI/run/husk\-launch/<id>/\fR)
+A launch's bundle (config.json, the skeleton rootfs, passwd, group), removed when it exits; the
+container id is \fIhusk\-<pid>\-<random>\fR.
 .SH SECURITY
 Containers are isolated by the namespaces, capabilities, seccomp filter, masked paths and cgroup
 limits their config.json asks for, and nothing more. Mount destinations are resolved inside the
@@ -37,6 +59,10 @@ rootfs without following symlinks out of it; husk's own process is non-dumpable 
 the container, and inherited file descriptors beyond \fB\-\-preserve\-fds\fR are closed before the
 container process starts. Without a cgroup (rootless on a host without delegation) there are no
 resource limits. On cgroup v2, device rules are not enforced (no eBPF device filter).
+The launcher's default is Apptainer's: integration, not isolation. The container shares the host's
+network, pid and ipc namespaces, sees the host's /dev (every character device is allowed, block
+devices are not), /proc and /sys, and can write to $HOME, /tmp and the current directory; use
+\fB\-\-containall\fR and \fB\-\-net none\fR to narrow that.
 .SH "SEE ALSO"
 runc(8), crun(1), podman(1), containerd(8)
 "#;

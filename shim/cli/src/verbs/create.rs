@@ -10,9 +10,9 @@ use std::path::PathBuf;
 /// Flags shared by create and run.
 #[derive(Debug, Args)]
 pub struct BundleArgs {
-    /// Path to the bundle directory (config.json and the rootfs)
-    #[arg(short, long, default_value = ".", value_name = "DIR")]
-    pub bundle: PathBuf,
+    /// Path to the bundle directory (config.json and the rootfs) [default: .]
+    #[arg(short, long, value_name = "DIR")]
+    pub bundle: Option<PathBuf>,
     /// Write the container process's pid to FILE
     #[arg(long, value_name = "FILE")]
     pub pid_file: Option<PathBuf>,
@@ -28,7 +28,7 @@ pub struct BundleArgs {
     /// Keep the caller's session keyring instead of a new one
     #[arg(long)]
     pub no_new_keyring: bool,
-    /// Container id
+    /// Container id (run: or an IMAGE, a path such as ./rootfs, for the launcher)
     pub id: String,
 }
 
@@ -41,7 +41,7 @@ pub struct CreateArgs {
 impl BundleArgs {
     pub fn engine(&self) -> CreateOptions {
         CreateOptions {
-            bundle: self.bundle.clone(),
+            bundle: self.bundle.clone().unwrap_or_else(|| PathBuf::from(".")),
             pid_file: self.pid_file.clone(),
             console_socket: self.console_socket.clone(),
             preserve_fds: self.preserve_fds,

@@ -1,5 +1,7 @@
-//! `husk exec`: run a new process in a running container.
+//! `husk exec`: run a new process in a running container. With an IMAGE (a first positional holding
+//! '/' or ':') instead of an id, the launcher face runs the command in it ([`super::launch`]).
 
+use super::launch::{self, LaunchFlags};
 use super::{context_id, open, usage};
 use crate::cli::Global;
 use anyhow::Context;
@@ -52,10 +54,12 @@ pub struct ExecArgs {
     pub process_label: Option<String>,
     #[arg(long, hide = true)]
     pub apparmor: Option<String>,
-    /// Container id
+    /// Container id, or an IMAGE (a path such as ./rootfs) for the launcher
     pub id: String,
     /// Command and arguments (unless --process is given)
     pub command: Vec<String>,
+    #[command(flatten)]
+    pub launch: LaunchFlags,
 }
 
 fn parse_user(s: &str) -> anyhow::Result<(u32, Option<u32>)> {
@@ -72,7 +76,49 @@ fn parse_user(s: &str) -> anyhow::Result<(u32, Option<u32>)> {
     Ok((uid, gid))
 }
 
+fn run_image(g: &Global, a: ExecArgs) -> anyhow::Result<i32> {
+    let oci_only = a.process.is_some()
+        || a.console_socket.is_some()
+        || a.detach
+        || a.user.is_some()
+        || !a.additional_gids.is_empty()
+        || !a.cap.is_empty();
+    if oci_only {
+        return Err(usage(
+            "exec IMAGE: --process, --console-socket, --detach, --user, --additional-gids and \
+             --cap apply to running containers only (see --fakeroot)",
+        ));
+    }
+    if a.command.is_empty() {
+        return Err(usage("exec IMAGE needs a command"));
+    }
+    let mut flags = a.launch;
+    if flags.pwd.is_none() {
+        flags.pwd = a.cwd;
+    }
+    let engine = husk_runtime::CreateOptions {
+        pid_file: a.pid_file,
+        preserve_fds: a.preserve_fds,
+        ..Default::default()
+    };
+    launch::run(
+        g,
+        launch::Request {
+            verb: husk_launcher::Verb::Exec { command: a.command },
+            image: a.id,
+            flags,
+            env: a.env,
+            tty: a.tty,
+            engine,
+        },
+    )
+}
+
 pub fn run(g: &Global, a: ExecArgs) -> anyhow::Result<i32> {
+    if husk_launcher::image::is_image_arg(&a.id) {
+        return run_image(g, a);
+    }
+    launch::reject_for_id("exec", &a.id, &a.launch)?;
     let (_, c) = open(g, &a.id)?;
     let proc_ = match &a.process {
         Some(path) => {

@@ -1,15 +1,18 @@
 //! One file per verb; each turns its flags into an engine call and prints the result.
 
+pub mod bundle;
 pub mod create;
 pub mod delete;
 pub mod events;
 pub mod exec;
 pub mod features;
 pub mod kill;
+pub mod launch;
 pub mod list;
 pub mod pause;
 pub mod ps;
 pub mod run;
+pub mod shell;
 pub mod spec;
 pub mod start;
 pub mod state;
@@ -52,6 +55,8 @@ pub fn dispatch(g: &Global, cmd: Command) -> anyhow::Result<i32> {
         Command::Resume(a) => pause::resume(g, a),
         Command::Update(a) => update::run(g, a),
         Command::Events(a) => events::run(g, a),
+        Command::Shell(a) => shell::run(g, a),
+        Command::Bundle(a) => bundle::run(a),
         Command::Spec(a) => spec::run(a),
         Command::Features(a) => features::run(a),
     }

@@ -1,0 +1,54 @@
+//! `husk bundle IMAGE DIR`: write the bundle `husk run IMAGE` would run (DIR/config.json, the
+//! session root DIR/rootfs, DIR/passwd, DIR/group), for `husk run --bundle DIR ID` or runc. The
+//! config names host paths ($HOME, the cwd, the image) as they are now.
+
+use super::launch::{self, Failed, LaunchFlags};
+use super::usage;
+use anyhow::Context;
+use clap::Args;
+use std::path::PathBuf;
+
+#[derive(Debug, Args)]
+#[command(trailing_var_arg = true)]
+pub struct BundleArgs {
+    /// Set a variable inside (repeatable)
+    #[arg(short, long, value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Give the process a pseudo-TTY (process.terminal)
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Image: a rootfs directory such as ./rootfs
+    #[arg(value_name = "IMAGE")]
+    pub image: String,
+    /// Bundle directory to create (must not exist)
+    #[arg(value_name = "DIR")]
+    pub dir: PathBuf,
+    /// Arguments replacing the image's cmd
+    #[arg(allow_hyphen_values = true, value_name = "ARGS")]
+    pub args: Vec<String>,
+    #[command(flatten)]
+    pub launch: LaunchFlags,
+}
+
+pub fn run(a: BundleArgs) -> anyhow::Result<i32> {
+    if a.dir.exists() {
+        return Err(usage(format!("bundle: {} exists", a.dir.display())));
+    }
+    let dir = std::path::absolute(&a.dir).context("bundle directory")?;
+    let req = launch::Request {
+        verb: husk_launcher::Verb::Run { args: a.args },
+        image: a.image.clone(),
+        flags: a.launch,
+        env: a.env,
+        tty: a.tty,
+        engine: Default::default(),
+    };
+    let (_, l) = launch::plan(&req, &dir)?;
+    if req.flags.dry_run {
+        print!("{}", l.config_json());
+        return Ok(0);
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("create {}", dir.display()))?;
+    l.write(&dir).context(Failed(a.image))?;
+    Ok(0)
+}

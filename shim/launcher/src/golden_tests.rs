@@ -1,0 +1,142 @@
+//! Golden config.json files for fixed host facts and an in-memory image: the whole spec, so any
+//! change to what the launcher generates shows up in review. `HUSK_UPDATE_GOLDEN=1 cargo test -p
+//! husk-launcher golden` rewrites them.
+
+use crate::image::{ImageConfig, ResolvedImage};
+use crate::options::{parse_binds, Net, Options, Resources, Verb};
+use crate::underlay::fake::FakeFs;
+use crate::{build, templates, HostFacts};
+use std::path::PathBuf;
+
+fn host(uid: u32) -> HostFacts {
+    let (user, home) = if uid == 0 {
+        ("root", "/root")
+    } else {
+        ("alice", "/home/alice")
+    };
+    HostFacts {
+        uid,
+        gid: uid,
+        user: user.into(),
+        gecos: "Alice".into(),
+        home: home.into(),
+        cwd: "/scratch/run1".into(),
+        env: [
+            ("PATH", "/opt/modules/bin:/usr/bin"),
+            ("TERM", "xterm-256color"),
+            ("OMP_NUM_THREADS", "8"),
+            ("LD_LIBRARY_PATH", "/opt/lib"),
+            ("HUSKENV_FOO", "bar"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect(),
+    }
+}
+
+fn fs() -> FakeFs {
+    FakeFs::default()
+        .dir("/img/usr/bin")
+        .link("/img/bin", "usr/bin")
+        .file("/img/etc/passwd", "root:x:0:0:root:/root:/bin/sh\n")
+        .file("/img/etc/group", "root:x:0:\n")
+        .dir("/img/home")
+        .dir("/img/proc")
+        .dir("/img/sys")
+        .dir("/img/dev")
+        .dir("/img/tmp")
+        .dir("/img/root")
+        .dir("/home/alice")
+        .dir("/root")
+        .dir("/scratch/run1")
+        .dir("/data")
+        .file("/etc/hosts", "")
+        .file("/etc/resolv.conf", "")
+}
+
+fn image(config: ImageConfig) -> ResolvedImage {
+    ResolvedImage {
+        reference: "./img".into(),
+        rootfs: "/img".into(),
+        config,
+    }
+}
+
+fn check(name: &str, uid: u32, image: ResolvedImage, opts: Options) {
+    let l = build(
+        templates::render(templates::DEFAULT_PROFILE, uid, uid).unwrap(),
+        &image,
+        &opts,
+        &host(uid),
+        &fs(),
+        "/run/user/1001/husk-launch/husk-1-0".as_ref(),
+    )
+    .unwrap();
+    let mut text = l.config_json();
+    text.push_str("--- skeleton\n");
+    for (p, e) in &l.underlay.skeleton {
+        text.push_str(&format!("{} {e:?}\n", p.display()));
+    }
+    for (name, body) in &l.files {
+        text.push_str(&format!("--- {name}\n{body}"));
+    }
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(format!("tests/golden/{name}.txt"));
+    if std::env::var_os("HUSK_UPDATE_GOLDEN").is_some() {
+        std::fs::write(&path, &text).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        want == text,
+        "{} differs; HUSK_UPDATE_GOLDEN=1 cargo test -p husk-launcher golden rewrites it\n{text}",
+        path.display()
+    );
+}
+
+#[test]
+fn golden_rootless_exec() {
+    let opts = Options::new(Verb::Exec {
+        command: vec!["hostname".into()],
+    });
+    check("rootless-exec", 1001, image(ImageConfig::default()), opts);
+}
+
+#[test]
+fn golden_fakeroot_run_image_config() {
+    let mut opts = Options::new(Verb::Run { args: vec![] });
+    opts.fakeroot = true;
+    opts.binds = parse_binds("/data:/data:ro").unwrap();
+    opts.net = Some(Net::None);
+    let config = ImageConfig {
+        env: vec!["PATH=/app/bin:/usr/bin".into()],
+        entrypoint: vec!["/app/bin/serve".into()],
+        cmd: vec!["--port".into(), "80".into()],
+        working_dir: Some("/app".into()),
+        labels: [(
+            "org.opencontainers.image.title".to_string(),
+            "demo".to_string(),
+        )]
+        .into(),
+        ..Default::default()
+    };
+    check("fakeroot-run", 1001, image(config), opts);
+}
+
+#[test]
+fn golden_root_containall_shell() {
+    let mut opts = Options::new(Verb::Shell { shell: None });
+    opts.containall = true;
+    opts.tty = true;
+    opts.hostname = Some("node1".into());
+    opts.resources = Resources {
+        memory: Some(1 << 30),
+        cpus: Some(1.5),
+        pids: Some(100),
+    };
+    check(
+        "root-containall-shell",
+        0,
+        image(ImageConfig::default()),
+        opts,
+    );
+}

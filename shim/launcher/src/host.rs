@@ -1,0 +1,121 @@
+//! Facts about the caller and the host, and the [`Fs`] window spec building looks through.
+//!
+//! [`HostFacts::gather`] and [`RealFs`] are the only parts of spec building that touch the system;
+//! tests use fixed facts and an in-memory [`Fs`].
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+/// Who runs the launcher, from where, with what environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HostFacts {
+    pub uid: u32,
+    pub gid: u32,
+    /// Login name (from the host's passwd; "user<uid>" when there is none).
+    pub user: String,
+    pub gecos: String,
+    /// $HOME when absolute, else the passwd home directory.
+    pub home: PathBuf,
+    /// The current directory (absolute).
+    pub cwd: PathBuf,
+    /// The launcher's environment, in order.
+    pub env: Vec<(String, String)>,
+}
+
+impl HostFacts {
+    pub fn is_root(&self) -> bool {
+        self.uid == 0
+    }
+
+    /// Reads the effective ids, passwd entry, $HOME, cwd and environment.
+    pub fn gather() -> HostFacts {
+        let uid = nix::unistd::geteuid();
+        let gid = nix::unistd::getegid();
+        let pw = nix::unistd::User::from_uid(uid).ok().flatten();
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        let home = env
+            .iter()
+            .find(|(k, v)| k == "HOME" && v.starts_with('/'))
+            .map(|(_, v)| PathBuf::from(v))
+            .or_else(|| pw.as_ref().map(|p| p.dir.clone()))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        HostFacts {
+            uid: uid.as_raw(),
+            gid: gid.as_raw(),
+            user: pw
+                .as_ref()
+                .map_or_else(|| format!("user{uid}"), |p| p.name.clone()),
+            gecos: pw
+                .as_ref()
+                .map(|p| p.gecos.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            home,
+            cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
+            env,
+        }
+    }
+}
+
+/// What a path is (lstat: a symlink is reported as one).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Kind {
+    Dir,
+    File,
+    Symlink(PathBuf),
+}
+
+/// Read-only look-ups on host paths.
+pub trait Fs {
+    /// lstat.
+    fn lstat(&self, path: &Path) -> Option<Kind>;
+    /// stat (follows symlinks, as mount(2) does for a bind source): Dir or File.
+    fn stat(&self, path: &Path) -> Option<Kind>;
+    /// Directory entries, sorted by name.
+    fn list(&self, path: &Path) -> std::io::Result<Vec<(OsString, Kind)>>;
+    /// A small text file (/etc/passwd); None when missing or unreadable.
+    fn read(&self, path: &Path) -> Option<String>;
+}
+
+/// The real filesystem.
+#[derive(Debug, Default)]
+pub struct RealFs;
+
+fn kind_of(path: &Path, m: &std::fs::Metadata) -> Kind {
+    if m.file_type().is_symlink() {
+        Kind::Symlink(std::fs::read_link(path).unwrap_or_default())
+    } else if m.is_dir() {
+        Kind::Dir
+    } else {
+        Kind::File
+    }
+}
+
+impl Fs for RealFs {
+    fn lstat(&self, path: &Path) -> Option<Kind> {
+        std::fs::symlink_metadata(path)
+            .ok()
+            .map(|m| kind_of(path, &m))
+    }
+
+    fn stat(&self, path: &Path) -> Option<Kind> {
+        std::fs::metadata(path).ok().map(|m| kind_of(path, &m))
+    }
+
+    fn list(&self, path: &Path) -> std::io::Result<Vec<(OsString, Kind)>> {
+        let mut out = Vec::new();
+        for e in std::fs::read_dir(path)? {
+            let e = e?;
+            let p = e.path();
+            let m = std::fs::symlink_metadata(&p)?;
+            out.push((e.file_name(), kind_of(&p, &m)));
+        }
+        out.sort();
+        Ok(out)
+    }
+
+    fn read(&self, path: &Path) -> Option<String> {
+        std::fs::read_to_string(path).ok()
+    }
+}

@@ -1,0 +1,362 @@
+//! The container's mounts (before the image underlay) and its working directory.
+//!
+//! Default (Apptainer's): host /proc (a fresh one with a pid namespace), /sys read-only, /dev,
+//! /tmp, $HOME and the cwd bound from the host; /etc/passwd and /etc/group from the launch dir;
+//! /etc/resolv.conf and /etc/hosts from the host, read-only; then each --bind in order, so a
+//! --bind wins over a default at the same place. --contain: a fresh /tmp, a minimal /dev and an
+//! empty $HOME instead, and no cwd bind.
+
+use crate::host::{Fs, HostFacts, Kind};
+use crate::options::Options;
+use std::path::{Component, Path, PathBuf};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum MountError {
+    #[error("bind {0}: no such file or directory")]
+    Source(PathBuf),
+    #[error("bind {0}: cannot bind over /")]
+    Root(PathBuf),
+    #[error("--pwd {0}: not an absolute path")]
+    Pwd(PathBuf),
+}
+
+/// One entry of the spec's `mounts`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Mount {
+    pub destination: PathBuf,
+    pub typ: &'static str,
+    pub source: PathBuf,
+    pub options: Vec<&'static str>,
+    /// Is the mount point a directory (else a file)?
+    pub is_dir: bool,
+    /// For binds of host paths: the cwd is visible inside when it lies under one.
+    pub host_bind: bool,
+}
+
+/// Mounts in order, the working directory, and notes for the user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountPlan {
+    pub mounts: Vec<Mount>,
+    pub pwd: PathBuf,
+    pub warnings: Vec<String>,
+}
+
+/// Where the cwd is never bound: binding a host system directory over the image's would mix the
+/// two distributions.
+const SYSTEM: &[&str] = &[
+    "/proc", "/sys", "/dev", "/etc", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32",
+    "/usr", "/boot", "/run", "/var/lib", "/var/run",
+];
+
+fn fs_mount(dest: &str, typ: &'static str, opts: &[&'static str]) -> Mount {
+    Mount {
+        destination: dest.into(),
+        typ,
+        source: typ.into(),
+        options: opts.to_vec(),
+        is_dir: true,
+        host_bind: false,
+    }
+}
+
+fn bind(source: &Path, dest: &Path, opts: &[&'static str], is_dir: bool, host: bool) -> Mount {
+    Mount {
+        destination: dest.into(),
+        typ: "bind",
+        source: source.into(),
+        options: opts.to_vec(),
+        is_dir,
+        host_bind: host,
+    }
+}
+
+/// Absolute, lexically clean ("a/../b" → "/b").
+pub fn clean(base: &Path, p: &Path) -> PathBuf {
+    let mut out = PathBuf::from("/");
+    for c in base.join(p).components() {
+        match c {
+            Component::Normal(n) => out.push(n),
+            Component::ParentDir => {
+                out.pop();
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+pub fn plan(
+    opts: &Options,
+    host: &HostFacts,
+    fs: &dyn Fs,
+    pidns: bool,
+    bundle: &Path,
+    working_dir: Option<&str>,
+) -> Result<MountPlan, MountError> {
+    let mut m = Vec::new();
+    let mut warnings = Vec::new();
+    let contained = opts.contained();
+    let sys_opts = ["rbind", "nosuid", "noexec", "nodev"];
+    if pidns {
+        m.push(fs_mount("/proc", "proc", &["nosuid", "noexec", "nodev"]));
+    } else {
+        // A user namespace may not mount a proc of a pid namespace it does not own.
+        m.push(bind(
+            "/proc".as_ref(),
+            "/proc".as_ref(),
+            &sys_opts,
+            true,
+            false,
+        ));
+    }
+    if contained {
+        m.push(fs_mount(
+            "/dev",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ));
+        m.push(fs_mount(
+            "/dev/pts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+            ],
+        ));
+        m.push(fs_mount(
+            "/dev/shm",
+            "tmpfs",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ));
+    } else {
+        m.push(bind(
+            "/dev".as_ref(),
+            "/dev".as_ref(),
+            &["rbind", "nosuid"],
+            true,
+            false,
+        ));
+    }
+    m.push(bind(
+        "/sys".as_ref(),
+        "/sys".as_ref(),
+        &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        true,
+        false,
+    ));
+    if contained {
+        m.push(fs_mount("/tmp", "tmpfs", &["nosuid", "nodev", "mode=1777"]));
+    } else {
+        m.push(bind(
+            "/tmp".as_ref(),
+            "/tmp".as_ref(),
+            &["rbind"],
+            true,
+            true,
+        ));
+    }
+    let ro_file = ["bind", "ro", "nosuid", "nodev"];
+    for name in ["passwd", "group"] {
+        let dest = PathBuf::from("/etc").join(name);
+        m.push(bind(&bundle.join(name), &dest, &ro_file, false, false));
+    }
+    for name in ["/etc/resolv.conf", "/etc/hosts"] {
+        if fs.stat(name.as_ref()).is_some() {
+            m.push(bind(name.as_ref(), name.as_ref(), &ro_file, false, false));
+        }
+    }
+    let home = &host.home;
+    if !opts.no_home && home != Path::new("/") {
+        if contained {
+            let mut t = fs_mount("/", "tmpfs", &["nosuid", "nodev", "mode=700"]);
+            t.destination = home.clone();
+            m.push(t);
+        } else if fs.stat(home) == Some(Kind::Dir) {
+            m.push(bind(home, home, &["rbind"], true, true));
+        } else {
+            warnings.push(format!(
+                "home {} is not a directory: not bound",
+                home.display()
+            ));
+        }
+    }
+    let mut user = Vec::new();
+    for b in &opts.binds {
+        let source = clean(&host.cwd, &b.source);
+        let dest = clean(Path::new("/"), &b.destination);
+        if dest == Path::new("/") {
+            return Err(MountError::Root(b.destination.clone()));
+        }
+        let is_dir = match fs.stat(&source) {
+            Some(k) => k == Kind::Dir,
+            None => return Err(MountError::Source(b.source.clone())),
+        };
+        let o: &[&'static str] = if b.readonly {
+            &["rbind", "ro"]
+        } else {
+            &["rbind"]
+        };
+        user.push(bind(&source, &dest, o, is_dir, true));
+    }
+    let cwd = &host.cwd;
+    let system = cwd == Path::new("/") || SYSTEM.iter().any(|s| cwd.starts_with(s));
+    let visible = |ms: &[Mount]| visible_at(ms, cwd);
+    if !contained && !system && visible(&m).is_none() && visible(&user).is_none() {
+        m.push(bind(cwd, cwd, &["rbind"], true, true));
+    }
+    m.extend(user);
+    let pwd = match &opts.pwd {
+        Some(p) if !p.is_absolute() => return Err(MountError::Pwd(p.clone())),
+        Some(p) => p.clone(),
+        None => visible(&m)
+            .or_else(|| {
+                working_dir
+                    .filter(|w| w.starts_with('/'))
+                    .map(PathBuf::from)
+            })
+            .unwrap_or_else(|| PathBuf::from("/")),
+    };
+    Ok(MountPlan {
+        mounts: m,
+        pwd,
+        warnings,
+    })
+}
+
+/// Where host path `p` appears inside, through the last host bind that contains it.
+fn visible_at(mounts: &[Mount], p: &Path) -> Option<PathBuf> {
+    mounts.iter().rev().filter(|m| m.host_bind).find_map(|m| {
+        let rel = p.strip_prefix(&m.source).ok()?;
+        Some(if rel.as_os_str().is_empty() {
+            m.destination.clone()
+        } else {
+            m.destination.join(rel)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::{Bind, Verb};
+    use crate::underlay::fake::FakeFs;
+
+    fn host(cwd: &str) -> HostFacts {
+        HostFacts {
+            uid: 1001,
+            gid: 1001,
+            user: "u".into(),
+            gecos: String::new(),
+            home: "/home/u".into(),
+            cwd: cwd.into(),
+            env: vec![],
+        }
+    }
+
+    fn fs() -> FakeFs {
+        FakeFs::default()
+            .dir("/home/u/proj")
+            .dir("/data/in")
+            .dir("/scratch/job")
+            .file("/etc/hosts", "")
+    }
+
+    fn opts() -> Options {
+        Options::new(Verb::Exec { command: vec![] })
+    }
+
+    fn dests(p: &MountPlan) -> Vec<String> {
+        p.mounts
+            .iter()
+            .map(|m| m.destination.display().to_string())
+            .collect()
+    }
+
+    #[test]
+    fn cwd_under_home_is_not_bound_twice() {
+        let p = plan(
+            &opts(),
+            &host("/home/u/proj"),
+            &fs(),
+            false,
+            "/b".as_ref(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            dests(&p),
+            [
+                "/proc",
+                "/dev",
+                "/sys",
+                "/tmp",
+                "/etc/passwd",
+                "/etc/group",
+                "/etc/hosts",
+                "/home/u"
+            ]
+        );
+        assert_eq!(p.pwd, PathBuf::from("/home/u/proj"));
+    }
+
+    #[test]
+    fn cwd_bound_or_mapped_through_a_bind() {
+        let p = plan(
+            &opts(),
+            &host("/scratch/job"),
+            &fs(),
+            false,
+            "/b".as_ref(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(dests(&p).last().unwrap(), "/scratch/job");
+        let mut o = opts();
+        o.binds = vec![Bind {
+            source: "/scratch".into(),
+            destination: "/s".into(),
+            readonly: false,
+        }];
+        let p = plan(&o, &host("/scratch/job"), &fs(), false, "/b".as_ref(), None).unwrap();
+        assert_eq!(dests(&p).last().unwrap(), "/s");
+        assert_eq!(p.pwd, PathBuf::from("/s/job"));
+    }
+
+    #[test]
+    fn contain_uses_fresh_mounts_and_image_workdir() {
+        let mut o = opts();
+        o.contain = true;
+        let p = plan(
+            &o,
+            &host("/scratch/job"),
+            &fs(),
+            true,
+            "/b".as_ref(),
+            Some("/app"),
+        )
+        .unwrap();
+        let m = &p.mounts;
+        assert_eq!(m[0].typ, "proc");
+        assert!(m.iter().any(|x| x.destination == Path::new("/dev/pts")));
+        assert!(m.iter().all(|x| !x.host_bind));
+        assert_eq!(p.pwd, PathBuf::from("/app"));
+    }
+
+    #[test]
+    fn bind_errors_name_the_source() {
+        let mut o = opts();
+        o.binds = vec![Bind {
+            source: "/nope".into(),
+            destination: "/x".into(),
+            readonly: true,
+        }];
+        let e = plan(&o, &host("/"), &fs(), false, "/b".as_ref(), None).unwrap_err();
+        assert_eq!(e.to_string(), "bind /nope: no such file or directory");
+        o.pwd = Some("rel".into());
+        o.binds.clear();
+        assert!(plan(&o, &host("/"), &fs(), false, "/b".as_ref(), None).is_err());
+    }
+}

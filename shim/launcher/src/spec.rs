@@ -1,0 +1,322 @@
+//! Template + image + options + host facts → config.json ([`build`]), and the launch directory
+//! that goes with it ([`Launch::write`]).
+//!
+//! Identity (the caller's uid U, gid G):
+//! - unprivileged: a user namespace mapping U→U and G→G only; the process runs as U:G with no
+//!   capabilities (every set empty);
+//! - unprivileged --fakeroot: U→0, G→0; the process runs as 0:0 with the profile's capabilities,
+//!   which hold in the user namespace only;
+//! - real root: no user namespace, root with the profile's capabilities; --fakeroot/--userns add
+//!   a user namespace mapping 0→0.
+
+use crate::env::environment;
+use crate::host::{Fs, HostFacts};
+use crate::image::ResolvedImage;
+use crate::mounts::{self, MountError};
+use crate::options::{Net, Options, Verb};
+use crate::passwd;
+use crate::templates::TemplateError;
+use crate::underlay::{self, Entry, Underlay, UnderlayError};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error(transparent)]
+    Template(#[from] TemplateError),
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    #[error(transparent)]
+    Underlay(#[from] UnderlayError),
+    #[error("exec: no command given")]
+    NoCommand,
+    #[error("build config.json: {0}")]
+    Spec(serde_json::Error),
+}
+
+#[derive(Debug, thiserror::Error)]
+#[error("{op} {path}: {source}")]
+pub struct WriteError {
+    pub op: &'static str,
+    pub path: PathBuf,
+    pub source: std::io::Error,
+}
+
+/// A launch ready to be written: config.json, the session root skeleton, the /etc files.
+#[derive(Debug, Clone)]
+pub struct Launch {
+    pub config: Value,
+    pub underlay: Underlay,
+    /// (file name in the launch dir, contents).
+    pub files: Vec<(&'static str, String)>,
+    /// Degradations worth one line each (e.g. $HOME missing).
+    pub warnings: Vec<String>,
+}
+
+/// Namespaces in the order runc's spec lists them.
+const NS_ORDER: &[&str] = &["pid", "network", "ipc", "uts", "mount", "cgroup", "user"];
+
+/// runc's default device rules, for a minimal /dev.
+const MINIMAL_DEVICES: &[(&str, i64, i64)] = &[
+    ("c", 1, 3),
+    ("c", 1, 5),
+    ("c", 1, 7),
+    ("c", 1, 8),
+    ("c", 1, 9),
+    ("c", 5, 0),
+    ("c", 5, 1),
+    ("c", 5, 2),
+    ("c", 136, -1),
+];
+
+/// Builds the launch; `bundle` is the directory it will be written to (absolute).
+pub fn build(
+    template: Value,
+    image: &ResolvedImage,
+    opts: &Options,
+    host: &HostFacts,
+    fs: &dyn Fs,
+    bundle: &Path,
+) -> Result<Launch, PlanError> {
+    let mut t = template;
+    let (uid, gid) = if opts.fakeroot || host.is_root() {
+        (0, 0)
+    } else {
+        (host.uid, host.gid)
+    };
+    let userns = !host.is_root() || opts.fakeroot || opts.userns;
+    let nss = namespaces(&t, opts, userns);
+    let has = |n: &str| nss.iter().any(|x| x == n);
+    let plan = mounts::plan(
+        opts,
+        host,
+        fs,
+        has("pid"),
+        bundle,
+        image.config.working_dir.as_deref(),
+    )?;
+    let dests: Vec<(PathBuf, bool)> = plan
+        .mounts
+        .iter()
+        .map(|m| (m.destination.clone(), m.is_dir))
+        .collect();
+    let under = underlay::plan(&image.rootfs, &dests, fs)?;
+    t["mounts"] = mounts_json(&under, &plan.mounts, &image.rootfs, opts.writable);
+    t["root"] = json!({"path": "rootfs", "readonly": !opts.writable});
+    if has("uts") {
+        if let Some(h) = &opts.hostname {
+            t["hostname"] = json!(h);
+        }
+    } else if let Some(o) = t.as_object_mut() {
+        // Without a UTS namespace a hostname would be the host's.
+        o.remove("hostname");
+    }
+    let profile_env: Vec<String> = strings(&t["process"]["env"]);
+    let p = &mut t["process"];
+    p["args"] = json!(args(image, &opts.verb)?);
+    p["env"] = json!(environment(
+        &profile_env,
+        &image.config,
+        opts,
+        host,
+        &host.home
+    ));
+    p["cwd"] = json!(plan.pwd);
+    p["terminal"] = json!(opts.tty);
+    p["user"] = json!({"uid": uid, "gid": gid});
+    if uid != 0 {
+        let none: Vec<String> = Vec::new();
+        p["capabilities"] = json!({"bounding": none, "effective": none, "permitted": none,
+            "inheritable": none, "ambient": none});
+    }
+    linux(&mut t, opts, host, &nss, userns);
+    if !image.config.labels.is_empty() || t.get("annotations").is_some() {
+        for (k, v) in &image.config.labels {
+            t["annotations"][k] = json!(v);
+        }
+    }
+    serde_json::from_value::<oci_spec::runtime::Spec>(t.clone()).map_err(PlanError::Spec)?;
+    let etc = |name: &str| fs.read(&image.rootfs.join("etc").join(name));
+    let home = host.home.display().to_string();
+    let files = vec![
+        (
+            "passwd",
+            passwd::passwd(
+                etc("passwd").as_deref(),
+                uid,
+                gid,
+                &host.user,
+                &host.gecos,
+                &home,
+            ),
+        ),
+        (
+            "group",
+            passwd::group(etc("group").as_deref(), gid, &host.user),
+        ),
+    ];
+    Ok(Launch {
+        config: t,
+        underlay: under,
+        files,
+        warnings: plan.warnings,
+    })
+}
+
+/// The image's entries first (everything else is mounted over them), then the plan's mounts.
+fn mounts_json(under: &Underlay, plan: &[mounts::Mount], rootfs: &Path, writable: bool) -> Value {
+    let image_opts: &[&str] = if writable {
+        &["rbind"]
+    } else {
+        &["rbind", "ro"]
+    };
+    let mut out: Vec<Value> = under
+        .binds
+        .iter()
+        .map(|p| {
+            let src = rootfs.join(p.strip_prefix("/").unwrap_or(p));
+            json!({"destination": p, "type": "bind", "source": src, "options": image_opts})
+        })
+        .collect();
+    out.extend(plan.iter().map(|m| {
+        json!({"destination": m.destination, "type": m.typ, "source": m.source, "options": m.options})
+    }));
+    Value::Array(out)
+}
+
+fn strings(v: &Value) -> Vec<String> {
+    v.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s.as_str().map(String::from))
+        .collect()
+}
+
+fn args(image: &ResolvedImage, verb: &Verb) -> Result<Vec<String>, PlanError> {
+    let c = &image.config;
+    let a = match verb {
+        Verb::Run { args } => {
+            let tail = if args.is_empty() { &c.cmd } else { args };
+            c.entrypoint.iter().chain(tail).cloned().collect()
+        }
+        Verb::Exec { command } if command.is_empty() => return Err(PlanError::NoCommand),
+        Verb::Exec { command } => command.clone(),
+        Verb::Shell { shell } => vec![shell.clone().unwrap_or_else(|| "/bin/sh".into())],
+    };
+    Ok(if a.is_empty() {
+        vec!["/bin/sh".into()]
+    } else {
+        a
+    })
+}
+
+/// The profile's namespaces (but user) plus what the options and identity ask for.
+fn namespaces(t: &Value, opts: &Options, userns: bool) -> Vec<String> {
+    let mut want: Vec<String> = t["linux"]["namespaces"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|n| n["type"].as_str().map(String::from))
+        .filter(|n| n != "user")
+        .collect();
+    let mut add = |n: &str, on: bool| {
+        if on && !want.iter().any(|x| x == n) {
+            want.push(n.into());
+        }
+    };
+    add("mount", true);
+    add("user", userns);
+    add("pid", opts.containall || opts.pid);
+    add("ipc", opts.containall || opts.ipc);
+    add("uts", opts.hostname.is_some());
+    match opts.net {
+        Some(Net::None) => add("network", true),
+        Some(Net::Host) => want.retain(|n| n != "network"),
+        None => {}
+    }
+    NS_ORDER
+        .iter()
+        .filter(|n| want.iter().any(|w| w == *n))
+        .map(|n| n.to_string())
+        .collect()
+}
+
+fn linux(t: &mut Value, opts: &Options, host: &HostFacts, nss: &[String], userns: bool) {
+    let l = &mut t["linux"];
+    l["namespaces"] = Value::Array(nss.iter().map(|n| json!({"type": n})).collect());
+    let obj = l.as_object_mut().expect("linux is an object");
+    obj.remove("uidMappings");
+    obj.remove("gidMappings");
+    if userns {
+        let (inside_u, inside_g) = if opts.fakeroot || host.is_root() {
+            (0, 0)
+        } else {
+            (host.uid, host.gid)
+        };
+        l["uidMappings"] = json!([{"containerID": inside_u, "hostID": host.uid, "size": 1}]);
+        l["gidMappings"] = json!([{"containerID": inside_g, "hostID": host.gid, "size": 1}]);
+    }
+    let mut devices = vec![json!({"allow": false, "access": "rwm"})];
+    if opts.contained() {
+        devices.push(json!({"allow": true, "type": "c", "access": "m"}));
+        devices.push(json!({"allow": true, "type": "b", "access": "m"}));
+        for (kind, major, minor) in MINIMAL_DEVICES {
+            let mut d = json!({"allow": true, "type": kind, "major": major, "access": "rwm"});
+            if *minor >= 0 {
+                d["minor"] = json!(minor);
+            }
+            devices.push(d);
+        }
+    } else {
+        // The host's /dev is bound: every character device it has (GPUs, InfiniBand, fuse) is
+        // usable; block devices (disks) are not.
+        devices.push(json!({"allow": true, "type": "c", "access": "rwm"}));
+    }
+    let r = &mut l["resources"];
+    r["devices"] = Value::Array(devices);
+    let res = &opts.resources;
+    if let Some(m) = res.memory {
+        r["memory"]["limit"] = json!(m);
+    }
+    if let Some(c) = res.cpus {
+        let period = 100_000u64;
+        r["cpu"]["period"] = json!(period);
+        r["cpu"]["quota"] = json!((c * period as f64).round() as i64);
+    }
+    if let Some(p) = res.pids {
+        r["pids"]["limit"] = json!(p);
+    }
+}
+
+impl Launch {
+    /// config.json's text.
+    pub fn config_json(&self) -> String {
+        serde_json::to_string_pretty(&self.config).expect("a Value serialises") + "\n"
+    }
+
+    /// Writes config.json, the /etc files and the session root skeleton into `dir` (which exists).
+    pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
+        let err = |op, path: &Path| {
+            let path = path.to_path_buf();
+            move |source| WriteError { op, path, source }
+        };
+        let cfg = dir.join("config.json");
+        std::fs::write(&cfg, self.config_json()).map_err(err("write", &cfg))?;
+        for (name, text) in &self.files {
+            let p = dir.join(name);
+            std::fs::write(&p, text).map_err(err("write", &p))?;
+        }
+        let root = dir.join("rootfs");
+        std::fs::create_dir(&root).map_err(err("create", &root))?;
+        for (path, entry) in &self.underlay.skeleton {
+            let p = root.join(path.strip_prefix("/").unwrap_or(path));
+            match entry {
+                Entry::Dir => std::fs::create_dir(&p),
+                Entry::File => std::fs::File::create(&p).map(drop),
+                Entry::Symlink(target) => std::os::unix::fs::symlink(target, &p),
+            }
+            .map_err(err("create", &p))?;
+        }
+        Ok(())
+    }
+}
