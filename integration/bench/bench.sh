@@ -12,9 +12,11 @@ RUNS=${1:-200}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-/tmp/husk-bench}
 TUSER=${TUSER:-tuser}
-HUSK=${HUSK:-$top/target/release/husk}
+HUSK=${HUSK:-$top/target/x86_64-unknown-linux-gnu/release/husk}   # cargo build-static
+HUSK_DYN=${HUSK_DYN:-$top/target/release/husk}
 rm -rf "$OUT"; mkdir -p "$OUT"; chmod 755 "$OUT"
-[ -x "$HUSK" ] || (cd "$top" && cargo build --release -q -p husk)
+[ -x "$HUSK" ] || (cd "$top" && cargo build-static -q)
+[ -x "$HUSK_DYN" ] || (cd "$top" && cargo build --release -q -p husk)
 "$top/bundles/busybox/make-rootfs" >/dev/null
 ROOTFS=$top/bundles/busybox/rootfs
 id "$TUSER" >/dev/null 2>&1 || useradd -m "$TUSER"
@@ -56,18 +58,20 @@ chmod 755 "$OUT/crun"
 
 # `run` deletes the container when it exits, so one fixed id per runtime is reused run after run.
 hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$OUT/root.json" \
-  -n floor -n husk -n runc -n crun -n crun-wrapper-cost \
+  -n floor -n husk -n husk-dynamic -n runc -n crun -n crun-wrapper-cost \
   "unshare -Urmpf true" \
   "$HUSK --root $OUT/st-husk run --bundle $OUT/b-root bench" \
+  "$HUSK_DYN --root $OUT/st-husk run --bundle $OUT/b-root bench2" \
   "runc --root $OUT/st-runc run --bundle $OUT/b-root bench" \
   "$OUT/crun --root $OUT/st-crun run --bundle $OUT/b-root bench" \
   "unshare -m true" >"$OUT/root.txt" 2>&1 || true
 
 mkdir -p "$OUT/xdg" && chown "$TUSER" "$OUT/xdg"
 su "$TUSER" -s /bin/bash -c "cd $OUT && XDG_RUNTIME_DIR=$OUT/xdg hyperfine -N --warmup 10 --runs $RUNS \
-  --export-json $OUT/rootless.json -n floor -n husk -n runc -n crun -n crun-wrapper-cost \
+  --export-json $OUT/rootless.json -n floor -n husk -n husk-dynamic -n runc -n crun -n crun-wrapper-cost \
   'unshare -Urmpf true' \
   '$HUSK --root $OUT/xdg/husk run --bundle $OUT/b-rootless bench' \
+  '$HUSK_DYN --root $OUT/xdg/husk run --bundle $OUT/b-rootless bench2' \
   'runc --root $OUT/xdg/runc run --bundle $OUT/b-rootless bench' \
   '$OUT/crun --root $OUT/xdg/crun run --bundle $OUT/b-rootless bench' \
   'unshare --map-current-user --keep-caps -m true'" >"$OUT/rootless.txt" 2>&1 || true
@@ -76,6 +80,8 @@ su "$TUSER" -s /bin/bash -c "cd $OUT && XDG_RUNTIME_DIR=$OUT/xdg hyperfine -N --
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 {
   echo "husk-root $(rss "$HUSK" --root "$OUT/st-husk" run --bundle "$OUT/b-root" rss1)"
+  echo "husk-dynamic-root $(rss "$HUSK_DYN" --root "$OUT/st-husk" run --bundle "$OUT/b-root" rss1)"
+  echo "crun-root $(rss "$OUT/crun" --root "$OUT/st-crun" run --bundle "$OUT/b-root" rss1)  (max over the wrapper's unshare, sh and crun)"
   echo "runc-root $(rss runc --root "$OUT/st-runc" run --bundle "$OUT/b-root" rss1)"
   echo "husk-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M $HUSK --root $OUT/xdg/husk run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
   echo "runc-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M runc --root $OUT/xdg/runc run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
