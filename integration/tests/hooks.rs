@@ -11,6 +11,7 @@ both!(
     hooks_run_in_order_with_state,
     failing_prestart_hook_fails_create,
     all_six_hooks_run,
+    failing_poststart_and_poststop_hooks_only_warn,
 );
 
 const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -141,4 +142,31 @@ fn all_six_hooks_run(t: &Ctx) {
             serde_json::from_str(&text).unwrap_or_else(|e| panic!("{name} stdin: {e}: {text}"));
         assert_eq!(state["id"], id.as_str(), "{name}: {state}");
     }
+}
+
+/// A failing poststart or poststop hook is a warning: the hooks after it still run and the
+/// lifecycle goes on (runtime-spec; runc 1.1 fails here, husk must not).
+fn failing_poststart_and_poststop_hooks_only_warn(t: &Ctx) {
+    let markers = t.mkdir(&t.dir.join("markers"));
+    let fail = json!({"path": "/bin/sh", "args": ["sh", "-c", "exit 7"]});
+    let b = t.bundle().probe(&["sleep", "600"]).set(
+        "/hooks",
+        json!({
+            "poststart": [fail.clone(), marker_hook(&markers, "poststart")],
+            "poststop": [fail, marker_hook(&markers, "poststop")],
+        }),
+    );
+    let id = t.create(&b, "hookwarn");
+    t.rt(&["start", &id]).ok();
+    assert_eq!(t.state(&id)["status"], "running");
+    assert!(
+        markers.join("poststart.json").exists(),
+        "second poststart hook did not run"
+    );
+    t.rt(&["delete", "--force", &id]).ok();
+    assert!(
+        markers.join("poststop.json").exists(),
+        "second poststop hook did not run"
+    );
+    t.assert_nothing_left();
 }

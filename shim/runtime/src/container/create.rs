@@ -241,20 +241,17 @@ impl Created {
     }
 }
 
-/// Runs poststart hooks; a failure is a warning, as the spec says.
+/// Runs poststart hooks; a failure is a warning and the others still run, as the spec says.
 pub(super) fn poststart(spec: &Spec, record: &Record) -> Vec<String> {
     let Some(h) = spec.hooks() else {
         return Vec::new();
     };
     let json = state_json(record, Status::Running);
-    match hooks::run(
+    hooks::run_all(
         "poststart",
         h.poststart().as_deref().unwrap_or_default(),
         &json,
-    ) {
-        Ok(()) => Vec::new(),
-        Err(e) => vec![e.to_string()],
-    }
+    )
 }
 
 pub(super) fn state_json(record: &Record, status: Status) -> Vec<u8> {

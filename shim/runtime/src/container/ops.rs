@@ -19,22 +19,27 @@ impl Container {
         let _lock = self.dir.lock()?;
         self.require("start", &[Status::Created])?;
         let fifo = self.dir.fifo();
+        let io = |op: &'static str| {
+            let path = fifo.clone();
+            move |source| ContainerError::Io { op, path, source }
+        };
         // O_NONBLOCK: if the init is gone there is no reader and open fails with ENXIO at once.
         let mut f = std::fs::OpenOptions::new()
             .write(true)
             .custom_flags(libc::O_NONBLOCK)
             .open(&fifo)
-            .map_err(|source| ContainerError::Io {
-                op: "open exec fifo (is the container init still alive?)",
-                path: fifo.clone(),
-                source,
-            })?;
-        f.write_all(&[0]).map_err(|source| ContainerError::Io {
-            op: "write exec fifo",
-            path: fifo.clone(),
-            source,
-        })?;
+            .map_err(io("open exec fifo (is the container init still alive?)"))?;
+        // Our own read end tells us when the init has exec'd: a fifo reports POLLHUP once no
+        // writer is left, and the init's write end is close-on-exec.
+        let watch = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(&fifo)
+            .map_err(io("open exec fifo"))?;
+        f.write_all(&[0]).map_err(io("write exec fifo"))?;
+        drop(f);
         let _ = std::fs::remove_file(&fifo);
+        wait_exec(&watch, Duration::from_secs(10))?;
         let rec = self
             .record
             .as_mut()
@@ -43,6 +48,45 @@ impl Container {
         self.dir.save(rec)?;
         let spec = crate::spec::load_file(&self.dir.saved_config())?.spec;
         Ok(poststart(&spec, rec))
+    }
+}
+
+/// Waits until the fifo has no writer left (the init exec'd, or died). Until the init has read the
+/// byte we wrote, POLLIN is reported at once; we never read it, we only wait for POLLHUP.
+fn wait_exec(watch: &std::fs::File, timeout: Duration) -> Result<(), ContainerError> {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return Err(ContainerError::Sys {
+                op: "wait for the container process to start",
+                source: Errno::ETIMEDOUT,
+            });
+        }
+        let mut fds = [PollFd::new(watch.as_fd(), PollFlags::POLLIN)];
+        let ms =
+            PollTimeout::try_from(left.as_millis().min(1000) as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(_) => {
+                let ev = fds[0].revents().unwrap_or(PollFlags::empty());
+                if ev.contains(PollFlags::POLLHUP) {
+                    return Ok(());
+                }
+                if ev.contains(PollFlags::POLLIN) {
+                    // The init is waking up to read it: give it the CPU.
+                    std::thread::sleep(Duration::from_micros(50));
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(source) => {
+                return Err(ContainerError::Sys {
+                    op: "wait for the container process to start",
+                    source,
+                })
+            }
+        }
     }
 }
 
@@ -101,13 +145,11 @@ pub fn delete(c: &Container, force: bool) -> Result<Vec<String>, ContainerError>
     if let Ok(loaded) = crate::spec::load_file(&c.dir.saved_config()) {
         if let Some(h) = loaded.spec.hooks() {
             let json = state_json(rec, Status::Stopped);
-            if let Err(e) = hooks::run(
+            warnings = hooks::run_all(
                 "poststop",
                 h.poststop().as_deref().unwrap_or_default(),
                 &json,
-            ) {
-                warnings.push(e.to_string());
-            }
+            );
         }
     }
     rec.cgroup.remove()?;

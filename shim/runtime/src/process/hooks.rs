@@ -38,6 +38,16 @@ pub fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<(), 
     Ok(())
 }
 
+/// Runs every hook even when some fail (poststart, poststop: "log a warning, the remaining hooks
+/// and the lifecycle continue"); returns one warning per failure.
+pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Vec<String> {
+    hooks
+        .iter()
+        .filter_map(|h| run_one(kind, h, state_json).err())
+        .map(|e| e.to_string())
+        .collect()
+}
+
 fn run_one(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), HookError> {
     let path = hook.path().display().to_string();
     let mut cmd = Command::new(hook.path());
