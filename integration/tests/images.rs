@@ -1,6 +1,7 @@
 //! Images from the cache: `husk pull|images|rmi|cache clean` and `husk run|exec` on OCI layouts and
 //! archives built offline in each case (the busybox rootfs as one layer, umoci for the layout,
-//! skopeo for the archives). Each case has its own cache (--cache-dir, or HUSK_CACHE_DIR).
+//! skopeo for the archives). Each case has its own cache (--cache-dir, or HUSK_CACHE_DIR). The
+//! registry case runs Debian's docker-registry on a free 127.0.0.1 port (plain http on loopback).
 
 use crate::both;
 use crate::harness::{host, skip, Ctx, Mode, Out};
@@ -18,6 +19,7 @@ both!(
     truncated_archive_is_one_error,
     unknown_tag_is_one_error,
     writable_is_refused_for_a_cached_image,
+    registry_pull_over_loopback,
 );
 
 /// A busybox image in every form, and a cache dir for the case.
@@ -315,5 +317,98 @@ fn writable_is_refused_for_a_cached_image(t: &Ctx) {
         line.contains("image cache") && line.contains("rootfs directory"),
         "{out}"
     );
+    t.assert_nothing_left();
+}
+
+/// A docker-registry on 127.0.0.1, stopped on drop.
+struct Registry {
+    child: std::process::Child,
+    addr: String,
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn registry(dir: &Path) -> Option<Registry> {
+    const BIN: &str = "/usr/bin/docker-registry";
+    if !Path::new(BIN).exists() {
+        skip("docker-registry is needed for the registry case (apt-get install docker-registry)");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let addr = format!("127.0.0.1:{port}");
+    let config = dir.join("registry.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n\
+             http:\n  addr: {addr}\n",
+            dir.join("registry").display()
+        ),
+    )
+    .unwrap();
+    let log = std::fs::File::create(dir.join("registry.log")).unwrap();
+    let child = Command::new(BIN)
+        .arg("serve")
+        .arg(&config)
+        .stdout(log.try_clone().unwrap())
+        .stderr(log)
+        .spawn()
+        .unwrap();
+    let r = Registry { child, addr };
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(&r.addr).is_ok() {
+            return Some(r);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    panic!("docker-registry did not listen on {}", r.addr);
+}
+
+fn registry_pull_over_loopback(t: &Ctx) {
+    let Some(img) = images(t) else { return };
+    let Some(reg) = registry(&t.dir) else { return };
+    let remote = format!("docker://{}/busybox:latest", reg.addr);
+    sh(Command::new("skopeo").args([
+        "--insecure-policy",
+        "copy",
+        "-q",
+        "--dest-tls-verify=false",
+        &img.oci,
+        &remote,
+    ]));
+    let a = img.pull(t, &remote);
+    assert_eq!(a["cached"], false, "{a}");
+    assert_eq!(a["layers_unpacked"], 1, "{a}");
+    let b = img.pull(t, &remote);
+    assert_eq!(b["cached"], true, "{b}");
+    // By digest: the same image.
+    let pinned = format!(
+        "docker://{}/busybox@{}",
+        reg.addr,
+        a["digest"].as_str().unwrap()
+    );
+    assert_eq!(img.pull(t, &pinned)["key"], a["key"]);
+    let p = img
+        .rt(t, &["exec", &remote, "/bin/husk-probe"])
+        .ok()
+        .probe();
+    assert_eq!(p.get("uid").as_u64(), Some(caller_uid(t)), "{}", p.0);
+    let out = img
+        .rt(
+            t,
+            &["pull", &format!("docker://{}/nosuch:latest", reg.addr)],
+        )
+        .fails();
+    assert!(one_error(&out).contains("UNKNOWN"), "{out}");
+    assert!(img.entries("tmp").is_empty(), "{:?}", img.entries("tmp"));
     t.assert_nothing_left();
 }

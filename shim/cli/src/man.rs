@@ -19,7 +19,9 @@ a root filesystem directory (used in place), or \fIoci:DIR[:TAG]\fR, \fIoci\-arc
 each layer is verified against its digest and unpacked once, and a second use only re-reads the
 manifest (\fBpull\fR does just that step; \fBimages\fR, \fBrmi\fR and \fBcache clean\fR manage
 the cache). An image from the cache shares its files with the cache's layers, so \fB\-\-writable\fR
-is refused for it. \fIdocker://\fR references are not supported yet. The launcher runs it as you (a user namespace mapping only
+is refused for it. \fIdocker://REF\fR pulls from a registry (OCI distribution API; https, or plain
+http for a registry on loopback: localhost, 127.0.0.0/8, [::1]); credentials come from
+\fBHUSK_REGISTRY_AUTH\fR or \fI~/.docker/config.json\fR. The launcher runs it as you (a user namespace mapping only
 your uid and gid; no capabilities), or as root inside with \fB\-\-fakeroot\fR; as real root, as root
 with no user namespace. By default the host's /proc, /sys (read-only), /dev, /tmp, $HOME and the
 current directory are bound in, /etc/resolv.conf and /etc/hosts read-only, and /etc/passwd and
@@ -42,6 +44,10 @@ Launcher: set \fINAME\fR inside the container (HUSKENV_ wins).
 .TP
 \fBHUSK_CACHE_DIR\fR
 Image cache directory (same as \fB\-\-cache\-dir\fR).
+.TP
+\fBHUSK_REGISTRY_AUTH\fR
+\fIuser:pass\fR for registries that ask for credentials (else the \fBauths\fR of
+\fI$DOCKER_CONFIG/config.json\fR or \fI~/.docker/config.json\fR); sent only when challenged.
 .TP
 \fBLISTEN_FDS\fR
 Socket-activation fds are passed through to the container process.

@@ -3,7 +3,7 @@
 //! An IMAGE argument always contains '/' or ':' (`./rootfs`, `/srv/images/debian`, `oci:dir`,
 //! `docker://busybox`), which an OCI container id (`^[\w+.-]+$`) never does: that is how the CLI
 //! tells the two faces apart ([`is_image_arg`]). [`RootfsDir`] resolves rootfs directories;
-//! [`CachedImages`] adds every husk-image transport (OCI layouts, archives) through its layer cache
+//! [`CachedImages`] adds every husk-image transport (registries, OCI layouts, archives) through its cache
 //! and hands rootfs directories to [`RootfsDir`].
 //!
 //! An image from the cache shares inodes (hardlinks) with the cache's layers, so it is marked
@@ -121,7 +121,7 @@ impl ImageSource for RootfsDir {
 /// Progress of an import, for a caller that shows it.
 pub type ProgressFn<'a> = dyn Fn(&husk_image::Progress) + 'a;
 
-/// Resolves through a husk-image [`husk_image::Cache`]: `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
+/// Resolves through a husk-image [`husk_image::Cache`]: `docker://REF`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
 /// `docker-archive:FILE`, a bare path to an OCI layout or an archive file. A bare path to a plain
 /// directory (or to nothing) goes to [`RootfsDir`], so it keeps its errors and is not cached.
 pub struct CachedImages<'a> {

@@ -18,7 +18,7 @@ pub struct BundleArgs {
     /// Give the process a pseudo-TTY (process.terminal)
     #[arg(short, long)]
     pub tty: bool,
-    /// Image: a rootfs directory such as ./rootfs, or oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE
+    /// Image: a rootfs directory such as ./rootfs, or docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE
     #[arg(value_name = "IMAGE")]
     pub image: String,
     /// Bundle directory to create (must not exist)

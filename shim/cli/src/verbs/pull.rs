@@ -11,7 +11,7 @@ pub struct PullArgs {
     /// Print a JSON object (key, digest, rootfs, layers, and what this import did)
     #[arg(long)]
     pub json: bool,
-    /// Image: oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, or a path to one of them
+    /// Image: docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, or a path
     #[arg(value_name = "IMAGE")]
     pub image: String,
 }
