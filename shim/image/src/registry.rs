@@ -259,20 +259,42 @@ fn http_error(url: &str, e: ureq::Error) -> Error {
     match e {
         ureq::Error::Status(status, resp) => {
             let body = resp.into_string().unwrap_or_default();
-            let mut reason: String = body.trim().chars().take(200).collect();
-            if reason.is_empty() {
-                reason = format!("HTTP {status}");
-            }
             Error::RegistryStatus {
                 url: url.to_string(),
                 status,
-                reason,
+                reason: status_reason(status, &body),
             }
         }
         ureq::Error::Transport(t) => Error::RegistryTransport {
             url: url.to_string(),
             reason: t.to_string(),
         },
+    }
+}
+
+/// `CODE: message (HTTP n)` from the distribution API's `{"errors":[{code,message}]}` body, else
+/// the start of the body.
+fn status_reason(status: u16, body: &str) -> String {
+    let parsed: Option<Vec<String>> = serde_json::from_str::<Value>(body).ok().and_then(|v| {
+        let errs = v.get("errors")?.as_array()?;
+        Some(
+            errs.iter()
+                .map(|e| {
+                    let code = e.get("code").and_then(Value::as_str).unwrap_or("ERROR");
+                    let msg = e.get("message").and_then(Value::as_str).unwrap_or("");
+                    format!("{code}: {msg}")
+                })
+                .collect(),
+        )
+    });
+    let text = match parsed {
+        Some(v) if !v.is_empty() => v.join("; "),
+        _ => body.trim().chars().take(200).collect(),
+    };
+    if text.is_empty() {
+        format!("HTTP {status}")
+    } else {
+        format!("{text} (HTTP {status})")
     }
 }
 
@@ -441,6 +463,17 @@ mod tests {
         ] {
             assert!(!is_loopback(r), "{r}");
         }
+    }
+
+    #[test]
+    fn distribution_errors_are_summarised() {
+        let body =
+            r#"{"errors":[{"code":"MANIFEST_UNKNOWN","message":"manifest unknown","detail":{}}]}"#;
+        assert_eq!(
+            status_reason(404, body),
+            "MANIFEST_UNKNOWN: manifest unknown (HTTP 404)"
+        );
+        assert_eq!(status_reason(502, ""), "HTTP 502");
     }
 
     #[test]
