@@ -13,13 +13,18 @@ step() { printf '\n== %s\n' "$*"; }
 if [ "$(id -u)" = 0 ] && [ -z "${SKIP_SETUP:-}" ]; then
 	step setup
 	need=""
-	for p in runc busybox-static uidmap libseccomp-dev pkg-config umoci skopeo time; do
+	for p in runc busybox-static uidmap libseccomp-dev pkg-config umoci skopeo docker-registry time; do
 		dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 	done
 	if [ -n "$need" ]; then
 		apt-get update -q
 		# shellcheck disable=SC2086 # word splitting of the package list is intended
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -q $need
+	fi
+	# docker-registry is for the registry test only, which starts its own on a loopback port; keep
+	# the packaged service (all interfaces, :5000) off where systemd would start it.
+	if command -v systemctl >/dev/null && [ -d /run/systemd/system ]; then
+		systemctl disable --now docker-registry >/dev/null 2>&1 || true
 	fi
 	id "$tuser" >/dev/null 2>&1 || useradd -m "$tuser"
 	uid=$(id -u "$tuser")

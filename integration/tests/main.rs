@@ -25,6 +25,7 @@ mod errors;
 mod exec;
 mod fds;
 mod hooks;
+mod images;
 mod info;
 mod kill;
 mod killstep;

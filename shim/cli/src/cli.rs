@@ -66,6 +66,9 @@ pub struct Global {
     /// Accepted for runc compatibility; checkpointing is not supported
     #[arg(long, hide = true)]
     pub criu: Option<String>,
+    /// Image cache directory [default: /var/cache/husk, or $XDG_CACHE_HOME/husk, ~/.cache/husk]
+    #[arg(long, global = true, value_name = "DIR", env = "HUSK_CACHE_DIR")]
+    pub cache_dir: Option<PathBuf>,
     /// Print version, commit and OCI spec version
     #[arg(short = 'v', long)]
     pub version: bool,
@@ -96,6 +99,14 @@ pub enum Command {
     Shell(verbs::shell::ShellArgs),
     /// Write the bundle (config.json + rootfs) that `run IMAGE` would run
     Bundle(verbs::bundle::BundleArgs),
+    /// Import an image into the cache and print its digest
+    Pull(verbs::pull::PullArgs),
+    /// List the images in the cache
+    Images(verbs::images::ImagesArgs),
+    /// Remove an image from the cache (its layers stay until `cache clean`)
+    Rmi(verbs::rmi::RmiArgs),
+    /// Manage the image cache
+    Cache(verbs::cache::CacheArgs),
     /// Freeze every process of a container
     Pause(verbs::pause::PauseArgs),
     /// Thaw a paused container

@@ -5,6 +5,7 @@ mod cli;
 mod logger;
 #[cfg(test)]
 mod man;
+mod progress;
 mod tty;
 mod verbs;
 

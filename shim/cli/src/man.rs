@@ -13,8 +13,15 @@ foreground exit with the container process's status, or 128+N when it was killed
 exit 255 when they fail themselves, so that cannot be mistaken for the program's own status.
 .SH LAUNCHER
 \fBrun\fR and \fBexec\fR take a container id (\fB^[\\w+.\-]+$\fR) or an IMAGE, which always holds
-a '/' or a ':' (\fI./rootfs\fR, \fI/srv/images/debian\fR); the first positional decides. For now an
-IMAGE is a root filesystem directory. The launcher runs it as you (a user namespace mapping only
+a '/' or a ':' (\fI./rootfs\fR, \fI/srv/images/debian\fR); the first positional decides. An IMAGE is
+a root filesystem directory (used in place), or \fIoci:DIR[:TAG]\fR, \fIoci\-archive:FILE[:TAG]\fR,
+\fIdocker\-archive:FILE\fR (or a bare path to one of those), imported into the image cache first:
+each layer is verified against its digest and unpacked once, and a second use only re-reads the
+manifest (\fBpull\fR does just that step; \fBimages\fR, \fBrmi\fR and \fBcache clean\fR manage
+the cache). An image from the cache shares its files with the cache's layers, so \fB\-\-writable\fR
+is refused for it. \fIdocker://REF\fR pulls from a registry (OCI distribution API; https, or plain
+http for a registry on loopback: localhost, 127.0.0.0/8, [::1]); credentials come from
+\fBHUSK_REGISTRY_AUTH\fR or \fI~/.docker/config.json\fR. The launcher runs it as you (a user namespace mapping only
 your uid and gid; no capabilities), or as root inside with \fB\-\-fakeroot\fR; as real root, as root
 with no user namespace. By default the host's /proc, /sys (read-only), /dev, /tmp, $HOME and the
 current directory are bound in, /etc/resolv.conf and /etc/hosts read-only, and /etc/passwd and
@@ -35,6 +42,13 @@ auto, v1 or v2: which cgroup hierarchy to drive (same as \fB\-\-cgroup\-layout\f
 \fBHUSKENV_\fR\fINAME\fR, \fBAPPTAINERENV_\fR\fINAME\fR, \fBSINGULARITYENV_\fR\fINAME\fR
 Launcher: set \fINAME\fR inside the container (HUSKENV_ wins).
 .TP
+\fBHUSK_CACHE_DIR\fR
+Image cache directory (same as \fB\-\-cache\-dir\fR).
+.TP
+\fBHUSK_REGISTRY_AUTH\fR
+\fIuser:pass\fR for registries that ask for credentials (else the \fBauths\fR of
+\fI$DOCKER_CONFIG/config.json\fR or \fI~/.docker/config.json\fR); sent only when challenged.
+.TP
 \fBLISTEN_FDS\fR
 Socket-activation fds are passed through to the container process.
 .SH FILES
@@ -52,6 +66,11 @@ Present between create and start.
 \fI$XDG_RUNTIME_DIR/husk\-launch/<id>/\fR (root: \fI/run/husk\-launch/<id>/\fR)
 A launch's bundle (config.json, the skeleton rootfs, passwd, group), removed when it exits; the
 container id is \fIhusk\-<pid>\-<random>\fR.
+.TP
+\fI/var/cache/husk\fR (others: \fI$XDG_CACHE_HOME/husk\fR or \fI~/.cache/husk\fR)
+The image cache, mode 0700: \fIlayers/\fR (unpacked once, by diff_id), \fIrootfs/\fR (an image's
+layers stacked, hardlinked from \fIlayers/\fR), \fIimages/<key>.json\fR (records), \fItmp/\fR
+(imports in progress; \fBcache clean\fR removes leftovers).
 .SH SECURITY
 Containers are isolated by the namespaces, capabilities, seccomp filter, masked paths and cgroup
 limits their config.json asks for, and nothing more. Mount destinations are resolved inside the

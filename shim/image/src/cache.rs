@@ -23,7 +23,8 @@ use crate::digest::{Digest, HashReader};
 use crate::error::{Error, IoContext, Result};
 use crate::extract::{self, UnpackOptions};
 use crate::fsx;
-use crate::reference::ImageRef;
+use crate::reference::{DockerRef, ImageRef};
+use crate::registry;
 use crate::source::{self, LayerSource, Resolved};
 use crate::spec::ImageConfig;
 use nix::fcntl::{Flock, FlockArg};
@@ -164,12 +165,7 @@ impl Cache {
     ) -> Result<Image> {
         let name = image.to_string();
         let kind = match image {
-            ImageRef::Docker(_) => {
-                return Err(Error::Unsupported {
-                    image: name,
-                    kind: "registry (docker://)",
-                })
-            }
+            ImageRef::Docker(r) => return self.pull(r, name, progress),
             ImageRef::Path(p) => path_kind(p)?,
             ImageRef::Oci { dir: p, .. }
             | ImageRef::OciArchive { file: p, .. }
@@ -198,13 +194,43 @@ impl Cache {
                 let store = Store::Tar(TarIndex::open(file, &tmp)?);
                 source::docker_archive(store, name, reference.as_deref())?
             }
-            ImageRef::Docker(_) => {
-                return Err(Error::Unsupported {
-                    image: name,
-                    kind: "registry (docker://)",
-                })
-            }
+            ImageRef::Docker(_) => unreachable!("handled above"),
         };
+        let _image = self.lock(
+            &self.lock_path("image", &resolved.digest),
+            FlockArg::LockExclusive,
+        )?;
+        self.import_locked(resolved, progress)
+    }
+
+    /// Fetches a registry image into a temporary OCI layout under tmp/ (layers already cached are
+    /// not downloaded), imports it from there, and removes the layout.
+    fn pull(
+        &self,
+        r: &DockerRef,
+        name: String,
+        progress: &mut dyn FnMut(Progress),
+    ) -> Result<Image> {
+        self.prepare()?;
+        let _cache = self.lock(&self.root.join("lock"), FlockArg::LockShared)?;
+        let work = self.work_dir("pull", &r.repository.replace('/', "_"))?;
+        let layers = self.root.join("layers");
+        let have = |d: &Digest| layers.join(d.algorithm().name()).join(d.hex()).is_dir();
+        let mut report = |index, count, layer: &Digest, done, total| {
+            progress(Progress {
+                layer: layer.clone(),
+                index,
+                count,
+                done,
+                total,
+            })
+        };
+        registry::fetch(r, &work.path, &have, &mut report)?;
+        let resolved = source::oci(
+            Store::Dir(work.path.clone()),
+            name,
+            Some(registry::LAYOUT_TAG),
+        )?;
         let _image = self.lock(
             &self.lock_path("image", &resolved.digest),
             FlockArg::LockExclusive,

@@ -105,6 +105,19 @@ pub enum Error {
         #[source]
         source: io::Error,
     },
+    /// A registry answered with an error status.
+    #[error("fetch {url}: {reason}")]
+    RegistryStatus {
+        url: String,
+        status: u16,
+        reason: String,
+    },
+    /// A registry could not be reached (DNS, connection, TLS).
+    #[error("fetch {url}: {reason}")]
+    RegistryTransport { url: String, reason: String },
+    /// Authentication with a registry failed or is needed.
+    #[error("authenticate for {url}: {reason}")]
+    RegistryAuth { url: String, reason: String },
     /// `remove` was given a key that matches no cached image, or several.
     #[error("find cached image {key}: {reason}")]
     UnknownImage { key: String, reason: &'static str },

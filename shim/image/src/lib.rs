@@ -14,8 +14,8 @@
 //! because rootfs trees may hold set-id files; rootfs trees share inodes with the layer cache, so
 //! they must be used read-only (or under an overlay).
 //!
-//! Not yet: pulling from registries (`docker://` is parsed, import reports it unsupported), layer
-//! signatures, non-Linux platforms.
+//! Registries (`docker://`): see [`registry`](crate::registry) for the protocol, auth and the
+//! http-on-loopback rule. Not yet: layer signatures, non-Linux platforms.
 
 mod assemble;
 mod blob;
@@ -25,6 +25,7 @@ pub mod error;
 pub mod extract;
 mod fsx;
 pub mod reference;
+mod registry;
 mod source;
 pub mod spec;
 
@@ -33,4 +34,5 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use extract::{unpack_layer, UnpackOptions, Unpacked};
 pub use reference::{DockerRef, ImageRef, ParseError};
+pub use registry::is_loopback;
 pub use spec::ImageConfig;

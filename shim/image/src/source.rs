@@ -183,7 +183,7 @@ fn pick_tag(index: &Index, image: &str, tag: Option<&str>) -> Result<Descriptor>
     Ok(found.clone())
 }
 
-fn pick_platform(index: &Index, digest: &Digest) -> Result<Descriptor> {
+pub(crate) fn pick_platform(index: &Index, digest: &Digest) -> Result<Descriptor> {
     let arch = spec::host_arch();
     index
         .manifests

@@ -59,6 +59,8 @@ fn image(config: ImageConfig) -> ResolvedImage {
         reference: "./img".into(),
         rootfs: "/img".into(),
         config,
+        cached: false,
+        warnings: Vec::new(),
     }
 }
 
@@ -139,4 +141,22 @@ fn golden_root_containall_shell() {
         image(ImageConfig::default()),
         opts,
     );
+}
+
+#[test]
+fn writable_is_refused_for_a_cached_image() {
+    let mut img = image(ImageConfig::default());
+    img.cached = true;
+    let mut opts = Options::new(crate::Verb::Run { args: vec![] });
+    opts.writable = true;
+    let e = build(
+        templates::render(templates::DEFAULT_PROFILE, 1001, 1001).unwrap(),
+        &img,
+        &opts,
+        &host(1001),
+        &fs(),
+        std::path::Path::new("/run/l"),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("image cache"), "{e}");
 }

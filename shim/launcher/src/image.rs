@@ -2,8 +2,12 @@
 //!
 //! An IMAGE argument always contains '/' or ':' (`./rootfs`, `/srv/images/debian`, `oci:dir`,
 //! `docker://busybox`), which an OCI container id (`^[\w+.-]+$`) never does: that is how the CLI
-//! tells the two faces apart ([`is_image_arg`]). For now only rootfs directories resolve; the
-//! transports belong to the husk-image crate, which plugs in as another [`ImageSource`].
+//! tells the two faces apart ([`is_image_arg`]). [`RootfsDir`] resolves rootfs directories;
+//! [`CachedImages`] adds every husk-image transport (registries, OCI layouts, archives) through its cache
+//! and hands rootfs directories to [`RootfsDir`].
+//!
+//! An image from the cache shares inodes (hardlinks) with the cache's layers, so it is marked
+//! [`ResolvedImage::cached`] and [`crate::build`] refuses `--writable` for it.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -21,6 +25,14 @@ pub enum ImageError {
     Transport {
         reference: String,
         transport: String,
+    },
+    #[error(transparent)]
+    Parse(#[from] husk_image::ParseError),
+    #[error("import image {reference}: {source}")]
+    Import {
+        reference: String,
+        #[source]
+        source: husk_image::Error,
     },
 }
 
@@ -46,6 +58,10 @@ pub struct ResolvedImage {
     /// Absolute path of the root filesystem (read, never written).
     pub rootfs: PathBuf,
     pub config: ImageConfig,
+    /// The rootfs lives in the image cache and shares files with its layers: never write to it.
+    pub cached: bool,
+    /// Degradations while importing (skipped device nodes, xattrs, ownership).
+    pub warnings: Vec<String>,
 }
 
 /// Something that turns an IMAGE argument into a [`ResolvedImage`] (the image crate adds the
@@ -96,7 +112,66 @@ impl ImageSource for RootfsDir {
             reference: reference.to_string(),
             rootfs,
             config: ImageConfig::default(),
+            cached: false,
+            warnings: Vec::new(),
         })
+    }
+}
+
+/// Progress of an import, for a caller that shows it.
+pub type ProgressFn<'a> = dyn Fn(&husk_image::Progress) + 'a;
+
+/// Resolves through a husk-image [`husk_image::Cache`]: `docker://REF`, `oci:DIR[:TAG]`, `oci-archive:FILE[:TAG]`,
+/// `docker-archive:FILE`, a bare path to an OCI layout or an archive file. A bare path to a plain
+/// directory (or to nothing) goes to [`RootfsDir`], so it keeps its errors and is not cached.
+pub struct CachedImages<'a> {
+    pub cache: husk_image::Cache,
+    pub progress: &'a ProgressFn<'a>,
+}
+
+impl CachedImages<'_> {
+    /// Imports `reference` into the cache (a cache hit only re-reads its manifest).
+    pub fn import(&self, reference: &str) -> Result<husk_image::Image, ImageError> {
+        let r = husk_image::ImageRef::parse(reference)?;
+        let mut report = |p: husk_image::Progress| (self.progress)(&p);
+        self.cache
+            .import_with_progress(&r, &mut report)
+            .map_err(|source| ImageError::Import {
+                reference: reference.to_string(),
+                source,
+            })
+    }
+}
+
+impl ImageSource for CachedImages<'_> {
+    fn resolve(&self, reference: &str) -> Result<ResolvedImage, ImageError> {
+        if transport(reference).is_none() {
+            let p = Path::new(reference);
+            if !p.exists() || (p.is_dir() && !p.join("oci-layout").exists()) {
+                return RootfsDir.resolve(reference);
+            }
+        }
+        let img = self.import(reference)?;
+        Ok(ResolvedImage {
+            reference: reference.to_string(),
+            cached: img.digest.is_some(),
+            rootfs: img.rootfs,
+            config: config_from(img.config),
+            warnings: img.warnings,
+        })
+    }
+}
+
+/// The launcher's view of an image config: empty strings become `None`.
+pub fn config_from(c: husk_image::ImageConfig) -> ImageConfig {
+    let some = |s: String| (!s.is_empty()).then_some(s);
+    ImageConfig {
+        env: c.env,
+        entrypoint: c.entrypoint,
+        cmd: c.cmd,
+        working_dir: some(c.working_dir),
+        user: some(c.user),
+        labels: c.labels,
     }
 }
 

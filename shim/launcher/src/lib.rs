@@ -33,6 +33,6 @@ pub mod underlay;
 mod golden_tests;
 
 pub use host::{Fs, HostFacts, Kind, RealFs};
-pub use image::{ImageConfig, ImageError, ImageSource, ResolvedImage};
+pub use image::{CachedImages, ImageConfig, ImageError, ImageSource, ResolvedImage};
 pub use options::{Bind, Net, Options, OptionsError, Resources, Verb};
 pub use spec::{build, Launch, PlanError, WriteError};

@@ -28,6 +28,8 @@ pub enum PlanError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Underlay(#[from] UnderlayError),
+    #[error("mount image {0} read-write: it is in the image cache, whose files it shares; use a rootfs directory with --writable")]
+    WritableCached(String),
     #[error("exec: no command given")]
     NoCommand,
     #[error("build config.json: {0}")]
@@ -78,6 +80,9 @@ pub fn build(
     fs: &dyn Fs,
     bundle: &Path,
 ) -> Result<Launch, PlanError> {
+    if opts.writable && image.cached {
+        return Err(PlanError::WritableCached(image.reference.clone()));
+    }
     let mut t = template;
     let (uid, gid) = if opts.fakeroot || host.is_root() {
         (0, 0)

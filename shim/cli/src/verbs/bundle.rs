@@ -4,6 +4,7 @@
 
 use super::launch::{self, Failed, LaunchFlags};
 use super::usage;
+use crate::cli::Global;
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -17,7 +18,7 @@ pub struct BundleArgs {
     /// Give the process a pseudo-TTY (process.terminal)
     #[arg(short, long)]
     pub tty: bool,
-    /// Image: a rootfs directory such as ./rootfs
+    /// Image: a rootfs directory such as ./rootfs, or docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE
     #[arg(value_name = "IMAGE")]
     pub image: String,
     /// Bundle directory to create (must not exist)
@@ -30,7 +31,7 @@ pub struct BundleArgs {
     pub launch: LaunchFlags,
 }
 
-pub fn run(a: BundleArgs) -> anyhow::Result<i32> {
+pub fn run(g: &Global, a: BundleArgs) -> anyhow::Result<i32> {
     if a.dir.exists() {
         return Err(usage(format!("bundle: {} exists", a.dir.display())));
     }
@@ -43,7 +44,7 @@ pub fn run(a: BundleArgs) -> anyhow::Result<i32> {
         tty: a.tty,
         engine: Default::default(),
     };
-    let (_, l) = launch::plan(&req, &dir)?;
+    let (_, l) = launch::plan(g, &req, &dir)?;
     if req.flags.dry_run {
         print!("{}", l.config_json());
         return Ok(0);

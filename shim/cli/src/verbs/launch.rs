@@ -6,7 +6,7 @@ use super::usage;
 use crate::cli::Global;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use husk_launcher::image::{ImageSource, RootfsDir};
+use husk_launcher::image::{CachedImages, ImageSource};
 use husk_launcher::options::{parse_binds, parse_cpus, parse_env, parse_env_file, parse_memory};
 use husk_launcher::{templates, HostFacts, Launch, Net, Options, RealFs, Resources, Verb};
 use husk_runtime::cgroup::Driver;
@@ -75,7 +75,7 @@ pub struct LaunchFlags {
     /// Maximum number of processes
     #[arg(long, value_name = "N")]
     pub pids_limit: Option<i64>,
-    /// Mount the image read-write (writes go into the image directory)
+    /// Mount the image read-write (writes go into the image directory; rootfs directories only)
     #[arg(short = 'w', long)]
     pub writable: bool,
     /// Print the config.json that would run, and exit
@@ -175,7 +175,7 @@ fn options(req: &Request) -> anyhow::Result<Options> {
 }
 
 /// Resolves the image and builds the launch that will live in `dir`.
-pub fn plan(req: &Request, dir: &Path) -> anyhow::Result<(Options, Launch)> {
+pub fn plan(g: &Global, req: &Request, dir: &Path) -> anyhow::Result<(Options, Launch)> {
     let opts = options(req)?;
     let fail = || Failed(req.image.clone());
     let host = HostFacts::gather();
@@ -186,7 +186,14 @@ pub fn plan(req: &Request, dir: &Path) -> anyhow::Result<(Options, Launch)> {
         .unwrap_or(templates::DEFAULT_PROFILE);
     let launch = (|| -> anyhow::Result<Launch> {
         let template = templates::render(profile, host.uid, host.gid)?;
-        let image = RootfsDir.resolve(&req.image)?;
+        let bar = crate::progress::Bar::new();
+        let source = CachedImages {
+            cache: super::cache(g),
+            progress: &|p| bar.report(p),
+        };
+        let image = source.resolve(&req.image)?;
+        drop(bar);
+        super::warn_all(&image.warnings);
         Ok(husk_launcher::build(
             template, &image, &opts, &host, &RealFs, dir,
         )?)
@@ -235,7 +242,7 @@ fn new_id() -> String {
 pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
     let id = new_id();
     let dir = launch_base().join(&id);
-    let (opts, launch) = plan(&req, &dir)?;
+    let (opts, launch) = plan(g, &req, &dir)?;
     if req.flags.dry_run {
         print!("{}", launch.config_json());
         return Ok(0);

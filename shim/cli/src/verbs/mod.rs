@@ -1,16 +1,20 @@
 //! One file per verb; each turns its flags into an engine call and prints the result.
 
 pub mod bundle;
+pub mod cache;
 pub mod create;
 pub mod delete;
 pub mod events;
 pub mod exec;
 pub mod features;
+pub mod images;
 pub mod kill;
 pub mod launch;
 pub mod list;
 pub mod pause;
 pub mod ps;
+pub mod pull;
+pub mod rmi;
 pub mod run;
 pub mod shell;
 pub mod spec;
@@ -56,7 +60,11 @@ pub fn dispatch(g: &Global, cmd: Command) -> anyhow::Result<i32> {
         Command::Update(a) => update::run(g, a),
         Command::Events(a) => events::run(g, a),
         Command::Shell(a) => shell::run(g, a),
-        Command::Bundle(a) => bundle::run(a),
+        Command::Bundle(a) => bundle::run(g, a),
+        Command::Pull(a) => pull::run(g, a),
+        Command::Images(a) => images::run(g, a),
+        Command::Rmi(a) => rmi::run(g, a),
+        Command::Cache(a) => cache::run(g, a),
         Command::Spec(a) => spec::run(a),
         Command::Features(a) => features::run(a),
     }
@@ -115,6 +123,14 @@ pub fn open(g: &Global, id: &str) -> anyhow::Result<(GlobalOptions, Container)> 
     let opts = options(g)?;
     let c = Container::open(&opts, id)?;
     Ok((opts, c))
+}
+
+/// The image cache: --cache-dir (or HUSK_CACHE_DIR), else husk-image's default.
+pub fn cache(g: &Global) -> husk_image::Cache {
+    match &g.cache_dir {
+        Some(d) => husk_image::Cache::new(d),
+        None => husk_image::Cache::open_default(),
+    }
 }
 
 /// Logs warnings the engine handed back (it returns them; printing is ours).

@@ -17,7 +17,7 @@ pub struct ShellArgs {
     /// Allocate a pseudo-TTY even when stdin is not a terminal
     #[arg(short, long)]
     pub tty: bool,
-    /// Image: a rootfs directory such as ./rootfs
+    /// Image: a rootfs directory such as ./rootfs, or docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE
     #[arg(value_name = "IMAGE")]
     pub image: String,
     #[command(flatten)]

@@ -187,14 +187,23 @@ fn plain_rootfs_dir_is_used_in_place() {
 }
 
 #[test]
-fn registry_is_not_supported_yet() {
+fn unreachable_registry_is_one_error_and_leaves_no_litter() {
     let e = env();
+    // Port 1 on loopback: nothing listens (plain http, so no TLS in the way).
     let err = e
         .cache
-        .import(&ImageRef::parse("docker://alpine").unwrap())
+        .import(&ImageRef::parse("docker://127.0.0.1:1/busybox").unwrap())
         .unwrap_err();
-    assert!(matches!(err, Error::Unsupported { .. }), "{err}");
-    assert!(err.to_string().contains("not supported yet"), "{err}");
+    assert!(matches!(err, Error::RegistryTransport { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .contains("http://127.0.0.1:1/v2/busybox/manifests/latest"),
+        "{err}"
+    );
+    assert!(std::fs::read_dir(e.cache.root().join("tmp"))
+        .unwrap()
+        .next()
+        .is_none());
 }
 
 #[test]

@@ -4,3 +4,4 @@ mod common;
 mod extract;
 mod fixtures;
 mod import;
+mod registry;
