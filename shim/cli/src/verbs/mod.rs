@@ -12,6 +12,7 @@ pub mod list;
 pub mod pause;
 pub mod ps;
 pub mod run;
+pub mod sandbox;
 pub mod shell;
 pub mod spec;
 pub mod start;
