@@ -181,12 +181,23 @@ fn supervised(
     let created = create(g, id, &req.engine, CreateMode::Run);
     let pipes = capture.map(supervise::Capture::restore).transpose()?;
     let mut created = super::context_id(created, "run", id)?;
-    warn_all(&created.warnings);
     let cgroup = created.record.cgroup.clone();
-    let no_cgroup = (!cgroup.is_enabled())
-        .then_some("no cgroup (rootless without a delegated cgroup, or cgroups disabled)");
-    if let Some(why) = no_cgroup {
-        log::warn!("sandbox: {why}: memory and cpu limits not applied; processes limited by RLIMIT_NPROC");
+    // Said once: the engine's cgroup warning becomes the reason in ours and in the record.
+    let (why, rest): (Vec<String>, Vec<String>) = created
+        .warnings
+        .iter()
+        .cloned()
+        .partition(|w| !cgroup.is_enabled() && w.contains("cgroup"));
+    warn_all(&rest);
+    let no_cgroup = (!cgroup.is_enabled()).then(|| {
+        why.first()
+            .cloned()
+            .unwrap_or_else(|| "no cgroup (cgroups disabled)".into())
+    });
+    if let Some(why) = &no_cgroup {
+        log::warn!(
+            "sandbox: {why}; memory and cpu limits not applied, processes limited by RLIMIT_NPROC"
+        );
     }
     let console = created.console.take();
     let start = Instant::now();
@@ -243,7 +254,7 @@ fn supervised(
         cpu_sys_ms: ms(ru.system_time()),
         peak_memory_bytes: peak,
         peak_memory_source: source.into(),
-        limits: sb.limits(no_cgroup, req.tty),
+        limits: sb.limits(no_cgroup.as_deref(), req.tty),
         stdout: req.flags.sandbox.json.then(|| w.out.text()),
         stderr: req.flags.sandbox.json.then(|| w.err.text()),
     };
