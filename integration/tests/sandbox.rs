@@ -73,7 +73,11 @@ fn root_is_read_only_and_only_the_workspace_is_writable(t: &Ctx) {
         touch /workspace/made && echo ws-ok; \
         dd if=/dev/zero of=/tmp/big bs=1M count=100 2>/dev/null; \
         echo tmp=$(du -k /tmp/big | cut -f1); pwd; echo binds=$(grep -c husk-it /proc/self/mountinfo)";
-    let out = sandbox(t, &["--workspace", ws.to_str().unwrap(), "--tmp-size", "8M"], script);
+    let out = sandbox(
+        t,
+        &["--workspace", ws.to_str().unwrap(), "--tmp-size", "8M"],
+        script,
+    );
     assert!(!out.stdout.contains("writable"), "{out}");
     assert!(out.stdout.contains("ws-ok"), "{out}");
     assert!(ws.join("made").exists(), "{out}");
@@ -105,7 +109,11 @@ fn host_environment_never_reaches_the_code(t: &Ctx) {
         .collect();
     names.sort_unstable();
     // PWD and SHLVL are the shell's own.
-    assert_eq!(names, ["HOME", "LANG", "MINE", "PATH", "PWD", "SHLVL"], "{out}");
+    assert_eq!(
+        names,
+        ["HOME", "LANG", "MINE", "PATH", "PWD", "SHLVL"],
+        "{out}"
+    );
     assert!(out.stdout.contains("HOME=/workspace\n"), "{out}");
 }
 
@@ -175,7 +183,12 @@ fn output_beyond_the_limit_is_dropped_and_recorded(t: &Ctx) {
 
 fn exit_status_and_result_file_schema(t: &Ctx) {
     let result = t.dir.join("result.json");
-    let out = sandbox(t, &["--result", result.to_str().unwrap()], "echo out; exit 7").code(7);
+    let out = sandbox(
+        t,
+        &["--result", result.to_str().unwrap()],
+        "echo out; exit 7",
+    )
+    .code(7);
     assert_eq!(out.stdout, "out\n", "{out}");
     let r: Value = serde_json::from_slice(&std::fs::read(&result).unwrap()).unwrap();
     for k in KEYS {
@@ -185,7 +198,14 @@ fn exit_status_and_result_file_schema(t: &Ctx) {
     assert_eq!(r["signal"], Value::Null, "{r}");
     assert_eq!(r["timed_out"], false, "{r}");
     let limits = &r["limits"];
-    for k in ["memory_bytes", "cpus", "pids", "timeout_ms", "output_bytes", "tmp_bytes"] {
+    for k in [
+        "memory_bytes",
+        "cpus",
+        "pids",
+        "timeout_ms",
+        "output_bytes",
+        "tmp_bytes",
+    ] {
         assert!(limits[k].get("value").is_some(), "{k}: {r}");
     }
     // Without a cgroup (rootless here) the record says what was not applied, never nothing.

@@ -120,8 +120,12 @@ impl Sandbox {
         for m in mounts.iter_mut() {
             match m["destination"].as_str().unwrap_or_default() {
                 "/tmp" => {
-                    m["options"] = json!(["nosuid", "nodev", "mode=1777",
-                        format!("size={}", self.tmp_size)]);
+                    m["options"] = json!([
+                        "nosuid",
+                        "nodev",
+                        "mode=1777",
+                        format!("size={}", self.tmp_size)
+                    ]);
                 }
                 "/sys" => {
                     *m = json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
@@ -147,7 +151,12 @@ impl Sandbox {
 
 /// PATH from the built env (the image's or the profile's), HOME, LANG, TERM with a tty, then the
 /// user's variables; sorted by name.
-fn environment(built: &Value, user: &[(String, String)], tty: bool, term: Option<&str>) -> Vec<String> {
+fn environment(
+    built: &Value,
+    user: &[(String, String)],
+    tty: bool,
+    term: Option<&str>,
+) -> Vec<String> {
     let mut env = std::collections::BTreeMap::new();
     let path = built
         .as_array()

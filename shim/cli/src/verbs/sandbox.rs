@@ -93,8 +93,9 @@ pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
     let dir = launch::launch_base().join(&id);
     let scratch = launch::launch_base().join(format!("{id}.workspace"));
     let workspace = match &req.flags.sandbox.workspace {
-        Some(w) => std::fs::canonicalize(w)
-            .with_context(|| format!("--workspace {}", w.display()))?,
+        Some(w) => {
+            std::fs::canonicalize(w).with_context(|| format!("--workspace {}", w.display()))?
+        }
         None => {
             launch::make_dir(&scratch).context(Failed(req.image.clone()))?;
             scratch.clone()
@@ -157,7 +158,8 @@ fn launch_in(
     let (code, record) = result?;
     let text = serde_json::to_string_pretty(&record)? + "\n";
     if let Some(path) = &req.flags.sandbox.result {
-        std::fs::write(path, &text).with_context(|| format!("write --result {}", path.display()))?;
+        std::fs::write(path, &text)
+            .with_context(|| format!("write --result {}", path.display()))?;
     }
     if req.flags.sandbox.json {
         print!("{text}");
