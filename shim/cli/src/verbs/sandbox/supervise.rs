@@ -22,6 +22,8 @@ const DRAIN: Duration = Duration::from_secs(2);
 pub struct Capture {
     saved: [OwnedFd; 2],
     read: [OwnedFd; 2],
+    /// The logger's writer while its records go to the saved stderr.
+    log: Option<Box<dyn Write + Send>>,
 }
 
 impl Capture {
@@ -33,11 +35,13 @@ impl Capture {
             std::io::stderr().as_fd().try_clone_to_owned()?,
         ];
         std::io::stdout().flush()?;
+        let log = crate::logger::swap_stderr(Box::new(File::from(saved[1].try_clone()?)));
         nix::unistd::dup2(w1.as_raw_fd(), 1)?;
         nix::unistd::dup2(w2.as_raw_fd(), 2)?;
         Ok(Capture {
             saved,
             read: [r1, r2],
+            log,
         })
     }
 
@@ -45,6 +49,9 @@ impl Capture {
     pub fn restore(self) -> anyhow::Result<[OwnedFd; 2]> {
         nix::unistd::dup2(self.saved[0].as_raw_fd(), 1)?;
         nix::unistd::dup2(self.saved[1].as_raw_fd(), 2)?;
+        if let Some(w) = self.log {
+            crate::logger::swap_stderr(w);
+        }
         Ok(self.read)
     }
 }
