@@ -2,8 +2,8 @@
 //! isolation (network, filesystem, environment, capabilities, no_new_privs, seccomp) and the
 //! supervisor (timeout, output cap, exit status, the result record).
 
-use crate::both;
-use crate::harness::{host, Ctx, Out};
+use crate::harness::{has_cgroups, host, Ctx, Out};
+use crate::{both, root_only};
 use serde_json::Value;
 
 both!(
@@ -15,7 +15,12 @@ both!(
     output_beyond_the_limit_is_dropped_and_recorded,
     exit_status_and_result_file_schema,
     conflicting_flags_are_a_usage_error,
+    pids_limit_stops_a_fork_loop,
+    sigterm_to_husk_ends_the_container,
 );
+
+// Memory limits need a cgroup: root on this kind of host.
+root_only!(oom_kill_is_recorded);
 
 /// Every key docs/sandbox.md promises.
 const KEYS: &[&str] = &[
@@ -228,4 +233,59 @@ fn conflicting_flags_are_a_usage_error(t: &Ctx) {
     sandbox(t, &["--net", "host"], "true").code(2);
     let out = t.rt(&["exec", "--timeout", "1s", image(), "true"]).code(2);
     assert!(out.stderr.contains("--sandbox"), "{out}");
+}
+
+fn pids_limit_stops_a_fork_loop(t: &Ctx) {
+    let script = "for i in $(seq 20); do sleep 3 & done; echo all-started";
+    let out = sandbox(t, &["--pids-limit", "8"], script);
+    assert!(!out.stdout.contains("all-started"), "{out}");
+    assert!(out.stderr.contains("can't fork"), "{out}");
+    // The default (64) lets the same loop through: the limit, not something else, stopped it.
+    let out = sandbox(t, &[], script).ok();
+    assert!(out.stdout.contains("all-started"), "{out}");
+}
+
+fn sigterm_to_husk_ends_the_container(t: &Ctx) {
+    let marker = format!("husk-sandbox-marker-{}", t.id("term"));
+    let script = format!("sh -c 'sleep 600; : {marker}'");
+    let args = [
+        "exec",
+        "--sandbox",
+        "--timeout",
+        "60s",
+        "--json",
+        image(),
+        "sh",
+        "-c",
+        &script,
+    ];
+    let running = t.spawn(&args, None);
+    t.wait_for("the sandboxed program", || !survivors(&marker).is_empty());
+    let start = std::time::Instant::now();
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let out = running.wait();
+    // pid 1 (sh) ignores SIGTERM: husk kills the container after its grace period.
+    assert!(start.elapsed().as_secs() < 10, "{out}");
+    let r = record(&out);
+    assert_eq!(r["timed_out"], false, "{out}");
+    assert_eq!(r["signal"], "SIGKILL", "{out}");
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert!(survivors(&marker).is_empty(), "{out}");
+}
+
+fn oom_kill_is_recorded(t: &Ctx) {
+    if !has_cgroups(t.mode) {
+        return crate::harness::skip("oom_kill_is_recorded: no cgroups");
+    }
+    // dd allocates its 64M block: over a 16M limit the OOM killer takes it, sh goes on.
+    let script = "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd=$?";
+    let out = sandbox(t, &["--memory", "16M", "--json"], script).ok();
+    let r = record(&out);
+    assert_eq!(r["oom_killed"], true, "{out}");
+    assert_eq!(r["stdout"], "dd=137\n", "{out}");
+    assert_eq!(r["limits"]["memory_bytes"]["value"], 16 << 20, "{out}");
 }

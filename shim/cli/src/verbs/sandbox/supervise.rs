@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 /// writer outside it (none in the sandbox) could hold a pipe open.
 const DRAIN: Duration = Duration::from_secs(2);
 
+/// After SIGINT, SIGTERM or SIGHUP (forwarded), how long the program may take before the whole
+/// container is killed: a pid 1 without a handler ignores them, and husk must not outlive its
+/// caller's wish by the full timeout.
+const GRACE: Duration = Duration::from_secs(2);
+
 /// Our stdout/stderr saved while the pipes' write ends sit on fds 1 and 2.
 pub struct Capture {
     saved: [OwnedFd; 2],
@@ -149,6 +154,8 @@ pub fn watch(
     let mut status: Option<(i32, Option<Signal>)> = None;
     let mut exited_at = None;
     let mut timed_out = false;
+    let mut killed = false;
+    let mut stop_at = deadline;
     loop {
         let now = Instant::now();
         if let Some(at) = exited_at {
@@ -158,8 +165,8 @@ pub fn watch(
         }
         let until = match exited_at {
             Some(at) => at + DRAIN,
-            None if timed_out => now + Duration::from_millis(100),
-            None => deadline,
+            None if killed => now + Duration::from_millis(100),
+            None => stop_at,
         };
         let wait = until
             .saturating_duration_since(now)
@@ -194,6 +201,9 @@ pub fn watch(
                 Ok(Signal::SIGCHLD) | Err(_) => {}
                 Ok(sig) => {
                     let _ = nix::sys::signal::kill(pid, sig);
+                    if matches!(sig, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP) {
+                        stop_at = stop_at.min(Instant::now() + GRACE);
+                    }
                 }
             }
         }
@@ -203,9 +213,11 @@ pub fn watch(
                 exited_at = Some(Instant::now());
             }
         }
-        if status.is_none() && !timed_out && Instant::now() >= deadline {
-            log::debug!("sandbox: timeout: killing the container");
-            timed_out = true;
+        let now = Instant::now();
+        if status.is_none() && !killed && now >= stop_at {
+            timed_out = now >= deadline;
+            log::debug!("sandbox: timeout or signal: killing the container");
+            killed = true;
             kill_all();
         }
     }
