@@ -147,7 +147,8 @@ fn survivors(marker: &str) -> Vec<String> {
         .flatten()
         .filter_map(|e| std::fs::read(e.ok()?.path().join("cmdline")).ok())
         .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.contains(marker))
+        // husk's own command line holds the marker too.
+        .filter(|c| c.contains(marker) && !c.contains("--sandbox"))
         .collect()
 }
 
