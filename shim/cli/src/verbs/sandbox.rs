@@ -184,23 +184,7 @@ fn supervised(
     let pipes = capture.map(supervise::Capture::restore).transpose()?;
     let mut created = super::context_id(created, "run", id)?;
     let cgroup = created.record.cgroup.clone();
-    // Said once: the engine's cgroup warning becomes the reason in ours and in the record.
-    let (why, rest): (Vec<String>, Vec<String>) = created
-        .warnings
-        .iter()
-        .cloned()
-        .partition(|w| !cgroup.is_enabled() && w.contains("cgroup"));
-    warn_all(&rest);
-    let no_cgroup = (!cgroup.is_enabled()).then(|| {
-        why.first()
-            .cloned()
-            .unwrap_or_else(|| "no cgroup (cgroups disabled)".into())
-    });
-    if let Some(why) = &no_cgroup {
-        log::warn!(
-            "sandbox: {why}; memory and cpu limits not applied, processes limited by RLIMIT_NPROC"
-        );
-    }
+    let no_cgroup = cgroup_reason(&created.warnings, cgroup.is_enabled());
     let console = created.console.take();
     let start = Instant::now();
     let watched = created
@@ -235,32 +219,72 @@ fn supervised(
         },
         Err(e) => log::warn!("clean up container {id}: {e}"),
     }
+    let facts = Facts {
+        wall,
+        oom,
+        cg_peak,
+        no_cgroup,
+    };
     let w = watched?;
+    Ok((w.code, record(w, facts, sb, req)?))
+}
+
+/// What is known of a finished container besides how its init ended.
+struct Facts {
+    wall: std::time::Duration,
+    oom: bool,
+    cg_peak: Option<u64>,
+    /// Why there was no cgroup, when there was none.
+    no_cgroup: Option<String>,
+}
+
+/// Logs the engine's warnings; without a cgroup its cgroup warning becomes the reason, said once
+/// in our line (what is applied instead) and kept for the record.
+fn cgroup_reason(warnings: &[String], enabled: bool) -> Option<String> {
+    let (why, rest): (Vec<String>, Vec<String>) = warnings
+        .iter()
+        .cloned()
+        .partition(|w| !enabled && w.contains("cgroup"));
+    warn_all(&rest);
+    if enabled {
+        return None;
+    }
+    let why = why
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "no cgroup (cgroups disabled)".into());
+    log::warn!(
+        "sandbox: {why}; memory and cpu limits not applied, processes limited by RLIMIT_NPROC"
+    );
+    Some(why)
+}
+
+fn record(w: supervise::Watched, f: Facts, sb: &Sandbox, req: &Request) -> anyhow::Result<Record> {
     let ru = getrusage(UsageWho::RUSAGE_CHILDREN)?;
     let ms = |t: nix::sys::time::TimeVal| (t.tv_sec() * 1000 + t.tv_usec() / 1000) as u64;
-    let (peak, source) = match cg_peak {
+    let (peak, source) = match f.cg_peak {
         Some(p) => (p, "cgroup"),
         None => (ru.max_rss() as u64 * 1024, "rusage"),
     };
-    let record = Record {
+    let json = req.flags.sandbox.json;
+    Ok(Record {
         exit_code: w.code,
         signal: w.signal.map(|s: Signal| s.as_str().to_string()),
         timed_out: w.timed_out,
-        oom_killed: oom,
+        oom_killed: f.oom,
         stdout_truncated: w.out.truncated(),
         stderr_truncated: w.err.truncated(),
         stdout_bytes: w.out.seen,
         stderr_bytes: w.err.seen,
-        wall_ms: wall.as_millis() as u64,
+        wall_ms: f.wall.as_millis() as u64,
         cpu_user_ms: ms(ru.user_time()),
         cpu_sys_ms: ms(ru.system_time()),
         peak_memory_bytes: peak,
         peak_memory_source: source.into(),
-        limits: sb.limits(no_cgroup.as_deref(), req.tty),
-        stdout: req.flags.sandbox.json.then(|| w.out.text()),
-        stderr: req.flags.sandbox.json.then(|| w.err.text()),
-    };
-    Ok((w.code, record))
+        limits: sb.limits(f.no_cgroup.as_deref(), req.tty),
+        stdout: json.then(|| w.out.text()),
+        stderr: json.then(|| w.err.text()),
+    })
 }
 
 /// Every process of the container: the cgroup's or the pid namespace's, then the init itself
