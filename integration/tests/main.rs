@@ -36,5 +36,6 @@ mod pause;
 mod probe;
 mod ps;
 mod run;
+mod sandbox;
 mod tty;
 mod userns;

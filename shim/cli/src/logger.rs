@@ -2,7 +2,18 @@
 //! containerd shows users the last `"level":"error"` record of the log file.
 
 use std::io::Write;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
+
+static INSTALLED: OnceLock<&'static Logger> = OnceLock::new();
+
+/// Sends records that would go to stderr to `w` instead, returning the writer they went to; None
+/// (and `w` dropped) when records go to a --log file or no logger is installed. The sandbox uses it
+/// while its pipes sit on fd 2, so husk's records never land in the program's stderr.
+pub fn swap_stderr(w: Box<dyn Write + Send>) -> Option<Box<dyn Write + Send>> {
+    let l = INSTALLED.get().filter(|l| !l.to_file)?;
+    let mut out = l.out.lock().unwrap_or_else(|e| e.into_inner());
+    Some(std::mem::replace(&mut *out, w))
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Format {
@@ -49,6 +60,7 @@ impl Logger {
             to_file,
         }));
         log::set_logger(logger).map_err(|e| anyhow::anyhow!("install logger: {e}"))?;
+        let _ = INSTALLED.set(logger);
         log::set_max_level(level);
         Ok(logger)
     }

@@ -25,6 +25,7 @@ pub mod image;
 pub mod mounts;
 pub mod options;
 pub mod passwd;
+pub mod sandbox;
 pub mod spec;
 pub mod templates;
 pub mod underlay;

@@ -20,11 +20,15 @@ pub const PROFILES: &[(&str, &str)] = &[
         include_str!("../../../spec-templates/rootless.json"),
     ),
     ("hpc", include_str!("../../../spec-templates/hpc.json")),
+    (
+        "sandbox",
+        include_str!("../../../spec-templates/sandbox.json"),
+    ),
 ];
 
 #[derive(Debug, thiserror::Error)]
 pub enum TemplateError {
-    #[error("--profile {0}: unknown profile (known: default, rootless, hpc)")]
+    #[error("--profile {0}: unknown profile (known: default, rootless, hpc, sandbox)")]
     Unknown(String),
     #[error("parse profile {name}: {source}")]
     Parse {

@@ -32,6 +32,10 @@ pub struct BundleArgs {
 }
 
 pub fn run(g: &Global, a: BundleArgs) -> anyhow::Result<i32> {
+    if a.launch.sandbox.sandbox {
+        // The preset is a config plus a supervisor (timeout, output caps, record): run it.
+        return Err(usage("bundle: --sandbox applies to run and exec"));
+    }
     if a.dir.exists() {
         return Err(usage(format!("bundle: {} exists", a.dir.display())));
     }

@@ -81,6 +81,8 @@ pub struct LaunchFlags {
     /// Print the config.json that would run, and exit
     #[arg(long)]
     pub dry_run: bool,
+    #[command(flatten)]
+    pub sandbox: super::sandbox::SandboxFlags,
 }
 
 impl LaunchFlags {
@@ -122,7 +124,7 @@ pub fn reject_for_id(verb: &str, id: &str, flags: &LaunchFlags) -> anyhow::Resul
     Ok(())
 }
 
-fn options(req: &Request) -> anyhow::Result<Options> {
+pub fn options(req: &Request) -> anyhow::Result<Options> {
     let f = &req.flags;
     if let Some(p) = &f.profile {
         if !templates::PROFILES.iter().any(|(n, _)| n == p) {
@@ -205,7 +207,7 @@ pub fn plan(g: &Global, req: &Request, dir: &Path) -> anyhow::Result<(Options, L
 
 /// `$XDG_RUNTIME_DIR/husk-launch` (root: /run/husk-launch): beside the state root, not in it, so
 /// `husk list` never sees a launch directory.
-fn launch_base() -> PathBuf {
+pub fn launch_base() -> PathBuf {
     let euid = nix::unistd::geteuid();
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("husk-launch"),
@@ -232,7 +234,7 @@ pub fn make_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("create {}", dir.display()))
 }
 
-fn new_id() -> String {
+pub fn new_id() -> String {
     use std::io::Read;
     let mut b = [0u8; 4];
     let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
@@ -240,6 +242,9 @@ fn new_id() -> String {
 }
 
 pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
+    if req.flags.sandbox.sandbox {
+        return super::sandbox::run(g, req);
+    }
     let id = new_id();
     let dir = launch_base().join(&id);
     let (opts, launch) = plan(g, &req, &dir)?;

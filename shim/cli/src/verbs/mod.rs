@@ -16,6 +16,7 @@ pub mod ps;
 pub mod pull;
 pub mod rmi;
 pub mod run;
+pub mod sandbox;
 pub mod shell;
 pub mod spec;
 pub mod start;

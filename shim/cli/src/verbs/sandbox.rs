@@ -1,0 +1,299 @@
+//! `husk run|exec IMAGE --sandbox`: the untrusted-code preset (husk_launcher::sandbox builds the
+//! config) and its supervisor: the container's stdout/stderr come through pipes and are capped, a
+//! wall-clock timeout kills the whole container, and a result record says what happened and which
+//! limits were in force (docs/sandbox.md).
+//!
+//! The pipes are put on our fds 1 and 2 only while `create` clones the init (which inherits them),
+//! then our own stdout/stderr are put back, so husk's messages never mix with the program's.
+
+use super::launch::{self, Failed, Request};
+use super::{usage, warn_all};
+use crate::cli::Global;
+use anyhow::Context;
+use clap::Args;
+use husk_launcher::image::{ImageSource, RootfsDir};
+use husk_launcher::sandbox::{self, Record, Sandbox};
+use husk_launcher::{templates, HostFacts, RealFs};
+use husk_runtime::container::{create, delete, kill, CreateMode};
+use husk_runtime::{Container, GlobalOptions};
+use nix::sys::resource::{getrusage, UsageWho};
+use nix::sys::signal::Signal;
+use std::path::PathBuf;
+use std::time::Instant;
+
+mod supervise;
+
+/// Flags of `--sandbox` (on run and exec with an IMAGE).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Args)]
+#[command(next_help_heading = "Sandbox options (with an IMAGE)")]
+pub struct SandboxFlags {
+    /// Run untrusted code: no network, read-only image, only the workspace writable, no
+    /// capabilities, seccomp, limits (docs/sandbox.md)
+    #[arg(long)]
+    pub sandbox: bool,
+    /// Host directory bound read-write on /workspace, the working directory [default: a new
+    /// empty one, removed afterwards]
+    #[arg(long, value_name = "DIR", requires = "sandbox")]
+    pub workspace: Option<PathBuf>,
+    /// Size of the tmpfs on /tmp [default: 64M]
+    #[arg(long, value_name = "SIZE", requires = "sandbox")]
+    pub tmp_size: Option<String>,
+    /// Wall-clock limit; then every process of the container is killed [default: 10s]
+    #[arg(long, value_name = "DURATION", requires = "sandbox")]
+    pub timeout: Option<String>,
+    /// Bytes of stdout and of stderr passed on; the rest is dropped [default: 1M]
+    #[arg(long, value_name = "SIZE", requires = "sandbox")]
+    pub output_limit: Option<String>,
+    /// Write the result record (JSON) to FILE
+    #[arg(long, value_name = "FILE", requires = "sandbox")]
+    pub result: Option<PathBuf>,
+    /// Print the result record on stdout, the program's output captured into it
+    #[arg(long, requires = "sandbox")]
+    pub json: bool,
+}
+
+/// Launcher flags the preset decides itself.
+fn reject_conflicts(req: &Request) -> anyhow::Result<()> {
+    let f = &req.flags;
+    let bad = [
+        (!f.bind.is_empty(), "--bind"),
+        (f.writable, "--writable"),
+        (f.fakeroot, "--fakeroot"),
+        (f.userns, "--userns"),
+        (f.net.is_some(), "--net"),
+        (f.profile.is_some(), "--profile"),
+        (f.pwd.is_some(), "--pwd"),
+        (f.hostname.is_some(), "--hostname"),
+    ];
+    match bad.iter().find(|(on, _)| *on) {
+        Some((_, flag)) => Err(usage(format!("--sandbox: {flag} cannot be used with it"))),
+        None => Ok(()),
+    }
+}
+
+fn settings(req: &Request, workspace: PathBuf) -> anyhow::Result<Sandbox> {
+    let s = &req.flags.sandbox;
+    let bad = |e: sandbox::SandboxError| usage(e.to_string());
+    let mut sb = Sandbox::new(workspace);
+    if let Some(t) = &s.tmp_size {
+        sb.tmp_size = sandbox::parse_size(t).map_err(bad)?;
+    }
+    if let Some(t) = &s.timeout {
+        sb.timeout = sandbox::parse_duration(t).map_err(bad)?;
+    }
+    if let Some(o) = &s.output_limit {
+        sb.output_limit = sandbox::parse_size(o).map_err(bad)? as u64;
+    }
+    Ok(sb)
+}
+
+pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
+    reject_conflicts(&req)?;
+    let id = launch::new_id();
+    let dir = launch::launch_base().join(&id);
+    let scratch = launch::launch_base().join(format!("{id}.workspace"));
+    let workspace = match &req.flags.sandbox.workspace {
+        Some(w) => {
+            std::fs::canonicalize(w).with_context(|| format!("--workspace {}", w.display()))?
+        }
+        None => {
+            launch::make_dir(&scratch).context(Failed(req.image.clone()))?;
+            scratch.clone()
+        }
+    };
+    let result = settings(&req, workspace).and_then(|sb| launch_in(g, &mut req, &sb, &id, &dir));
+    if req.flags.sandbox.workspace.is_none() {
+        let _ = std::fs::remove_dir_all(&scratch);
+    }
+    result
+}
+
+fn launch_in(
+    g: &Global,
+    req: &mut Request,
+    sb: &Sandbox,
+    id: &str,
+    dir: &std::path::Path,
+) -> anyhow::Result<i32> {
+    let image_arg = req.image.clone();
+    let fail = || Failed(image_arg.clone());
+    let mut opts = launch::options(req)?;
+    let mut sb = sb.clone();
+    let r = opts.resources;
+    sb.resources.memory = r.memory.or(sb.resources.memory);
+    sb.resources.cpus = r.cpus.or(sb.resources.cpus);
+    sb.resources.pids = r.pids.or(sb.resources.pids);
+    sb.options(&mut opts).map_err(|e| usage(e.to_string()))?;
+    let host = HostFacts::gather();
+    // Without root there is (here) no cgroup to count processes: RLIMIT_NPROC instead.
+    let nproc = host.uid != 0;
+    let mut launch = (|| -> anyhow::Result<husk_launcher::Launch> {
+        let template = templates::render("sandbox", host.uid, host.gid)?;
+        let image = RootfsDir.resolve(&req.image)?;
+        Ok(husk_launcher::build(
+            template, &image, &opts, &host, &RealFs, dir,
+        )?)
+    })()
+    .context(fail())?;
+    warn_all(&launch.warnings);
+    let term = std::env::var("TERM").ok();
+    sb.apply(&mut launch.config, &opts.env, term.as_deref(), nproc);
+    if req.flags.dry_run {
+        print!("{}", launch.config_json());
+        return Ok(0);
+    }
+    let gopts = super::options(g)?;
+    launch::make_dir(dir).context(fail())?;
+    let result = launch
+        .write(dir)
+        .map_err(anyhow::Error::from)
+        .and_then(|()| {
+            req.engine.bundle = dir.to_path_buf();
+            supervised(&gopts, id, req, &sb)
+        })
+        .context(fail());
+    if let Err(e) = std::fs::remove_dir_all(dir) {
+        log::warn!("remove launch directory {}: {e}", dir.display());
+    }
+    let (code, record) = result?;
+    let text = serde_json::to_string_pretty(&record)? + "\n";
+    if let Some(path) = &req.flags.sandbox.result {
+        std::fs::write(path, &text)
+            .with_context(|| format!("write --result {}", path.display()))?;
+    }
+    if req.flags.sandbox.json {
+        print!("{text}");
+    }
+    Ok(code)
+}
+
+/// Creates, releases and watches the container; always deletes it.
+fn supervised(
+    g: &GlobalOptions,
+    id: &str,
+    req: &Request,
+    sb: &Sandbox,
+) -> anyhow::Result<(i32, Record)> {
+    let sigs = husk_runtime::process::block_signals()?;
+    let capture = if req.tty {
+        None
+    } else {
+        Some(supervise::Capture::redirect()?)
+    };
+    let created = create(g, id, &req.engine, CreateMode::Run);
+    let pipes = capture.map(supervise::Capture::restore).transpose()?;
+    let mut created = super::context_id(created, "run", id)?;
+    let cgroup = created.record.cgroup.clone();
+    let no_cgroup = cgroup_reason(&created.warnings, cgroup.is_enabled());
+    let console = created.console.take();
+    let start = Instant::now();
+    let watched = created
+        .release()
+        .map_err(anyhow::Error::from)
+        .and_then(|w| {
+            warn_all(&w);
+            let _proxy = match &console {
+                Some(sock) => Some(crate::tty::TtyProxy::start(sock)?),
+                None => None,
+            };
+            let kill_all = || kill_container(g, id, created.spawned.pid);
+            supervise::watch(
+                created.spawned.pid,
+                &sigs,
+                pipes,
+                sb,
+                req.flags.sandbox.json,
+                kill_all,
+            )
+        });
+    let wall = start.elapsed();
+    let oom = cgroup.is_enabled() && cgroup.oom_kills().unwrap_or(0) > 0;
+    let cg_peak = cgroup
+        .stats()
+        .ok()
+        .and_then(|s| s["memory"]["usage"]["max"].as_u64());
+    match Container::open(g, id) {
+        Ok(c) => match delete(&c, true) {
+            Ok(w) => warn_all(&w),
+            Err(e) => log::warn!("clean up container {id}: {e}"),
+        },
+        Err(e) => log::warn!("clean up container {id}: {e}"),
+    }
+    let facts = Facts {
+        wall,
+        oom,
+        cg_peak,
+        no_cgroup,
+    };
+    let w = watched?;
+    Ok((w.code, record(w, facts, sb, req)?))
+}
+
+/// What is known of a finished container besides how its init ended.
+struct Facts {
+    wall: std::time::Duration,
+    oom: bool,
+    cg_peak: Option<u64>,
+    /// Why there was no cgroup, when there was none.
+    no_cgroup: Option<String>,
+}
+
+/// Logs the engine's warnings; without a cgroup its cgroup warning becomes the reason, said once
+/// in our line (what is applied instead) and kept for the record.
+fn cgroup_reason(warnings: &[String], enabled: bool) -> Option<String> {
+    let (why, rest): (Vec<String>, Vec<String>) = warnings
+        .iter()
+        .cloned()
+        .partition(|w| !enabled && w.contains("cgroup"));
+    warn_all(&rest);
+    if enabled {
+        return None;
+    }
+    let why = why
+        .into_iter()
+        .next()
+        .unwrap_or_else(|| "no cgroup (cgroups disabled)".into());
+    log::warn!(
+        "sandbox: {why}; memory and cpu limits not applied, processes limited by RLIMIT_NPROC"
+    );
+    Some(why)
+}
+
+fn record(w: supervise::Watched, f: Facts, sb: &Sandbox, req: &Request) -> anyhow::Result<Record> {
+    let ru = getrusage(UsageWho::RUSAGE_CHILDREN)?;
+    let ms = |t: nix::sys::time::TimeVal| (t.tv_sec() * 1000 + t.tv_usec() / 1000) as u64;
+    let (peak, source) = match f.cg_peak {
+        Some(p) => (p, "cgroup"),
+        None => (ru.max_rss() as u64 * 1024, "rusage"),
+    };
+    let json = req.flags.sandbox.json;
+    Ok(Record {
+        exit_code: w.code,
+        signal: w.signal.map(|s: Signal| s.as_str().to_string()),
+        timed_out: w.timed_out,
+        oom_killed: f.oom,
+        stdout_truncated: w.out.truncated(),
+        stderr_truncated: w.err.truncated(),
+        stdout_bytes: w.out.seen,
+        stderr_bytes: w.err.seen,
+        wall_ms: f.wall.as_millis() as u64,
+        cpu_user_ms: ms(ru.user_time()),
+        cpu_sys_ms: ms(ru.system_time()),
+        peak_memory_bytes: peak,
+        peak_memory_source: source.into(),
+        limits: sb.limits(f.no_cgroup.as_deref(), req.tty),
+        stdout: json.then(|| w.out.text()),
+        stderr: json.then(|| w.err.text()),
+    })
+}
+
+/// Every process of the container: the cgroup's or the pid namespace's, then the init itself
+/// (whose death ends the pid namespace).
+fn kill_container(g: &GlobalOptions, id: &str, pid: nix::unistd::Pid) {
+    if let Ok(c) = Container::open(g, id) {
+        if let Err(e) = kill(&c, Signal::SIGKILL, true) {
+            log::debug!("kill container {id}: {e}");
+        }
+    }
+    let _ = nix::sys::signal::kill(pid, Signal::SIGKILL);
+}

@@ -1,0 +1,406 @@
+//! The `--sandbox` preset for untrusted code: what it adds to [`Options`], how it rewrites the
+//! config.json [`crate::build`] made, and the result record (docs/sandbox.md holds the schema; keep
+//! it stable: add keys, never rename or remove them).
+//!
+//! On top of the `sandbox` profile (spec-templates/sandbox.json: every capability dropped,
+//! no_new_privs, rlimits, runc's masked and read-only paths, fresh pid/network/ipc/uts/mount/cgroup
+//! namespaces) the preset:
+//! - binds nothing from the host but the workspace (`--workspace DIR` → /workspace, the working
+//!   directory); /etc/passwd and /etc/group are generated files, not the host's;
+//! - mounts a size-capped tmpfs on /tmp, a fresh sysfs (the network namespace is ours), a minimal /dev;
+//! - sets the environment to an allow-list (PATH, HOME=/workspace, LANG=C.UTF-8, TERM with a tty)
+//!   plus `--env`/`--env-file`: nothing of the host's passes (not even HUSKENV_*);
+//! - installs spec-templates/seccomp-default.json (Docker's default profile for a process without
+//!   capabilities);
+//! - without a cgroup, adds RLIMIT_NPROC as the process limit (counted per user, in the container's
+//!   user namespace).
+//!
+//! Pure: nothing here touches the system.
+
+use crate::options::{parse_memory, Bind, Net, Options, OptionsError, Resources};
+use serde::Serialize;
+use serde_json::{json, Value};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The seccomp profile, an OCI `linux.seccomp` object.
+pub const SECCOMP_DEFAULT: &str = include_str!("../../../spec-templates/seccomp-default.json");
+
+/// Where the workspace appears inside.
+pub const WORKSPACE: &str = "/workspace";
+
+pub const DEFAULT_MEMORY: i64 = 128 << 20;
+pub const DEFAULT_CPUS: f64 = 0.5;
+pub const DEFAULT_PIDS: i64 = 64;
+pub const DEFAULT_TMP: i64 = 64 << 20;
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+pub const DEFAULT_OUTPUT: u64 = 1 << 20;
+/// RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_CORE as sandbox.json sets them.
+pub const FSIZE: u64 = 64 << 20;
+pub const NOFILE: u64 = 256;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum SandboxError {
+    #[error("parse --timeout {0:?}: want a duration such as 10s, 500ms or 2m")]
+    Timeout(String),
+    #[error("--workspace {0}: a path holding ':' or ',' cannot be bound")]
+    Workspace(PathBuf),
+    #[error(transparent)]
+    Size(#[from] OptionsError),
+}
+
+/// The preset's settings, defaults filled in.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sandbox {
+    /// Host directory bound read-write on /workspace (absolute).
+    pub workspace: PathBuf,
+    pub tmp_size: i64,
+    pub resources: Resources,
+    pub timeout: Duration,
+    /// Bytes of each of stdout and stderr passed on; the rest is read and dropped.
+    pub output_limit: u64,
+}
+
+impl Sandbox {
+    pub fn new(workspace: PathBuf) -> Sandbox {
+        Sandbox {
+            workspace,
+            tmp_size: DEFAULT_TMP,
+            resources: Resources {
+                memory: Some(DEFAULT_MEMORY),
+                cpus: Some(DEFAULT_CPUS),
+                pids: Some(DEFAULT_PIDS),
+            },
+            timeout: DEFAULT_TIMEOUT,
+            output_limit: DEFAULT_OUTPUT,
+        }
+    }
+
+    /// Turns the user's options into the preset's: everything contained, no host binds but the
+    /// workspace, no network, the sandbox's limits.
+    pub fn options(&self, o: &mut Options) -> Result<(), SandboxError> {
+        let ws = self.workspace.to_string_lossy();
+        if ws.contains([':', ',']) {
+            return Err(SandboxError::Workspace(self.workspace.clone()));
+        }
+        o.containall = true;
+        o.contain = true;
+        o.cleanenv = true;
+        o.no_home = true;
+        o.pid = true;
+        o.ipc = true;
+        o.net = Some(Net::None);
+        o.writable = false;
+        o.fakeroot = false;
+        o.binds = vec![Bind {
+            source: self.workspace.clone(),
+            destination: WORKSPACE.into(),
+            readonly: false,
+        }];
+        o.pwd = Some(WORKSPACE.into());
+        o.resources = self.resources;
+        Ok(())
+    }
+
+    /// Rewrites the config [`crate::build`] made from the `sandbox` profile. `env` is `--env-file`
+    /// then `--env` (later wins); `term` is the host's TERM, used only with a tty; `nproc` adds
+    /// RLIMIT_NPROC (no cgroup to count processes).
+    pub fn apply(
+        &self,
+        config: &mut Value,
+        env: &[(String, String)],
+        term: Option<&str>,
+        nproc: bool,
+    ) {
+        let mounts = config["mounts"].as_array_mut().expect("mounts is an array");
+        mounts.retain(|m| {
+            let d = m["destination"].as_str().unwrap_or_default();
+            d != "/etc/resolv.conf" && d != "/etc/hosts"
+        });
+        for m in mounts.iter_mut() {
+            match m["destination"].as_str().unwrap_or_default() {
+                "/tmp" => {
+                    m["options"] = json!([
+                        "nosuid",
+                        "nodev",
+                        "mode=1777",
+                        format!("size={}", self.tmp_size)
+                    ]);
+                }
+                "/sys" => {
+                    *m = json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
+                        "options": ["nosuid", "noexec", "nodev", "ro"]});
+                }
+                _ => {}
+            }
+        }
+        let p = &mut config["process"];
+        p["env"] = json!(environment(&p["env"], env, p["terminal"] == true, term));
+        if nproc {
+            if let Some(pids) = self.resources.pids {
+                p["rlimits"]
+                    .as_array_mut()
+                    .expect("rlimits is an array")
+                    .push(json!({"type": "RLIMIT_NPROC", "hard": pids, "soft": pids}));
+            }
+        }
+        config["linux"]["seccomp"] =
+            serde_json::from_str(SECCOMP_DEFAULT).expect("seccomp-default.json is JSON");
+    }
+}
+
+/// PATH from the built env (the image's or the profile's), HOME, LANG, TERM with a tty, then the
+/// user's variables; sorted by name.
+fn environment(
+    built: &Value,
+    user: &[(String, String)],
+    tty: bool,
+    term: Option<&str>,
+) -> Vec<String> {
+    let mut env = std::collections::BTreeMap::new();
+    let path = built
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .find_map(|kv| kv.strip_prefix("PATH="));
+    if let Some(path) = path {
+        env.insert("PATH".to_string(), path.to_string());
+    }
+    env.insert("HOME".into(), WORKSPACE.into());
+    env.insert("LANG".into(), "C.UTF-8".into());
+    if tty {
+        env.insert("TERM".into(), term.unwrap_or("xterm").to_string());
+    }
+    env.extend(user.iter().cloned());
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// `10s`, `500ms`, `2m`, `1h`, or plain seconds (`1.5`).
+pub fn parse_duration(s: &str) -> Result<Duration, SandboxError> {
+    let bad = || SandboxError::Timeout(s.to_string());
+    let t = s.trim();
+    let (num, unit) = match t.find(|c: char| c.is_ascii_alphabetic()) {
+        Some(i) => (&t[..i], &t[i..]),
+        None => (t, "s"),
+    };
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(bad());
+    }
+    Ok(Duration::from_secs_f64(secs))
+}
+
+/// `--output-limit` and `--tmp-size`: sizes as `--memory` takes them.
+pub fn parse_size(s: &str) -> Result<i64, SandboxError> {
+    Ok(parse_memory(s)?)
+}
+
+/// One limit in the record: its value, what enforced it (null: nothing), why not when not.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limit {
+    pub value: Value,
+    pub enforced_by: Option<String>,
+    pub reason: Option<String>,
+}
+
+impl Limit {
+    fn by(value: Value, how: &str) -> Limit {
+        Limit {
+            value,
+            enforced_by: Some(how.into()),
+            reason: None,
+        }
+    }
+
+    fn not(value: Value, why: &str) -> Limit {
+        Limit {
+            value,
+            enforced_by: None,
+            reason: Some(why.into()),
+        }
+    }
+}
+
+/// What was in force (`limits` in the record).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Limits {
+    pub memory_bytes: Limit,
+    pub cpus: Limit,
+    pub pids: Limit,
+    pub timeout_ms: Limit,
+    pub output_bytes: Limit,
+    pub tmp_bytes: Limit,
+    pub fsize_bytes: Limit,
+    pub nofile: Limit,
+    pub core_bytes: Limit,
+    /// Names of the limits above with no enforcer.
+    pub not_applied: Vec<String>,
+}
+
+impl Sandbox {
+    /// `cgroup`: None when the container had one, else why not. `tty`: output went to a terminal
+    /// (not capped).
+    pub fn limits(&self, cgroup: Option<&str>, tty: bool) -> Limits {
+        let r = &self.resources;
+        let cg = |v: Value, how: &str| match cgroup {
+            None => Limit::by(v, how),
+            Some(why) => Limit::not(v, why),
+        };
+        let pids = match cgroup {
+            None => Limit::by(json!(r.pids), "cgroup pids"),
+            Some(_) => Limit::by(json!(r.pids), "RLIMIT_NPROC"),
+        };
+        let output = if tty {
+            Limit::not(json!(self.output_limit), "a terminal is not capped")
+        } else {
+            Limit::by(json!(self.output_limit), "husk (pipes)")
+        };
+        let mut l = Limits {
+            memory_bytes: cg(json!(r.memory), "cgroup memory"),
+            cpus: cg(json!(r.cpus), "cgroup cpu"),
+            pids,
+            timeout_ms: Limit::by(json!(self.timeout.as_millis() as u64), "husk (SIGKILL)"),
+            output_bytes: output,
+            tmp_bytes: Limit::by(json!(self.tmp_size), "tmpfs size"),
+            fsize_bytes: Limit::by(json!(FSIZE), "RLIMIT_FSIZE"),
+            nofile: Limit::by(json!(NOFILE), "RLIMIT_NOFILE"),
+            core_bytes: Limit::by(json!(0), "RLIMIT_CORE"),
+            not_applied: Vec::new(),
+        };
+        let named = [
+            ("memory_bytes", &l.memory_bytes),
+            ("cpus", &l.cpus),
+            ("output_bytes", &l.output_bytes),
+        ];
+        l.not_applied = named
+            .iter()
+            .filter(|(_, v)| v.enforced_by.is_none())
+            .map(|(n, _)| n.to_string())
+            .collect();
+        l
+    }
+}
+
+/// The result record (`--result FILE`, `--json`).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Record {
+    /// Shell-style status: the exit code, or 128+N when killed by signal N.
+    pub exit_code: i32,
+    /// The signal that killed the program ("SIGKILL"), or null.
+    pub signal: Option<String>,
+    pub timed_out: bool,
+    pub oom_killed: bool,
+    pub stdout_truncated: bool,
+    pub stderr_truncated: bool,
+    pub stdout_bytes: u64,
+    pub stderr_bytes: u64,
+    pub wall_ms: u64,
+    pub cpu_user_ms: u64,
+    pub cpu_sys_ms: u64,
+    pub peak_memory_bytes: u64,
+    /// "cgroup" or "rusage" (getrusage(RUSAGE_CHILDREN) maxrss: the largest single process).
+    pub peak_memory_source: String,
+    pub limits: Limits,
+    /// With `--json`: the streams (up to the limit, lossy UTF-8); absent otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stdout: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stderr: Option<String>,
+}
+
+/// Every key the record always has (tests and docs/sandbox.md check against it).
+pub const RECORD_KEYS: &[&str] = &[
+    "exit_code",
+    "signal",
+    "timed_out",
+    "oom_killed",
+    "stdout_truncated",
+    "stderr_truncated",
+    "stdout_bytes",
+    "stderr_bytes",
+    "wall_ms",
+    "cpu_user_ms",
+    "cpu_sys_ms",
+    "peak_memory_bytes",
+    "peak_memory_source",
+    "limits",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::options::Verb;
+
+    #[test]
+    fn durations_and_sizes() {
+        assert_eq!(parse_duration("10s").unwrap(), Duration::from_secs(10));
+        assert_eq!(parse_duration("500ms").unwrap(), Duration::from_millis(500));
+        assert_eq!(parse_duration("2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
+        assert!(parse_duration("0").is_err() && parse_duration("5x").is_err());
+        assert_eq!(parse_size("1M").unwrap(), 1 << 20);
+    }
+
+    #[test]
+    fn options_bind_only_the_workspace() {
+        let sb = Sandbox::new("/w".into());
+        let mut o = Options::new(Verb::Exec { command: vec![] });
+        o.binds = vec![Bind {
+            source: "/etc".into(),
+            destination: "/x".into(),
+            readonly: true,
+        }];
+        o.writable = true;
+        sb.options(&mut o).unwrap();
+        assert_eq!(o.binds.len(), 1);
+        assert_eq!(o.binds[0].destination, PathBuf::from(WORKSPACE));
+        assert!(o.containall && o.no_home && !o.writable && o.net == Some(Net::None));
+        let bad = Sandbox::new("/a:b".into());
+        assert!(bad.options(&mut o).is_err());
+    }
+
+    #[test]
+    fn apply_sets_env_tmp_seccomp_and_nproc() {
+        let sb = Sandbox::new("/w".into());
+        let mut c = json!({
+            "process": {"env": ["PATH=/bin", "SECRET=x", "HOME=/root"], "terminal": false,
+                "rlimits": []},
+            "mounts": [{"destination": "/tmp", "type": "tmpfs", "options": []},
+                {"destination": "/etc/hosts", "type": "bind"}],
+            "linux": {}
+        });
+        let env = vec![("A".to_string(), "1".to_string())];
+        sb.apply(&mut c, &env, Some("screen"), true);
+        assert_eq!(
+            c["process"]["env"],
+            json!(["A=1", "HOME=/workspace", "LANG=C.UTF-8", "PATH=/bin"])
+        );
+        assert_eq!(c["mounts"].as_array().unwrap().len(), 1);
+        assert!(c["mounts"][0]["options"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("size=67108864")));
+        assert_eq!(c["process"]["rlimits"][0]["type"], "RLIMIT_NPROC");
+        assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        let s: oci_spec::runtime::LinuxSeccomp =
+            serde_json::from_value(c["linux"]["seccomp"].clone()).unwrap();
+        assert!(s.syscalls().as_ref().unwrap().len() > 5);
+    }
+
+    #[test]
+    fn limits_say_what_was_not_applied() {
+        let sb = Sandbox::new("/w".into());
+        let l = sb.limits(Some("no cgroup"), false);
+        assert_eq!(l.not_applied, vec!["memory_bytes", "cpus"]);
+        assert_eq!(l.pids.enforced_by.as_deref(), Some("RLIMIT_NPROC"));
+        assert!(sb.limits(None, false).not_applied.is_empty());
+    }
+}
