@@ -10,6 +10,7 @@ both!(
     stdin_passes_through,
     run_removes_container,
     keep_leaves_stopped_container,
+    process_starts_with_no_blocked_or_ignored_signals,
 );
 
 fn run(t: &Ctx, args: &[&str]) -> crate::harness::Out {
@@ -76,4 +77,37 @@ fn keep_leaves_stopped_container(t: &Ctx) {
     assert_eq!(t.state(&id)["status"], "stopped");
     t.rt(&["delete", &id]).ok();
     t.assert_nothing_left();
+}
+
+/// Regression (found under Slurm: scancel's SIGTERM stayed pending): a foreground `run` blocks
+/// the signals it forwards, and Rust ignores SIGPIPE; the container's program must start with an
+/// empty signal mask and SIGPIPE at its default, as under runc. busybox sh itself ignores SIGQUIT.
+fn process_starts_with_no_blocked_or_ignored_signals(t: &Ctx) {
+    let b = t.bundle().args(&[
+        "/bin/sh",
+        "-c",
+        "grep -E '^Sig(Blk|Ign):' /proc/self/status",
+    ]);
+    let id = t.id("sigmask");
+    let dir = t.write(&b);
+    let out = t.rt(&["run", "--bundle", dir.to_str().unwrap(), &id]).ok();
+    let field = |name: &str| -> u64 {
+        let line = out
+            .stdout
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in {out}"));
+        u64::from_str_radix(line.split_whitespace().nth(1).unwrap(), 16).unwrap()
+    };
+    assert_eq!(
+        field("SigBlk:"),
+        0,
+        "signals blocked in the container: {out}"
+    );
+    let sigpipe = 1u64 << (13 - 1);
+    assert_eq!(
+        field("SigIgn:") & sigpipe,
+        0,
+        "SIGPIPE ignored in the container: {out}"
+    );
 }

@@ -309,6 +309,12 @@ pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infall
     if !ctx.env.iter().any(|kv| kv.starts_with("HOME=")) {
         envp.push(cstring(&format!("HOME={}", home_of(p.user().uid()))));
     }
+    // A foreground husk blocks the signals it forwards, and Rust ignores SIGPIPE: the program must
+    // start with an empty mask and default dispositions, as under runc.
+    nix::sys::signal::SigSet::all()
+        .thread_unblock()
+        .map_err(sys("unblock signals"))?;
+    crate::sys::default_sigpipe().map_err(sys("reset SIGPIPE"))?;
     security::rlimit::apply(p.rlimits().as_deref().unwrap_or_default())?;
     crate::sys::cloexec_from(3 + ctx.preserve_fds).map_err(sys("close inherited fds"))?;
     if let Some(c) = p.capabilities() {

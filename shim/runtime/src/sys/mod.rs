@@ -170,3 +170,12 @@ pub fn recv_fd(sock: std::os::fd::BorrowedFd<'_>) -> nix::Result<std::os::fd::Ow
     }
     Err(Errno::EBADMSG)
 }
+
+/// Puts SIGPIPE back to SIG_DFL. The Rust runtime ignores SIGPIPE at start-up, and an ignored
+/// signal stays ignored across execve: the container's program must not inherit that.
+pub fn default_sigpipe() -> nix::Result<()> {
+    use nix::sys::signal::{signal, SigHandler, Signal};
+    // SAFETY: installing SIG_DFL runs no handler code of ours, so none of sigaction's hazards
+    // (async-signal-safety of a handler, races with a handler's data) apply.
+    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
