@@ -28,7 +28,14 @@ uid=$(id -u "$TUSER")
 cleanup() {
 	# Steps still running (a failed case) are cancelled first, so slurmd can reap them.
 	[ -f "$conf" ] && SLURM_CONF=$conf timeout 10 scancel --full --user "$TUSER" >/dev/null 2>&1
-	local p
+	local p u c
+	# Containers a failed step left behind, removed by their owner with the runtime's own state.
+	for u in root "$TUSER"; do
+		for c in $(runuser -u "$u" -- "$RUNTIME" --root="$d/oci-state/$u" list -q 2>/dev/null); do
+			runuser -u "$u" -- timeout 10 "$RUNTIME" --root="$d/oci-state/$u" delete --force "$c" \
+				>/dev/null 2>&1
+		done
+	done
 	for p in "${pids[@]}"; do kill "$p" 2>/dev/null; done
 	for p in "${pids[@]}"; do
 		wait_for 10 dead "$p" >/dev/null || kill -9 "$p" 2>/dev/null
@@ -65,7 +72,14 @@ if ! out=$(PROBE=/nonexistent "$top/bundles/busybox/make-rootfs" "$d/bundle/root
 	exit 1
 fi
 cp -a "$d/bundle/rootfs" "$d/rootfs"
-chmod -R a+rX "$d/bundle" "$d/rootfs"
+# root's srun gets its own bundle: the same rootfs, a rootless config written by root (0 -> 0)
+mkdir -p "$d/bundle-root"
+ln -s "$d/bundle/rootfs" "$d/bundle-root/rootfs"
+if ! out=$(cd "$d" && "$RUNTIME" spec --rootless --bundle "$d/bundle-root" 2>&1); then
+	fail "$tag: build root's bundle" "$out"
+	exit 1
+fi
+chmod -R a+rX "$d/bundle" "$d/bundle-root" "$d/rootfs"
 
 # munged as root (--force) with its own key, socket, pid, seed and log files.
 dd if=/dev/urandom of="$d/munge/munge.key" bs=1024 count=1 status=none
@@ -171,6 +185,16 @@ t_srun_container_env() {
 	expect_has "rootfs is the bundle's" "$out" /bin/busybox
 }
 
+# Slurm's containers are documented as rootless only; root's srun runs the same patterns as root.
+t_srun_container_root() {
+	local out rc
+	out=$(cd "$d" && tmo srun --container="$d/bundle-root" sh -c 'echo root-$(id -u); exit 4' \
+		2>"$d/err")
+	rc=$?
+	expect_eq "exit code" "$rc" 4 || { cat "$d/err"; return 1; }
+	expect_eq "output" "$out" root-0 || { cat "$d/err"; return 1; }
+}
+
 # job_state ID: COMPLETED, FAILED, RUNNING, ... from scontrol (no accounting here, so no sacct)
 job_field() { scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
 job_done() { case $(job_field "$1" JobState) in COMPLETED | FAILED | CANCELLED | TIMEOUT) return 0 ;; esac; return 1; }
@@ -220,5 +244,6 @@ EOF
 check "$tag: srun --container (oci.conf RunTimeRun), output" t_srun_container
 check "$tag: srun --container, exit code passthrough" t_srun_container_exit
 check "$tag: srun --container, job env and rootfs" t_srun_container_env
+check "$tag: srun --container as root, output and exit code" t_srun_container_root
 [ "$RT_NAME" = husk ] && check "$tag: sbatch job calling husk exec ROOTFS, output and ExitCode" t_sbatch_launcher
 exit 0
