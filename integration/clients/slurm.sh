@@ -41,7 +41,7 @@ cleanup() {
 		wait_for 10 dead "$p" >/dev/null || kill -9 "$p" 2>/dev/null
 	done
 	umount_under "$d"
-	rm -rf "${d:?}/bundle" "${d:?}/rootfs"
+	rm -rf "${d:?}/bundle" "${d:?}/bundle-root" "${d:?}/rootfs"
 	return 0
 }
 dead() { ! kill -0 "$1" 2>/dev/null; }
@@ -74,7 +74,9 @@ fi
 cp -a "$d/bundle/rootfs" "$d/rootfs"
 # root's srun gets its own bundle: the same rootfs, a rootless config written by root (0 -> 0)
 mkdir -p "$d/bundle-root"
-ln -s "$d/bundle/rootfs" "$d/bundle-root/rootfs"
+# a copy, not a symlink: runc refuses a rootfs path that is a symlink ("invalid rootfs: not an
+# absolute path, or a symlink")
+cp -a "$d/bundle/rootfs" "$d/bundle-root/rootfs"
 if ! out=$(cd "$d" && "$RUNTIME" spec --rootless --bundle "$d/bundle-root" 2>&1); then
 	fail "$tag: build root's bundle" "$out"
 	exit 1
