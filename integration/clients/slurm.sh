@@ -201,10 +201,10 @@ t_srun_container_root() {
 job_field() { scontrol show job "$1" 2>/dev/null | tr ' ' '\n' | sed -n "s/^$2=//p" | head -n 1; }
 job_done() { case $(job_field "$1" JobState) in COMPLETED | FAILED | CANCELLED | TIMEOUT) return 0 ;; esac; return 1; }
 
-# submit SCRIPT: sbatch it as $TUSER and wait for the job to end; prints the job id.
+# submit SBATCH-ARGS...: sbatch as $TUSER and wait for the job to end; prints the job id.
 submit() {
 	local out id
-	out=$(as_user sbatch --parsable --output="$d/jobs/%j.out" "$1" 2>&1) || {
+	out=$(as_user sbatch --parsable --output="$d/jobs/%j.out" "$@" 2>&1) || {
 		echo "sbatch: $out"
 		return 1
 	}
@@ -243,9 +243,21 @@ EOF
 	expect_eq "ExitCode" "$(job_field "$id" ExitCode)" 0:0 || { echo "$out"; return 1; }
 }
 
+# The batch step itself in the container: sbatch --container runs the script through oci.conf.
+t_sbatch_container() {
+	local id out
+	id=$(submit --container="$d/bundle" --wrap 'echo batch-$(id -u); ls /bin/busybox; exit 6') ||
+		return 1
+	out=$(cat "$d/jobs/$id.out" 2>&1)
+	expect_has "job output" "$out" "batch-0
+/bin/busybox" || return 1
+	expect_eq "ExitCode" "$(job_field "$id" ExitCode)" 6:0
+}
+
 check "$tag: srun --container (oci.conf RunTimeRun), output" t_srun_container
 check "$tag: srun --container, exit code passthrough" t_srun_container_exit
 check "$tag: srun --container, job env and rootfs" t_srun_container_env
 check "$tag: srun --container as root, output and exit code" t_srun_container_root
+check "$tag: sbatch --container, output and ExitCode" t_sbatch_container
 [ "$RT_NAME" = husk ] && check "$tag: sbatch job calling husk exec ROOTFS, output and ExitCode" t_sbatch_launcher
 exit 0
