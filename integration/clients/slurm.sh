@@ -191,6 +191,17 @@ t_srun_container_env() {
 	expect_has "rootfs is the bundle's" "$out" in-bundle
 }
 
+# The container's process starts with no blocked signals and SIGPIPE at its default, as runc
+# leaves it: a mask inherited from the runtime's signal forwarding would keep SIGTERM (scancel,
+# time limits) pending forever, and only Slurm's SIGKILL would end the step.
+t_srun_container_signals() {
+	local out
+	out=$(as_user srun --container="$d/bundle" grep -E '^Sig(Blk|Ign):' /proc/self/status \
+		2>"$d/err")
+	expect_eq "signal mask and ignored signals" "$(echo "$out" | tr -s '\t ' ' ')" "SigBlk: 0000000000000000
+SigIgn: 0000000000000000" || { cat "$d/err"; return 1; }
+}
+
 # scancel of a running container step: proctrack's SIGTERM reaches the container's init (it has
 # a handler: an init without one, like a bare `sleep`, ignores SIGTERM in its pid namespace, and
 # the step then waits for Slurm's kill timeout and RunTimeKill/RunTimeDelete), and the container
@@ -277,6 +288,8 @@ check "$tag: srun --container (oci.conf RunTimeRun), output" t_srun_container
 check "$tag: srun --container, exit code passthrough" t_srun_container_exit
 check "$tag: srun --container, job env and rootfs" t_srun_container_env
 check "$tag: srun --container as root, output and exit code" t_srun_container_root
+check "$tag: srun --container, no blocked or ignored signals in the container" \
+	t_srun_container_signals
 check "$tag: scancel of a running srun --container step" t_srun_container_cancel
 check "$tag: sbatch --container, output and ExitCode" t_sbatch_container
 [ "$RT_NAME" = husk ] &&
