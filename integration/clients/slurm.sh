@@ -43,6 +43,11 @@ cleanup() {
 	for p in "${pids[@]}"; do
 		wait_for 10 dead "$p" >/dev/null || kill -9 "$p" 2>/dev/null
 	done
+	# A step that never ended (SLURM_OCI=create-start) outlives slurmd: its slurmstepd still
+	# holds this cluster's slurmd.log open, which tells it from other clusters' steps.
+	for p in $(pgrep -x slurmstepd); do
+		ls -l "/proc/$p/fd" 2>/dev/null | grep -q "$d/log/" && kill -9 "$p" 2>/dev/null
+	done
 	umount_under "$d"
 	rm -rf "${d:?}/bundle" "${d:?}/bundle-root" "${d:?}/rootfs"
 	return 0
@@ -207,13 +212,17 @@ SigIgn: 0000000000000000" || { cat "$d/err"; return 1; }
 # the step then waits for Slurm's kill timeout and RunTimeKill/RunTimeDelete), and the container
 # is gone afterwards.
 t_srun_container_cancel() {
-	local out spid
+	local out spid cpid
 	as_user srun --container="$d/bundle" --job-name=cancel-me \
 		sh -c 'trap "exit 143" TERM; sleep 300 & wait' >"$d/cancel.out" 2>&1 &
 	spid=$!
 	running() { runuser -u "$TUSER" -- "$RUNTIME" --root="$d/oci-state/$TUSER" list 2>/dev/null |
 		grep -q running; }
 	wait_for 30 running || { cat "$d/cancel.out"; kill "$spid"; return 1; }
+	# the container's init, by pid: other users' sleeps may run on this machine too
+	cpid=$(runuser -u "$TUSER" -- "$RUNTIME" --root="$d/oci-state/$TUSER" list -f json |
+		jq -r '.[0].pid')
+	case $cpid in '' | null | 0) echo "no pid for the running container"; kill "$spid"; return 1 ;; esac
 	as_user scancel --name=cancel-me || { kill "$spid"; return 1; }
 	wait_for 40 dead "$spid" || { kill "$spid"; return 1; }
 	wait "$spid"
@@ -222,10 +231,7 @@ t_srun_container_cancel() {
 		runuser -u "$TUSER" -- "$RUNTIME" --root="$d/oci-state/$TUSER" list
 		return 1
 	}
-	if pgrep -u "$TUSER" -x sleep >/dev/null; then
-		echo "sleep still running: $(pgrep -a -u "$TUSER" -x sleep)"
-		return 1
-	fi
+	dead "$cpid" || { echo "container init $cpid still running"; return 1; }
 }
 
 # Slurm's containers are documented as rootless only; root's srun runs the same patterns as root.
