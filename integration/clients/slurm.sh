@@ -290,7 +290,9 @@ in-bundle" || return 1
 	expect_eq "ExitCode" "$(job_field "$id" ExitCode)" 6:0
 }
 
-check "$tag: srun --container (oci.conf RunTimeRun), output" t_srun_container
+form=RunTimeRun
+[ "${SLURM_OCI:-run}" = run ] || form=RunTimeCreate/RunTimeStart
+check "$tag: srun --container (oci.conf $form), output" t_srun_container
 check "$tag: srun --container, exit code passthrough" t_srun_container_exit
 check "$tag: srun --container, job env and rootfs" t_srun_container_env
 check "$tag: srun --container as root, output and exit code" t_srun_container_root
