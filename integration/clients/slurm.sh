@@ -31,7 +31,7 @@ uid=$(id -u "$TUSER")
 cleanup() {
 	# Steps still running (a failed case) are cancelled first, so slurmd can reap them.
 	[ -f "$conf" ] && SLURM_CONF=$conf timeout 10 scancel --full --user "$TUSER" >/dev/null 2>&1
-	local p u c
+	local p u c f
 	# Containers a failed step left behind, removed by their owner with the runtime's own state.
 	for u in root "$TUSER"; do
 		for c in $(runuser -u "$u" -- "$RUNTIME" --root="$d/oci-state/$u" list -q 2>/dev/null); do
@@ -46,7 +46,13 @@ cleanup() {
 	# A step that never ended (SLURM_OCI=create-start) outlives slurmd: its slurmstepd still
 	# holds this cluster's slurmd.log open, which tells it from other clusters' steps.
 	for p in $(pgrep -x slurmstepd); do
-		ls -l "/proc/$p/fd" 2>/dev/null | grep -q "$d/log/" && kill -9 "$p" 2>/dev/null
+		for f in "/proc/$p/fd/"*; do
+			case $(readlink "$f" 2>/dev/null) in "$d/log/"*)
+				kill -9 "$p" 2>/dev/null
+				break
+				;;
+			esac
+		done
 	done
 	umount_under "$d"
 	rm -rf "${d:?}/bundle" "${d:?}/bundle-root" "${d:?}/rootfs"
@@ -203,7 +209,8 @@ t_srun_container_signals() {
 	local out
 	out=$(as_user srun --container="$d/bundle" grep -E '^Sig(Blk|Ign):' /proc/self/status \
 		2>"$d/err")
-	expect_eq "signal mask and ignored signals" "$(echo "$out" | tr -s '\t ' ' ')" "SigBlk: 0000000000000000
+	out=$(echo "$out" | tr -s '\t ' ' ')
+	expect_eq "signal mask and ignored signals" "$out" "SigBlk: 0000000000000000
 SigIgn: 0000000000000000" || { cat "$d/err"; return 1; }
 }
 
@@ -222,7 +229,12 @@ t_srun_container_cancel() {
 	# the container's init, by pid: other users' sleeps may run on this machine too
 	cpid=$(runuser -u "$TUSER" -- "$RUNTIME" --root="$d/oci-state/$TUSER" list -f json |
 		jq -r '.[0].pid')
-	case $cpid in '' | null | 0) echo "no pid for the running container"; kill "$spid"; return 1 ;; esac
+	case $cpid in '' | null | 0)
+		echo "no pid for the running container"
+		kill "$spid"
+		return 1
+		;;
+	esac
 	as_user scancel --name=cancel-me || { kill "$spid"; return 1; }
 	wait_for 40 dead "$spid" || { kill "$spid"; return 1; }
 	wait "$spid"
@@ -268,7 +280,8 @@ t_sbatch_launcher() {
 	cat >"$d/jobs/launcher.sh" <<EOF
 #!/bin/sh
 echo host-\$(id -un)
-$RUNTIME exec $d/rootfs sh -c 'echo in-\$(cat /proc/self/uid_map | wc -l) \$(id -u); cat /husk-marker; exit 5'
+$RUNTIME exec $d/rootfs \\
+	sh -c 'echo in-\$(cat /proc/self/uid_map | wc -l) \$(id -u); cat /husk-marker; exit 5'
 EOF
 	chmod 755 "$d/jobs/launcher.sh"
 	id=$(submit "$d/jobs/launcher.sh") || return 1
