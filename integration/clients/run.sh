@@ -10,7 +10,8 @@
 #
 # Run as root. Installs the Debian packages it needs unless SKIP_SETUP=1. Env: RUNTIME (or
 # HUSK_RUNTIME; the runtime binary under test), TUSER (rootless user, default tuser; needs a uid
-# with /etc/subuid and /etc/subgid ranges, added here when missing), KEEP=1 (keep the work dir).
+# with /etc/subuid and /etc/subgid ranges, added here when missing), KEEP=1 (keep the work dir),
+# SLURM_OCI=create-start (slurm suite: oci.conf's create/start form instead of RunTimeRun).
 # Prints one line per case and closes with "clients: N passed, N failed"; exits 1 on any failure.
 # The runtime is always called through an argv-logging wrapper; on failure its log (every call the
 # clients made, failing ones with their exit status and the runtime's last log records) is kept and
