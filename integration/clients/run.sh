@@ -1,15 +1,17 @@
 #!/bin/bash
-# Real clients driving husk end to end: podman 4 (root and rootless), containerd 1.6 + ctr, and
-# dockerd 20.10 + docker, each started by these scripts with their own state in a temp dir.
+# Real clients driving husk end to end: podman 4 (root and rootless), containerd 1.6 + ctr,
+# dockerd 20.10 + docker, and Slurm 22.05 (srun --container, sbatch), each started by these
+# scripts with their own state in a temp dir.
 #
 #   integration/clients/run.sh                          # all suites, runtime target/release/husk
 #   RUNTIME=/usr/sbin/runc integration/clients/run.sh   # the same suites against runc (checks them)
 #   integration/clients/run.sh podman containerd        # some suites: podman podman-rootless
-#                                                       # containerd docker
+#                                                       # containerd docker slurm
 #
 # Run as root. Installs the Debian packages it needs unless SKIP_SETUP=1. Env: RUNTIME (or
 # HUSK_RUNTIME; the runtime binary under test), TUSER (rootless user, default tuser; needs a uid
-# with /etc/subuid and /etc/subgid ranges, added here when missing), KEEP=1 (keep the work dir).
+# with /etc/subuid and /etc/subgid ranges, added here when missing), KEEP=1 (keep the work dir),
+# SLURM_OCI=create-start (slurm suite: oci.conf's create/start form instead of RunTimeRun).
 # Prints one line per case and closes with "clients: N passed, N failed"; exits 1 on any failure.
 # The runtime is always called through an argv-logging wrapper; on failure its log (every call the
 # clients made, failing ones with their exit status and the runtime's last log records) is kept and
@@ -29,12 +31,12 @@ top=$(cd "$here/../.." && pwd)
 RUNTIME=${RUNTIME:-${HUSK_RUNTIME:-${CARGO_TARGET_DIR:-$top/target}/release/husk}}
 RUNTIME=$(readlink -f "$RUNTIME")
 TUSER=${TUSER:-tuser}
-suites=${*:-podman podman-rootless containerd docker}
+suites=${*:-podman podman-rootless containerd docker slurm}
 
 if [ -z "${SKIP_SETUP:-}" ]; then
 	need=""
 	for p in podman containerd docker.io skopeo umoci busybox-static uidmap fuse-overlayfs \
-		slirp4netns jq; do
+		slirp4netns jq slurm-wlm munge; do
 		dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 	done
 	if [ -n "$need" ]; then
@@ -100,6 +102,7 @@ for s in $suites; do
 	podman-rootless) MODE=rootless bash "$here/podman.sh" ;;
 	containerd) bash "$here/containerd.sh" ;;
 	docker) bash "$here/docker.sh" ;;
+	slurm) bash "$here/slurm.sh" ;;
 	*) fail "unknown suite $s" ;;
 	esac
 	echo "clients: suite $s took $(($(date +%s) - t0)) s"
