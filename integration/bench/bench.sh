@@ -14,7 +14,7 @@ OUT=${OUT:-/tmp/husk-bench}
 TUSER=${TUSER:-tuser}
 HUSK=${HUSK:-$top/target/x86_64-unknown-linux-gnu/release/husk}   # cargo build-static
 HUSK_DYN=${HUSK_DYN:-$top/target/release/husk}
-rm -rf "$OUT"; mkdir -p "$OUT"; chmod 755 "$OUT"
+rm -rf "$OUT"; mkdir -p "$OUT"; chmod 1777 "$OUT"   # the rootless half writes its results here
 [ -x "$HUSK" ] || (cd "$top" && cargo build-static -q)
 [ -x "$HUSK_DYN" ] || (cd "$top" && cargo build --release -q -p husk)
 "$top/bundles/busybox/make-rootfs" >/dev/null
@@ -33,7 +33,7 @@ mkbundle() { # mkbundle DIR rootless|root
 import json, sys
 p = sys.argv[1]; c = json.load(open(p))
 c["process"]["terminal"] = False; c["process"]["args"] = ["/bin/true"]
-c["root"]["path"] = c["root"]["path"]
+c["ociVersion"] = "1.0.2"   # Debian's crun 1.8.1 refuses newer versions
 json.dump(c, open(p, "w"))
 PY
   # runc and crun refuse a symlinked rootfs: give them the real path.
