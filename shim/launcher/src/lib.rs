@@ -22,6 +22,7 @@
 pub mod env;
 pub mod host;
 pub mod image;
+pub mod instance;
 pub mod mounts;
 pub mod options;
 pub mod passwd;
