@@ -119,4 +119,6 @@ pub enum Command {
     Spec(verbs::spec::SpecArgs),
     /// Print the OCI features this runtime supports, as JSON
     Features(verbs::features::FeaturesArgs),
+    /// Run IMAGEs as named instances in the background (start, list, stop)
+    Instance(verbs::instance::InstanceArgs),
 }

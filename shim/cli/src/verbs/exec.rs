@@ -54,7 +54,7 @@ pub struct ExecArgs {
     pub process_label: Option<String>,
     #[arg(long, hide = true)]
     pub apparmor: Option<String>,
-    /// Container id, or an IMAGE (a path such as ./rootfs) for the launcher
+    /// Container id, instance://NAME, or an IMAGE (a path such as ./rootfs) for the launcher
     pub id: String,
     /// Command and arguments (unless --process is given)
     pub command: Vec<String>,
@@ -114,8 +114,10 @@ fn run_image(g: &Global, a: ExecArgs) -> anyhow::Result<i32> {
     )
 }
 
-pub fn run(g: &Global, a: ExecArgs) -> anyhow::Result<i32> {
-    if husk_launcher::image::is_image_arg(&a.id) {
+pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
+    if let Some(name) = husk_launcher::instance::from_uri(&a.id) {
+        a.id = husk_launcher::instance::container_id(name);
+    } else if husk_launcher::image::is_image_arg(&a.id) {
         return run_image(g, a);
     }
     launch::reject_for_id("exec", &a.id, &a.launch)?;

@@ -8,6 +8,7 @@ pub mod events;
 pub mod exec;
 pub mod features;
 pub mod images;
+pub mod instance;
 pub mod kill;
 pub mod launch;
 pub mod list;
@@ -68,6 +69,7 @@ pub fn dispatch(g: &Global, cmd: Command) -> anyhow::Result<i32> {
         Command::Cache(a) => cache::run(g, a),
         Command::Spec(a) => spec::run(a),
         Command::Features(a) => features::run(a),
+        Command::Instance(a) => instance::run(g, a),
     }
 }
 
