@@ -1,4 +1,4 @@
-//! Man pages generated from the flag table: `man/husk.1` and `man/husk-<verb>.1`. The test fails when
+//! Man pages generated from the flag table: `man/husk.1` and `man/husk-<verb>[-<sub>].1`. The test fails when
 //! the committed pages differ from what the flags say; `HUSK_UPDATE_MAN=1 cargo test -p husk man`
 //! rewrites them.
 
@@ -67,6 +67,13 @@ Present between create and start.
 A launch's bundle (config.json, the skeleton rootfs, passwd, group), removed when it exits; the
 container id is \fIhusk\-<pid>\-<random>\fR.
 .TP
+\fI<root>\-instances/\fR (\fI/run/husk\-instances\fR, \fI$XDG_RUNTIME_DIR/husk\-instances\fR)
+Instances (\fBinstance start\fR), beside the state root: \fI<name>.json\fR (image, start time,
+TTL deadline, watcher pid), \fI<name>/\fR (the launch directory) and \fI<name>.log\fR (the
+instance's stdout and stderr, and its watcher's messages). \fBinstance stop\fR, or the watcher when
+the program exits or its TTL passes, removes the container (id \fIinst\-<name>\fR), the record and
+the launch directory; the log stays until the next start of that name.
+.TP
 \fI/var/cache/husk\fR (others: \fI$XDG_CACHE_HOME/husk\fR or \fI~/.cache/husk\fR)
 The image cache, mode 0700: \fIlayers/\fR (unpacked once, by diff_id), \fIrootfs/\fR (an image's
 layers stacked, hardlinked from \fIlayers/\fR), \fIimages/<key>.json\fR (records), \fItmp/\fR
@@ -106,6 +113,19 @@ pub fn pages() -> Vec<(String, Vec<u8>)> {
             .name(name)
             .bin_name(format!("husk {}", sub.get_name()));
         pages.push((format!("{name}.1"), render(cmd)));
+        for sub2 in sub
+            .get_subcommands()
+            .filter(|c| !c.is_hide_set() && c.get_name() != "help")
+        {
+            let name2: &'static str =
+                Box::leak(format!("{name}-{}", sub2.get_name()).into_boxed_str());
+            let cmd = sub2.clone().name(name2).bin_name(format!(
+                "husk {} {}",
+                sub.get_name(),
+                sub2.get_name()
+            ));
+            pages.push((format!("{name2}.1"), render(cmd)));
+        }
     }
     pages
 }
