@@ -27,6 +27,7 @@ mod fds;
 mod hooks;
 mod images;
 mod info;
+mod instance;
 mod kill;
 mod killstep;
 mod launcher;
