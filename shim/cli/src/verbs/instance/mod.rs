@@ -167,6 +167,9 @@ fn stop_container(
         }
         if wait_exit(&c, timeout).is_err() {
             log::info!("container {id} still running after {timeout:?}: SIGKILL");
+            if let Err(e) = kill(&c, Signal::SIGKILL, true) {
+                log::debug!("kill container {id}: {e}");
+            }
         }
     }
     match delete(&c, true) {
