@@ -238,6 +238,18 @@ fn list(g: &Global, a: ListArgs) -> anyhow::Result<i32> {
     let now = now_secs();
     let mut rows = Vec::new();
     for rec in records(&dir)? {
+        // Belt and braces for a watcher that was killed: well past its deadline, reap it here.
+        if rec
+            .expires
+            .is_some_and(|e| now > e + watch::TTL_GRACE.as_secs() + 30)
+        {
+            log::warn!(
+                "instance {}: past its ttl with no watcher; stopping",
+                rec.name
+            );
+            remove(&opts, &dir, &rec, Signal::SIGKILL, Duration::ZERO)?;
+            continue;
+        }
         let o = GlobalOptions {
             root: rec.root.clone(),
             ..opts.clone()
@@ -286,4 +298,48 @@ fn list(g: &Global, a: ListArgs) -> anyhow::Result<i32> {
         );
     }
     Ok(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(args: &[&str]) -> Result<super::InstanceCommand, clap::Error> {
+        let cli = Cli::try_parse_from([&["husk", "instance"], args].concat())?;
+        match cli.command {
+            Some(Command::Instance(a)) => Ok(a.command),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn start_takes_launcher_flags_then_image_name_args() {
+        let super::InstanceCommand::Start(s) = parse(&[
+            "start", "--ttl", "2s", "-C", "./img", "web", "sh", "-c", "x",
+        ])
+        .unwrap() else {
+            panic!("not start")
+        };
+        assert_eq!(s.ttl.as_deref(), Some("2s"));
+        assert!(s.launch.containall);
+        assert_eq!((s.image.as_str(), s.name.as_str()), ("./img", "web"));
+        assert_eq!(s.args, ["sh", "-c", "x"]);
+    }
+
+    #[test]
+    fn stop_needs_a_name_or_all_not_both() {
+        assert!(parse(&["stop"]).is_err());
+        assert!(parse(&["stop", "--all", "web"]).is_err());
+        let super::InstanceCommand::Stop(s) =
+            parse(&["stop", "-s", "KILL", "-t", "3", "web"]).unwrap()
+        else {
+            panic!("not stop")
+        };
+        assert_eq!(
+            (s.signal.as_str(), s.timeout, s.name.as_deref()),
+            ("KILL", 3, Some("web"))
+        );
+        assert!(parse(&["stop", "--all"]).is_ok());
+    }
 }

@@ -18,7 +18,7 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 /// How long the watcher gives the program after SIGTERM when the TTL passes.
-const TTL_GRACE: Duration = Duration::from_secs(10);
+pub const TTL_GRACE: Duration = Duration::from_secs(10);
 
 pub fn start(g: &Global, a: StartArgs) -> anyhow::Result<i32> {
     inst::validate_name(&a.name).map_err(|e| usage(e.to_string()))?;
