@@ -61,6 +61,9 @@ fn overlay_dir_changes_persist(t: &Ctx) {
     assert_eq!(out.stdout.trim(), "kept", "{out}");
     // --writable-tmpfs and --writable are the other ways to write: one at a time.
     exec(t, &["--overlay", d, "--writable"], &["true"]).code(2);
+    exec(t, &["--writable-tmpfs", "--overlay", d], &["true"]).code(2);
+    // The sandbox decides what is writable itself.
+    exec(t, &["--sandbox", "--writable-tmpfs"], &["true"]).code(2);
     t.assert_nothing_left();
 }
 
