@@ -126,8 +126,15 @@ pub fn build(
         Overlay::Tmpfs => bundle.join("overlay"),
         Overlay::Dir(d) => mounts::clean(&host.cwd, d),
     });
-    let (image_mounts, dirs) =
-        image_mounts(&under, &image.rootfs, opts, upper.as_deref(), userns, fs)?;
+    let (image_mounts, dirs) = image_mounts(
+        &under,
+        &image.rootfs,
+        opts,
+        upper.as_deref(),
+        userns,
+        &plan.mounts,
+        fs,
+    )?;
     let mut all = image_mounts;
     all.extend(plan.mounts.iter().map(|m| {
         json!({"destination": m.destination, "type": m.typ, "source": m.source, "options": m.options})
@@ -197,16 +204,19 @@ pub fn build(
 
 /// The image's entries, mounted first (everything else is mounted over them): read-only binds, or
 /// with an upper directory an overlay per directory (`upper/P` and `work/P` for image path P;
-/// `userxattr` in a user namespace, where trusted.* xattrs are out of reach). Also returns the
-/// host directories the overlays need.
+/// `userxattr` in a user namespace, where trusted.* xattrs are out of reach), except where a later
+/// mount covers the directory whole (/proc, /dev, /tmp...). Also returns the host directories the
+/// overlays need.
 fn image_mounts(
     under: &Underlay,
     rootfs: &Path,
     opts: &Options,
     upper: Option<&Path>,
     userns: bool,
+    later: &[mounts::Mount],
     fs: &dyn Fs,
 ) -> Result<(Vec<Value>, Vec<PathBuf>), PlanError> {
+    let covered = |p: &Path| later.iter().any(|m| m.is_dir && m.destination == p);
     let image_opts: &[&str] = if opts.writable {
         &["rbind"]
     } else {
@@ -218,7 +228,7 @@ fn image_mounts(
         let rel = p.strip_prefix("/").unwrap_or(p);
         let src = rootfs.join(rel);
         match upper {
-            Some(base) if fs.stat(&src) == Some(crate::host::Kind::Dir) => {
+            Some(base) if !covered(p) && fs.stat(&src) == Some(crate::host::Kind::Dir) => {
                 let (up, work) = (base.join("upper").join(rel), base.join("work").join(rel));
                 let mut o = Vec::new();
                 for (k, v) in [("lowerdir", &src), ("upperdir", &up), ("workdir", &work)] {
