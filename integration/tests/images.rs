@@ -19,6 +19,7 @@ both!(
     truncated_archive_is_one_error,
     unknown_tag_is_one_error,
     writable_is_refused_for_a_cached_image,
+    writable_tmpfs_writes_over_a_cached_image,
     registry_pull_over_loopback,
 );
 
@@ -317,6 +318,21 @@ fn writable_is_refused_for_a_cached_image(t: &Ctx) {
         line.contains("image cache") && line.contains("rootfs directory"),
         "{out}"
     );
+    t.assert_nothing_left();
+}
+
+/// The cached image shares inodes with the layer cache: an overlay copies a file up before it
+/// changes, so the cache (and the next run) sees the original.
+fn writable_tmpfs_writes_over_a_cached_image(t: &Ctx) {
+    let Some(img) = images(t) else { return };
+    let original = std::fs::read_to_string(host().rootfs.join("etc/hostname")).unwrap();
+    let write = "echo changed > /etc/hostname && echo new > /etc/new && cat /etc/hostname";
+    let args = ["exec", "--writable-tmpfs", &img.oci, "sh", "-c", write];
+    let out = img.rt(t, &args).ok();
+    assert_eq!(out.stdout.trim(), "changed", "{out}");
+    let read = "cat /etc/hostname; if test -e /etc/new; then echo leaked; fi";
+    let out = img.rt(t, &["exec", &img.oci, "sh", "-c", read]).ok();
+    assert_eq!(out.stdout, original, "{out}");
     t.assert_nothing_left();
 }
 

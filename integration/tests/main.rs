@@ -33,6 +33,7 @@ mod killstep;
 mod launcher;
 mod lifecycle;
 mod limits;
+mod overlay;
 mod pause;
 mod probe;
 mod ps;

@@ -64,8 +64,9 @@ The exact config.json the container was created from.
 Present between create and start.
 .TP
 \fI$XDG_RUNTIME_DIR/husk\-launch/<id>/\fR (root: \fI/run/husk\-launch/<id>/\fR)
-A launch's bundle (config.json, the skeleton rootfs, passwd, group), removed when it exits; the
-container id is \fIhusk\-<pid>\-<random>\fR.
+A launch's bundle (config.json, the skeleton rootfs, passwd, group; with
+\fB\-\-writable\-tmpfs\fR the overlays' \fIoverlay/upper\fR and \fIoverlay/work\fR), removed when it
+exits; the container id is \fIhusk\-<pid>\-<random>\fR.
 .TP
 \fI<root>\-instances/\fR (\fI/run/husk\-instances\fR, \fI$XDG_RUNTIME_DIR/husk\-instances\fR)
 Instances (\fBinstance start\fR), beside the state root: \fI<name>.json\fR (image, start time,
@@ -89,6 +90,10 @@ The launcher's default is Apptainer's: integration, not isolation. The container
 network, pid and ipc namespaces, sees the host's /dev (every character device is allowed, block
 devices are not), /proc and /sys, and can write to $HOME, /tmp and the current directory; use
 \fB\-\-containall\fR and \fB\-\-net none\fR to narrow that.
+\fB\-\-x11\fR hands the container the X server: it can read other windows' input and draw
+anywhere. \fB\-\-fuse\fR lets it mount FUSE file systems where it may open /dev/fuse.
+\fB\-\-writable\-tmpfs\fR and \fB\-\-overlay\fR never write to the image (kernel overlayfs copies a
+file up before changing it); the image's top-level entries stay as they are.
 .SH "SEE ALSO"
 runc(8), crun(1), podman(1), containerd(8)
 "#;

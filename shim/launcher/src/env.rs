@@ -2,7 +2,7 @@
 //!
 //! 1. the profile's env (defaults: PATH, TERM);
 //! 2. the host's environment, minus [`DENY`] and the prefixed variables below (with --cleanenv or
-//!    --containall only [`CLEAN_KEEP`]);
+//!    --containall only [`CLEAN_KEEP`]); with --x11 always DISPLAY and XAUTHORITY;
 //! 3. the image's Env;
 //! 4. `SINGULARITYENV_NAME`, then `APPTAINERENV_NAME`, then `HUSKENV_NAME` from the host: NAME;
 //! 5. `--env-file`, then `--env`, in order;
@@ -57,6 +57,16 @@ pub fn environment(
             !prefixed && !DENY.contains(&k.as_str())
         };
         if pass {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    if opts.x11 {
+        // The display is the point of --x11, --cleanenv or not.
+        for (k, v) in host
+            .env
+            .iter()
+            .filter(|(k, _)| k == "DISPLAY" || k == "XAUTHORITY")
+        {
             env.insert(k.clone(), v.clone());
         }
     }

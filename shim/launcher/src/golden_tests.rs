@@ -160,3 +160,100 @@ fn writable_is_refused_for_a_cached_image() {
     .unwrap_err();
     assert!(e.to_string().contains("image cache"), "{e}");
 }
+
+#[test]
+fn golden_rootless_writable_tmpfs() {
+    let mut opts = Options::new(Verb::Exec {
+        command: vec!["sh".into()],
+    });
+    opts.overlay = Some(crate::Overlay::Tmpfs);
+    check(
+        "rootless-writable-tmpfs",
+        1001,
+        image(ImageConfig::default()),
+        opts,
+    );
+}
+
+fn build_with(
+    img: &ResolvedImage,
+    opts: &Options,
+    host: &HostFacts,
+) -> Result<crate::Launch, crate::PlanError> {
+    let fs = fs()
+        .file("/dev/fuse", "")
+        .dir("/tmp/.X11-unix")
+        .file("/home/alice/.Xauthority", "");
+    build(
+        templates::render(templates::DEFAULT_PROFILE, host.uid, host.gid).unwrap(),
+        img,
+        opts,
+        host,
+        &fs,
+        std::path::Path::new("/run/l"),
+    )
+}
+
+#[test]
+fn overlay_dir_over_a_cached_image() {
+    let mut img = image(ImageConfig::default());
+    img.cached = true;
+    let mut opts = Options::new(Verb::Run { args: vec![] });
+    opts.overlay = Some(crate::Overlay::Dir("ovl".into()));
+    let l = build_with(&img, &opts, &host(0)).unwrap();
+    let m = l.config["mounts"].as_array().unwrap();
+    let usr = m.iter().find(|m| m["destination"] == "/usr").unwrap();
+    assert_eq!(usr["type"], "overlay");
+    // Real root, no user namespace: trusted xattrs, no userxattr.
+    assert_eq!(
+        usr["options"],
+        serde_json::json!([
+            "lowerdir=/img/usr",
+            "upperdir=/scratch/run1/ovl/upper/usr",
+            "workdir=/scratch/run1/ovl/work/usr"
+        ])
+    );
+    assert!(l
+        .dirs
+        .contains(&PathBuf::from("/scratch/run1/ovl/work/usr")));
+    // Not split for the mount points in it: the engine makes them in the upper directory.
+    let etc = m.iter().find(|m| m["destination"] == "/etc").unwrap();
+    assert_eq!(etc["type"], "overlay");
+    // --writable and an overlay do not mix.
+    opts.writable = true;
+    img.cached = false;
+    assert!(build_with(&img, &opts, &host(0)).is_err());
+    opts.writable = false;
+    opts.overlay = Some(crate::Overlay::Dir("/a:b".into()));
+    let e = build_with(&img, &opts, &host(0)).unwrap_err();
+    assert!(e.to_string().contains("/a:b"), "{e}");
+}
+
+#[test]
+fn fuse_and_x11() {
+    let img = image(ImageConfig::default());
+    let mut opts = Options::new(Verb::Run { args: vec![] });
+    opts.fuse = true;
+    opts.x11 = true;
+    opts.contain = true;
+    opts.cleanenv = true;
+    let mut h = host(1001);
+    h.env.push(("DISPLAY".into(), ":99".into()));
+    h.env
+        .push(("XAUTHORITY".into(), "/home/alice/.Xauthority".into()));
+    let l = build_with(&img, &opts, &h).unwrap();
+    let m = l.config["mounts"].as_array().unwrap();
+    let at = |d: &str| m.iter().find(|m| m["destination"] == d).cloned();
+    assert_eq!(at("/dev/fuse").unwrap()["source"], "/dev/fuse");
+    assert_eq!(at("/tmp/.X11-unix").unwrap()["type"], "bind");
+    let x = at("/home/alice/.Xauthority").unwrap();
+    assert!(x["options"].as_array().unwrap().contains(&"ro".into()));
+    let env = l.config["process"]["env"].to_string();
+    assert!(env.contains("DISPLAY=:99") && env.contains("XAUTHORITY=/home/alice/.Xauthority"));
+    let devices = l.config["linux"]["resources"]["devices"].to_string();
+    assert!(devices.contains(r#""major":10,"minor":229"#), "{devices}");
+    let mut no_display = host(1001);
+    no_display.env.clear();
+    let l = build_with(&img, &opts, &no_display).unwrap();
+    assert_eq!(l.warnings, ["--x11: DISPLAY is not set"]);
+}

@@ -76,6 +76,10 @@ pub trait Fs {
     fn list(&self, path: &Path) -> std::io::Result<Vec<(OsString, Kind)>>;
     /// A small text file (/etc/passwd); None when missing or unreadable.
     fn read(&self, path: &Path) -> Option<String>;
+    /// Permission bits and owner uid (stat); None when missing or not known.
+    fn mode(&self, _path: &Path) -> Option<(u32, u32)> {
+        None
+    }
 }
 
 /// The real filesystem.
@@ -117,5 +121,11 @@ impl Fs for RealFs {
 
     fn read(&self, path: &Path) -> Option<String> {
         std::fs::read_to_string(path).ok()
+    }
+
+    fn mode(&self, path: &Path) -> Option<(u32, u32)> {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(path).ok()?;
+        Some((m.mode() & 0o7777, m.uid()))
     }
 }

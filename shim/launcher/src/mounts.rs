@@ -18,6 +18,8 @@ pub enum MountError {
     Root(PathBuf),
     #[error("--pwd {0}: not an absolute path")]
     Pwd(PathBuf),
+    #[error("--fuse: /dev/fuse: no such device on this host (is the fuse module loaded?)")]
+    NoFuse,
 }
 
 /// One entry of the spec's `mounts`.
@@ -168,6 +170,12 @@ pub fn plan(
             m.push(bind(name.as_ref(), name.as_ref(), &ro_file, false, false));
         }
     }
+    if opts.fuse {
+        fuse(host, fs, contained, &mut m, &mut warnings)?;
+    }
+    if opts.x11 {
+        x11(host, fs, &mut m, &mut warnings);
+    }
     let home = &host.home;
     if !opts.no_home && home != Path::new("/") {
         if contained {
@@ -224,6 +232,78 @@ pub fn plan(
         pwd,
         warnings,
     })
+}
+
+const FUSE: &str = "/dev/fuse";
+
+fn fuse(
+    host: &HostFacts,
+    fs: &dyn Fs,
+    contained: bool,
+    m: &mut Vec<Mount>,
+    warnings: &mut Vec<String>,
+) -> Result<(), MountError> {
+    if fs.stat(FUSE.as_ref()).is_none() {
+        return Err(MountError::NoFuse);
+    }
+    if let Some((mode, owner)) = fs.mode(FUSE.as_ref()) {
+        let usable =
+            host.is_root() || mode & 0o006 == 0o006 || (owner == host.uid && mode & 0o600 == 0o600);
+        if !usable {
+            warnings.push(format!(
+                "--fuse: {FUSE} is mode {mode:04o} owned by uid {owner}: only root can open it on this host; FUSE mounts will fail inside"
+            ));
+        }
+    }
+    if contained {
+        m.push(bind(
+            FUSE.as_ref(),
+            FUSE.as_ref(),
+            &["bind", "nosuid"],
+            false,
+            false,
+        ));
+    }
+    Ok(())
+}
+
+fn x11(host: &HostFacts, fs: &dyn Fs, m: &mut Vec<Mount>, warnings: &mut Vec<String>) {
+    let var = |k: &str| {
+        host.env
+            .iter()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| v.clone())
+    };
+    if var("DISPLAY").is_none() {
+        warnings.push("--x11: DISPLAY is not set".into());
+    }
+    let sockets = Path::new("/tmp/.X11-unix");
+    if fs.stat(sockets) == Some(Kind::Dir) {
+        m.push(bind(
+            sockets,
+            sockets,
+            &["rbind", "nosuid", "nodev"],
+            true,
+            false,
+        ));
+    }
+    if let Some(x) = var("XAUTHORITY").filter(|x| x.starts_with('/')) {
+        let x = PathBuf::from(x);
+        if fs.stat(&x) == Some(Kind::File) {
+            m.push(bind(
+                &x,
+                &x,
+                &["bind", "ro", "nosuid", "nodev"],
+                false,
+                false,
+            ));
+        } else {
+            warnings.push(format!(
+                "--x11: XAUTHORITY {} is not a file: not bound",
+                x.display()
+            ));
+        }
+    }
 }
 
 /// Where host path `p` appears inside, through the last host bind that contains it.

@@ -59,6 +59,15 @@ impl Resources {
     }
 }
 
+/// Where the writes to an overlaid image go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Overlay {
+    /// `--writable-tmpfs`: an upper dir in the launch directory, removed at exit.
+    Tmpfs,
+    /// `--overlay DIR`: DIR/upper and DIR/work, kept.
+    Dir(PathBuf),
+}
+
 /// Everything the user asked for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Options {
@@ -83,6 +92,12 @@ pub struct Options {
     pub env: Vec<(String, String)>,
     pub tty: bool,
     pub writable: bool,
+    /// Overlay the image: writable, the image itself untouched.
+    pub overlay: Option<Overlay>,
+    /// Pass /dev/fuse.
+    pub fuse: bool,
+    /// Pass DISPLAY, /tmp/.X11-unix and $XAUTHORITY.
+    pub x11: bool,
     pub resources: Resources,
 }
 
@@ -105,6 +120,9 @@ impl Options {
             env: Vec::new(),
             tty: false,
             writable: false,
+            overlay: None,
+            fuse: false,
+            x11: false,
             resources: Resources::default(),
         }
     }

@@ -13,7 +13,7 @@ use crate::env::environment;
 use crate::host::{Fs, HostFacts};
 use crate::image::ResolvedImage;
 use crate::mounts::{self, MountError};
-use crate::options::{Net, Options, Verb};
+use crate::options::{Net, Options, Overlay, Verb};
 use crate::passwd;
 use crate::templates::TemplateError;
 use crate::underlay::{self, Entry, Underlay, UnderlayError};
@@ -30,6 +30,10 @@ pub enum PlanError {
     Underlay(#[from] UnderlayError),
     #[error("mount image {0} read-write: it is in the image cache, whose files it shares; use a rootfs directory with --writable")]
     WritableCached(String),
+    #[error("overlay {0}: a path with ',', ':' or '\\' cannot be an overlay option")]
+    OverlayPath(PathBuf),
+    #[error("--writable with --writable-tmpfs or --overlay: choose one")]
+    WritableOverlay,
     #[error("exec: no command given")]
     NoCommand,
     #[error("build config.json: {0}")]
@@ -53,6 +57,8 @@ pub struct Launch {
     pub files: Vec<(&'static str, String)>,
     /// Degradations worth one line each (e.g. $HOME missing).
     pub warnings: Vec<String>,
+    /// Host directories to create (overlay upper and work dirs).
+    pub dirs: Vec<PathBuf>,
 }
 
 /// Namespaces in the order runc's spec lists them.
@@ -83,6 +89,9 @@ pub fn build(
     if opts.writable && image.cached {
         return Err(PlanError::WritableCached(image.reference.clone()));
     }
+    if opts.writable && opts.overlay.is_some() {
+        return Err(PlanError::WritableOverlay);
+    }
     let mut t = template;
     let (uid, gid) = if opts.fakeroot || host.is_root() {
         (0, 0)
@@ -105,8 +114,32 @@ pub fn build(
         .iter()
         .map(|m| (m.destination.clone(), m.is_dir))
         .collect();
+    // Overlaid, the image's directories are writable without touching it: the engine makes the
+    // missing mount points in the upper directory, and nothing needs splitting.
+    let dests = if opts.overlay.is_some() {
+        Vec::new()
+    } else {
+        dests
+    };
     let under = underlay::plan(&image.rootfs, &dests, fs)?;
-    t["mounts"] = mounts_json(&under, &plan.mounts, &image.rootfs, opts.writable);
+    let upper = opts.overlay.as_ref().map(|o| match o {
+        Overlay::Tmpfs => bundle.join("overlay"),
+        Overlay::Dir(d) => mounts::clean(&host.cwd, d),
+    });
+    let (image_mounts, dirs) = image_mounts(
+        &under,
+        &image.rootfs,
+        opts,
+        upper.as_deref(),
+        userns,
+        &plan.mounts,
+        fs,
+    )?;
+    let mut all = image_mounts;
+    all.extend(plan.mounts.iter().map(|m| {
+        json!({"destination": m.destination, "type": m.typ, "source": m.source, "options": m.options})
+    }));
+    t["mounts"] = Value::Array(all);
     t["root"] = json!({"path": "rootfs", "readonly": !opts.writable});
     if has("uts") {
         if let Some(h) = &opts.hostname {
@@ -165,28 +198,58 @@ pub fn build(
         underlay: under,
         files,
         warnings: plan.warnings,
+        dirs,
     })
 }
 
-/// The image's entries first (everything else is mounted over them), then the plan's mounts.
-fn mounts_json(under: &Underlay, plan: &[mounts::Mount], rootfs: &Path, writable: bool) -> Value {
-    let image_opts: &[&str] = if writable {
+/// The image's entries, mounted first (everything else is mounted over them): read-only binds, or
+/// with an upper directory an overlay per directory (`upper/P` and `work/P` for image path P;
+/// `userxattr` in a user namespace, where trusted.* xattrs are out of reach), except where a later
+/// mount covers the directory whole (/proc, /dev, /tmp...). Also returns the host directories the
+/// overlays need.
+fn image_mounts(
+    under: &Underlay,
+    rootfs: &Path,
+    opts: &Options,
+    upper: Option<&Path>,
+    userns: bool,
+    later: &[mounts::Mount],
+    fs: &dyn Fs,
+) -> Result<(Vec<Value>, Vec<PathBuf>), PlanError> {
+    let covered = |p: &Path| later.iter().any(|m| m.is_dir && m.destination == p);
+    let image_opts: &[&str] = if opts.writable {
         &["rbind"]
     } else {
         &["rbind", "ro"]
     };
-    let mut out: Vec<Value> = under
-        .binds
-        .iter()
-        .map(|p| {
-            let src = rootfs.join(p.strip_prefix("/").unwrap_or(p));
-            json!({"destination": p, "type": "bind", "source": src, "options": image_opts})
-        })
-        .collect();
-    out.extend(plan.iter().map(|m| {
-        json!({"destination": m.destination, "type": m.typ, "source": m.source, "options": m.options})
-    }));
-    Value::Array(out)
+    let mut out = Vec::new();
+    let mut dirs = Vec::new();
+    for p in &under.binds {
+        let rel = p.strip_prefix("/").unwrap_or(p);
+        let src = rootfs.join(rel);
+        match upper {
+            Some(base) if !covered(p) && fs.stat(&src) == Some(crate::host::Kind::Dir) => {
+                let (up, work) = (base.join("upper").join(rel), base.join("work").join(rel));
+                let mut o = Vec::new();
+                for (k, v) in [("lowerdir", &src), ("upperdir", &up), ("workdir", &work)] {
+                    let text = v.to_str().filter(|t| !t.contains([',', ':', '\\']));
+                    let text = text.ok_or_else(|| PlanError::OverlayPath(v.clone()))?;
+                    o.push(format!("{k}={text}"));
+                }
+                if userns {
+                    o.push("userxattr".into());
+                }
+                out.push(
+                    json!({"destination": p, "type": "overlay", "source": "overlay", "options": o}),
+                );
+                dirs.extend([up, work]);
+            }
+            _ => out.push(
+                json!({"destination": p, "type": "bind", "source": src, "options": image_opts}),
+            ),
+        }
+    }
+    Ok((out, dirs))
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -277,6 +340,10 @@ fn linux(t: &mut Value, opts: &Options, host: &HostFacts, nss: &[String], userns
         // usable; block devices (disks) are not.
         devices.push(json!({"allow": true, "type": "c", "access": "rwm"}));
     }
+    if opts.fuse {
+        devices
+            .push(json!({"allow": true, "type": "c", "major": 10, "minor": 229, "access": "rwm"}));
+    }
     let r = &mut l["resources"];
     r["devices"] = Value::Array(devices);
     let res = &opts.resources;
@@ -311,6 +378,9 @@ impl Launch {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(err("write", &p))?;
         }
+        for d in &self.dirs {
+            std::fs::create_dir_all(d).map_err(err("create", d))?;
+        }
         let root = dir.join("rootfs");
         std::fs::create_dir(&root).map_err(err("create", &root))?;
         for (path, entry) in &self.underlay.skeleton {
@@ -324,4 +394,25 @@ impl Launch {
         }
         Ok(())
     }
+}
+
+/// Removes a launch directory. Overlay leaves `work/.../work` at mode 0, which even its owner
+/// cannot list: make every directory under `overlay/work` searchable first.
+pub fn remove_launch_dir(dir: &Path) -> std::io::Result<()> {
+    fn open_up(d: &Path) -> std::io::Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+        for e in std::fs::read_dir(d)? {
+            let e = e?;
+            if e.file_type()?.is_dir() {
+                open_up(&e.path())?;
+            }
+        }
+        Ok(())
+    }
+    let work = dir.join("overlay/work");
+    if work.is_dir() {
+        open_up(&work)?;
+    }
+    std::fs::remove_dir_all(dir)
 }

@@ -8,7 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use husk_launcher::image::{CachedImages, ImageSource};
 use husk_launcher::options::{parse_binds, parse_cpus, parse_env, parse_env_file, parse_memory};
-use husk_launcher::{templates, HostFacts, Launch, Net, Options, RealFs, Resources, Verb};
+use husk_launcher::{templates, HostFacts, Launch, Net, Options, Overlay, RealFs, Resources, Verb};
 use husk_runtime::cgroup::Driver;
 use husk_runtime::CreateOptions;
 use std::path::{Path, PathBuf};
@@ -78,6 +78,20 @@ pub struct LaunchFlags {
     /// Mount the image read-write (writes go into the image directory; rootfs directories only)
     #[arg(short = 'w', long)]
     pub writable: bool,
+    /// Make the root writable through an overlay whose changes are thrown away at exit (kept in
+    /// the launch directory, a tmpfs under $XDG_RUNTIME_DIR or /run); the image is not touched
+    #[arg(long, conflicts_with_all = ["writable", "overlay"])]
+    pub writable_tmpfs: bool,
+    /// Make the root writable through an overlay whose changes persist in DIR/upper (DIR/work
+    /// beside it; both created if missing); the image is not touched
+    #[arg(long, value_name = "DIR", conflicts_with = "writable")]
+    pub overlay: Option<PathBuf>,
+    /// Pass /dev/fuse into the container (usable by root only where it is mode 0600)
+    #[arg(long)]
+    pub fuse: bool,
+    /// Pass the X11 display: DISPLAY, /tmp/.X11-unix and the $XAUTHORITY file (read-only)
+    #[arg(long)]
+    pub x11: bool,
     /// Print the config.json that would run, and exit
     #[arg(long)]
     pub dry_run: bool,
@@ -173,6 +187,13 @@ pub fn options(req: &Request) -> anyhow::Result<Options> {
     o.cleanenv = f.cleanenv;
     o.tty = req.tty;
     o.writable = f.writable;
+    o.overlay = match (&f.overlay, f.writable_tmpfs) {
+        (Some(d), _) => Some(Overlay::Dir(d.clone())),
+        (None, true) => Some(Overlay::Tmpfs),
+        (None, false) => None,
+    };
+    o.fuse = f.fuse;
+    o.x11 = f.x11;
     Ok(o)
 }
 
@@ -268,7 +289,7 @@ pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
             req.engine.bundle = dir.clone();
             super::run::foreground(&gopts, &id, &req.engine, false, false).context(fail())
         });
-    if let Err(e) = std::fs::remove_dir_all(&dir) {
+    if let Err(e) = husk_launcher::spec::remove_launch_dir(&dir) {
         log::warn!("remove launch directory {}: {e}", dir.display());
     }
     result

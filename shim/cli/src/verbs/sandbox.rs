@@ -58,6 +58,8 @@ fn reject_conflicts(req: &Request) -> anyhow::Result<()> {
     let bad = [
         (!f.bind.is_empty(), "--bind"),
         (f.writable, "--writable"),
+        (f.writable_tmpfs, "--writable-tmpfs"),
+        (f.overlay.is_some(), "--overlay"),
         (f.fakeroot, "--fakeroot"),
         (f.userns, "--userns"),
         (f.net.is_some(), "--net"),
