@@ -124,7 +124,7 @@ bench() {
 		cmd=$(mk_cmd "$client" "$rt")
 		echo "clients-bench: $client/$rt: $cmd" >>"$OUT/commands.txt"
 		# shellcheck disable=SC2086 # the command is split into words, as hyperfine -N does
-		if ! out=$(tmo $cmd 2>&1); then
+		if ! out=$(tmo $cmd 2>&1 </dev/null); then
 			echo "clients-bench: $client with $rt fails: $cmd" >&2
 			echo "$out" | tail -n 15 | sed 's/^/    | /' >&2
 			ok=0
