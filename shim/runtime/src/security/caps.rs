@@ -111,7 +111,9 @@ fn apply_ambient(
     })?;
     for cap in sorted(ambient) {
         if !(permitted.contains(&cap) && inheritable.contains(&cap)) {
-            log::warn!("ambient capability {cap} skipped: not in both permitted and inheritable");
+            // runc's own `spec` lists ambient caps that are not inheritable; it skips them silently,
+            // so this is debug, not a warning on every start of such a config.
+            log::debug!("ambient capability {cap} skipped: not in both permitted and inheritable");
             continue;
         }
         caps::raise(None, CapSet::Ambient, cap)
