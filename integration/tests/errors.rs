@@ -13,6 +13,7 @@ both!(
     missing_process_args,
     command_not_found,
     missing_absolute_command_fails_create,
+    apparmor_profile_is_applied_or_refused,
     duplicate_id,
     unknown_signal,
     start_twice,
@@ -92,6 +93,29 @@ fn missing_absolute_command_fails_create(t: &Ctx) {
     assert!(
         out.stderr.contains("/no/such/binary"),
         "error does not name it: {out}"
+    );
+    t.assert_nothing_left();
+}
+
+/// A requested AppArmor profile is never dropped silently: on a host without AppArmor (this one)
+/// create fails naming it; where AppArmor runs, the profile is applied at exec.
+fn apparmor_profile_is_applied_or_refused(t: &Ctx) {
+    let enabled = fs::read_to_string("/sys/module/apparmor/parameters/enabled")
+        .is_ok_and(|s| s.trim() == "Y");
+    if enabled {
+        eprintln!("AppArmor is enabled here: the refusal path is not exercised");
+        return;
+    }
+    let b = t.bundle().probe(&["exit", "0"]).set(
+        "/process/apparmorProfile",
+        serde_json::json!("husk-test-profile"),
+    );
+    let dir = t.write(&b);
+    let out = create_in(t, &dir, &t.id("apparmor"));
+    assert_eq!(out.code, 1, "{out}");
+    assert!(
+        out.stderr.contains("AppArmor"),
+        "error does not name AppArmor: {out}"
     );
     t.assert_nothing_left();
 }

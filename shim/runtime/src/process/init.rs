@@ -43,6 +43,8 @@ pub enum InitError {
     Seccomp(#[from] security::seccomp::SeccompError),
     #[error(transparent)]
     Security(#[from] security::SecurityError),
+    #[error(transparent)]
+    AppArmor(#[from] security::apparmor::AppArmorError),
     #[error("exec: {path:?}: stat {path}: {source}")]
     Stat {
         path: String,
@@ -136,6 +138,7 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     }
     setup_session(ctx)?;
     let exe = find_executable(&ctx.process)?;
+    apply_apparmor(&ctx.process)?;
     nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
     // [2] created.
     chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
@@ -383,6 +386,14 @@ fn home_of(uid: u32) -> String {
 
 fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
+}
+
+/// Before [2], so a profile that cannot be applied fails `create` (it takes effect at execve).
+pub(super) fn apply_apparmor(p: &Process) -> Result<(), InitError> {
+    if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
+        security::apparmor::apply(profile)?;
+    }
+    Ok(())
 }
 
 /// Resolves argv[0] against the container's PATH, as the shell would.

@@ -241,6 +241,7 @@ fn exec_final(ctx: &InitContext, chan: &Channel) -> ! {
         }
         init::setup_session(ctx)?;
         let exe = init::find_executable(&ctx.process)?;
+        init::apply_apparmor(&ctx.process)?;
         init::finish_and_exec(ctx, &exe)
     };
     let Err(e) = run();

@@ -12,6 +12,7 @@
 //! dropping capabilities in that case); `Program::load` returns
 //! [`seccomp::SeccompError::NeedsNoNewPrivs`] when the order is wrong.
 
+pub mod apparmor;
 pub mod caps;
 pub mod identity;
 pub mod rlimit;
