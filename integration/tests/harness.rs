@@ -183,29 +183,6 @@ macro_rules! both {
     )*};
 }
 
-/// Like `both!` for one case whose rootless half is `#[ignore]`d with `reason` (a known runtime
-/// bug, reported; run it with `--ignored`).
-#[macro_export]
-macro_rules! both_rootless_ignored {
-    ($reason:literal, $case:ident) => {
-        mod $case {
-            #[test]
-            fn root() {
-                $crate::harness::run_case($crate::harness::Mode::Root, module_path!(), super::$case)
-            }
-            #[test]
-            #[ignore = $reason]
-            fn rootless() {
-                $crate::harness::run_case(
-                    $crate::harness::Mode::Rootless,
-                    module_path!(),
-                    super::$case,
-                )
-            }
-        }
-    };
-}
-
 /// Cases that are inherently root-only on this kind of host (cgroup v1 without delegation, ids
 /// outside a one-id map). Each still runs in CI (as root).
 #[macro_export]

@@ -15,7 +15,6 @@
 //!
 //! Every case runs as root and rootless (`both!`) unless it is inherently root-only
 //! (`root_only!`: cgroup limits on a v1 host, ids outside a one-id map).
-//! `both_rootless_ignored!` keeps a case whose rootless half hits a known, reported runtime bug.
 
 mod harness;
 
