@@ -152,13 +152,7 @@ fn cve_2024_21626_leaked_fds_do_not_reach_container(t: &Ctx) {
         .rt_with(&["run", "--bundle", dir.to_str().unwrap(), &id], &launch)
         .ok()
         .probe();
-    let fds: Vec<i64> = r
-        .get("fds")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["fd"].as_i64().unwrap())
-        .collect();
+    let fds = r.fds();
     assert_eq!(fds, [0, 1, 2], "fds: {}", r.get("fds"));
 }
 

@@ -726,24 +726,19 @@ impl Out {
     /// Asserts a clean failure: exit 1, a non-empty error on stderr, no panic or crash.
     #[track_caller]
     pub fn fails(self) -> Self {
-        assert_eq!(self.code, 1, "expected a clean failure (exit 1): {self}");
-        let last = self.stderr.lines().rev().find(|l| !l.trim().is_empty());
-        assert!(
-            last.is_some(),
-            "expected an error message on stderr: {self}"
-        );
-        assert!(
-            !self.stderr.contains("panicked at"),
-            "runtime panicked: {self}"
-        );
-        self
+        self.clean_failure(1, "a clean failure (exit 1)")
     }
 
     /// Asserts a clean failure of `exec` itself: runc exits 255 there (exec.go: fatalWithCode
     /// 255), so it cannot be mistaken for the exec'd process exiting 1.
     #[track_caller]
     pub fn exec_fails(self) -> Self {
-        assert_eq!(self.code, 255, "expected exec to fail with 255: {self}");
+        self.clean_failure(255, "exec to fail with 255")
+    }
+
+    #[track_caller]
+    fn clean_failure(self, code: i32, what: &str) -> Self {
+        assert_eq!(self.code, code, "expected {what}: {self}");
         assert!(
             !self.stderr.trim().is_empty(),
             "expected an error message on stderr: {self}"
@@ -793,6 +788,16 @@ impl Probe {
 
     pub fn get(&self, key: &str) -> &Value {
         &self.0[key]
+    }
+
+    /// The fd numbers of a report's "fds" list (the probe's `fds` or full report).
+    pub fn fds(&self) -> Vec<i64> {
+        self.0["fds"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no fds in probe report: {}", self.0))
+            .iter()
+            .map(|f| f["fd"].as_i64().unwrap())
+            .collect()
     }
 
     /// Capability names in set `which` ("bounding", "effective", ...).

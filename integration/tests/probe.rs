@@ -316,13 +316,7 @@ fn umask_from_config(t: &Ctx) {
 /// process.cwd = /proc/self/fd/N escape. Only stdio may come in; cwd is inside the rootfs.
 fn only_stdio_fds_leak_in(t: &Ctx) {
     let p = report(t, t.bundle());
-    let fds: Vec<i64> = p
-        .get("fds")
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|f| f["fd"].as_i64().unwrap())
-        .collect();
+    let fds = p.fds();
     assert_eq!(fds, [0, 1, 2], "fds: {}", p.get("fds"));
     assert_eq!(p.get("cwd"), "/");
     // The cwd escape itself: must not start, or must not land outside the rootfs.

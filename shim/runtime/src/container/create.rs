@@ -212,11 +212,13 @@ fn build(
         Ok(())
     })?;
     record.phase = Phase::Created;
-    if let Err(e) = dir
-        .save(&record)
-        .map_err(ContainerError::from)
-        .and_then(|()| write_pid_file(opts.pid_file.as_deref(), spawned.pid))
-    {
+    // `run` saves the record again as Started a moment later (Created::release): one write less
+    // on the start path. `create` must record Created: the caller exits here.
+    let saved = match mode {
+        CreateMode::Create => dir.save(&record).map_err(ContainerError::from),
+        CreateMode::Run => Ok(()),
+    };
+    if let Err(e) = saved.and_then(|()| write_pid_file(opts.pid_file.as_deref(), spawned.pid)) {
         process::reap_killed(spawned.pid);
         return Err(e);
     }
