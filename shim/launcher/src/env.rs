@@ -3,7 +3,7 @@
 //! 1. the profile's env (defaults: PATH, TERM);
 //! 2. the host's environment, minus [`DENY`] and the prefixed variables below (with --cleanenv or
 //!    --containall only [`CLEAN_KEEP`]); with --x11 always DISPLAY and XAUTHORITY;
-//! 3. the image's Env;
+//! 3. the image's Env, then the CDI devices' env (`--device`, `--gpu`);
 //! 4. `SINGULARITYENV_NAME`, then `APPTAINERENV_NAME`, then `HUSKENV_NAME` from the host: NAME;
 //! 5. `--env-file`, then `--env`, in order;
 //! 6. HOME (the caller's home, unless layer 4 or 5 set it) and, for `shell`, PS1="Husk> ".
@@ -70,7 +70,7 @@ pub fn environment(
             env.insert(k.clone(), v.clone());
         }
     }
-    for kv in &image.env {
+    for kv in image.env.iter().chain(&opts.cdi.env) {
         if let Some((k, v)) = split(kv) {
             env.insert(k.into(), v.into());
         }

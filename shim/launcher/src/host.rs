@@ -80,6 +80,10 @@ pub trait Fs {
     fn mode(&self, _path: &Path) -> Option<(u32, u32)> {
         None
     }
+    /// A device node's type ('c' or 'b'), major and minor (stat, following links); None otherwise.
+    fn device(&self, _path: &Path) -> Option<(char, u64, u64)> {
+        None
+    }
 }
 
 /// The real filesystem.
@@ -127,5 +131,24 @@ impl Fs for RealFs {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(path).ok()?;
         Some((m.mode() & 0o7777, m.uid()))
+    }
+
+    fn device(&self, path: &Path) -> Option<(char, u64, u64)> {
+        use std::os::unix::fs::{FileTypeExt, MetadataExt};
+        let m = std::fs::metadata(path).ok()?;
+        let t = m.file_type();
+        let typ = if t.is_char_device() {
+            'c'
+        } else if t.is_block_device() {
+            'b'
+        } else {
+            return None;
+        };
+        let rdev = m.rdev();
+        Some((
+            typ,
+            nix::sys::stat::major(rdev),
+            nix::sys::stat::minor(rdev),
+        ))
     }
 }

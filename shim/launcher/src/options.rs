@@ -99,6 +99,8 @@ pub struct Options {
     /// Pass DISPLAY, /tmp/.X11-unix and $XAUTHORITY.
     pub x11: bool,
     pub resources: Resources,
+    /// CDI devices' merged container edits (`--device`, `--gpu`).
+    pub cdi: crate::cdi::Edits,
 }
 
 impl Options {
@@ -124,6 +126,7 @@ impl Options {
             fuse: false,
             x11: false,
             resources: Resources::default(),
+            cdi: Default::default(),
         }
     }
 

@@ -9,6 +9,7 @@
 //! - real root: no user namespace, root with the profile's capabilities; --fakeroot/--userns add
 //!   a user namespace mapping 0→0.
 
+use crate::cdi::{self, CdiError};
 use crate::env::environment;
 use crate::host::{Fs, HostFacts};
 use crate::image::ResolvedImage;
@@ -28,6 +29,8 @@ pub enum PlanError {
     Mount(#[from] MountError),
     #[error(transparent)]
     Underlay(#[from] UnderlayError),
+    #[error(transparent)]
+    Cdi(#[from] CdiError),
     #[error("mount image {0} read-write: it is in the image cache, whose files it shares; use a rootfs directory with --writable")]
     WritableCached(String),
     #[error("overlay {0}: a path with ',', ':' or '\\' cannot be an overlay option")]
@@ -109,10 +112,13 @@ pub fn build(
         bundle,
         image.config.working_dir.as_deref(),
     )?;
+    // With the host's /dev bound, CDI device nodes are already there (or refused).
+    let devices = cdi::plan(&opts.cdi, fs, !opts.contained())?;
     let dests: Vec<(PathBuf, bool)> = plan
         .mounts
         .iter()
         .map(|m| (m.destination.clone(), m.is_dir))
+        .chain(devices.destinations.iter().cloned())
         .collect();
     // Overlaid, the image's directories are writable without touching it: the engine makes the
     // missing mount points in the upper directory, and nothing needs splitting.
@@ -139,6 +145,7 @@ pub fn build(
     all.extend(plan.mounts.iter().map(|m| {
         json!({"destination": m.destination, "type": m.typ, "source": m.source, "options": m.options})
     }));
+    all.extend(devices.mounts.iter().cloned());
     t["mounts"] = Value::Array(all);
     t["root"] = json!({"path": "rootfs", "readonly": !opts.writable});
     if has("uts") {
@@ -168,6 +175,8 @@ pub fn build(
             "inheritable": none, "ambient": none});
     }
     linux(&mut t, opts, host, &nss, userns);
+    let mut warnings = plan.warnings;
+    apply_cdi(&mut t, &devices, &opts.cdi, userns, &mut warnings);
     if !image.config.labels.is_empty() || t.get("annotations").is_some() {
         for (k, v) in &image.config.labels {
             t["annotations"][k] = json!(v);
@@ -197,7 +206,7 @@ pub fn build(
         config: t,
         underlay: under,
         files,
-        warnings: plan.warnings,
+        warnings,
         dirs,
     })
 }
@@ -357,6 +366,36 @@ fn linux(t: &mut Value, opts: &Options, host: &HostFacts, nss: &[String], userns
     }
     if let Some(p) = res.pids {
         r["pids"]["limit"] = json!(p);
+    }
+}
+
+/// CDI device rules, hooks and additional groups (mounts and env are placed with the others).
+fn apply_cdi(
+    t: &mut Value,
+    devices: &cdi::Plan,
+    edits: &cdi::Edits,
+    userns: bool,
+    warnings: &mut Vec<String>,
+) {
+    if let Some(rules) = t["linux"]["resources"]["devices"].as_array_mut() {
+        rules.extend(devices.device_rules.iter().cloned());
+    }
+    for (name, hook) in &devices.hooks {
+        match t["hooks"][name].as_array_mut() {
+            Some(list) => list.push(hook.clone()),
+            None => t["hooks"][name] = json!([hook]),
+        }
+    }
+    if edits.additional_gids.is_empty() {
+        return;
+    }
+    if userns {
+        warnings.push(format!(
+            "cdi additionalGids {:?}: not mapped in the user namespace; ignored",
+            edits.additional_gids
+        ));
+    } else {
+        t["process"]["user"]["additionalGids"] = json!(edits.additional_gids);
     }
 }
 
