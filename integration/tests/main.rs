@@ -18,6 +18,7 @@
 
 mod harness;
 
+mod cdi;
 mod cleanup;
 mod cve;
 mod errors;
@@ -30,6 +31,7 @@ mod instance;
 mod kill;
 mod killstep;
 mod launcher;
+mod launcher_errors;
 mod lifecycle;
 mod limits;
 mod overlay;

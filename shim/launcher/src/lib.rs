@@ -36,6 +36,7 @@ pub mod sandbox;
 pub mod spec;
 pub mod templates;
 pub mod underlay;
+pub mod userns;
 
 #[cfg(test)]
 mod golden_tests;

@@ -10,7 +10,7 @@ use husk_runtime::container::{exec, exec_process, ExecOverrides};
 use husk_runtime::{process, ExecOptions};
 use std::path::PathBuf;
 
-#[derive(Debug, Args)]
+#[derive(Debug, Default, Args)]
 #[command(trailing_var_arg = true)]
 pub struct ExecArgs {
     /// Read the whole process (config.json's "process" object) from FILE

@@ -8,7 +8,9 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use husk_launcher::image::{CachedImages, ImageSource};
 use husk_launcher::options::{parse_binds, parse_cpus, parse_env, parse_env_file, parse_memory};
-use husk_launcher::{templates, HostFacts, Launch, Net, Options, Overlay, RealFs, Resources, Verb};
+use husk_launcher::{
+    cdi, templates, HostFacts, Launch, Net, Options, Overlay, RealFs, Resources, Verb,
+};
 use husk_runtime::cgroup::Driver;
 use husk_runtime::CreateOptions;
 use std::path::{Path, PathBuf};
@@ -92,6 +94,18 @@ pub struct LaunchFlags {
     /// Pass the X11 display: DISPLAY, /tmp/.X11-unix and the $XAUTHORITY file (read-only)
     #[arg(long)]
     pub x11: bool,
+    /// Add a CDI device: VENDOR/CLASS=NAME, NAME "all" for every device of the kind (repeatable);
+    /// its vendor's spec file says which device nodes, mounts, env and hooks it needs
+    #[arg(long, value_name = "VENDOR/CLASS=NAME")]
+    pub device: Vec<String>,
+    /// Every NVIDIA GPU, through its CDI spec: --device nvidia.com/gpu=all (nvidia-ctk cdi generate
+    /// writes the spec)
+    #[arg(long, alias = "nv")]
+    pub gpu: bool,
+    /// Where CDI spec files (*.json) are read, instead of /etc/cdi and /var/run/cdi (repeatable;
+    /// later directories win)
+    #[arg(long, value_name = "DIR", env = "HUSK_CDI_DIR", value_delimiter = ':')]
+    pub cdi_dir: Vec<PathBuf>,
     /// Print the config.json that would run, and exit
     #[arg(long)]
     pub dry_run: bool,
@@ -197,9 +211,35 @@ pub fn options(req: &Request) -> anyhow::Result<Options> {
     Ok(o)
 }
 
+/// The requested CDI devices (usage errors for bad names).
+fn device_requests(f: &LaunchFlags) -> anyhow::Result<Vec<cdi::Request>> {
+    let mut out = Vec::new();
+    if f.gpu {
+        out.push(cdi::Request::gpu());
+    }
+    for d in &f.device {
+        out.push(cdi::parse_request(d).map_err(|e| usage(e.to_string()))?);
+    }
+    Ok(out)
+}
+
+/// Reads the CDI specs and merges the requested devices' edits (nothing to do without any).
+fn cdi_edits(f: &LaunchFlags, requests: &[cdi::Request]) -> anyhow::Result<cdi::Edits> {
+    if requests.is_empty() {
+        return Ok(cdi::Edits::default());
+    }
+    let dirs: Vec<PathBuf> = if f.cdi_dir.is_empty() {
+        cdi::DEFAULT_DIRS.iter().map(PathBuf::from).collect()
+    } else {
+        f.cdi_dir.clone()
+    };
+    Ok(cdi::Registry::load(&dirs)?.resolve(requests)?)
+}
+
 /// Resolves the image and builds the launch that will live in `dir`.
 pub fn plan(g: &Global, req: &Request, dir: &Path) -> anyhow::Result<(Options, Launch)> {
-    let opts = options(req)?;
+    let mut opts = options(req)?;
+    let devices = device_requests(&req.flags)?;
     let fail = || Failed(req.image.clone());
     let host = HostFacts::gather();
     let profile = req
@@ -208,6 +248,7 @@ pub fn plan(g: &Global, req: &Request, dir: &Path) -> anyhow::Result<(Options, L
         .as_deref()
         .unwrap_or(templates::DEFAULT_PROFILE);
     let launch = (|| -> anyhow::Result<Launch> {
+        opts.cdi = cdi_edits(&req.flags, &devices)?;
         let template = templates::render(profile, host.uid, host.gid)?;
         let bar = crate::progress::Bar::new();
         let source = CachedImages {
@@ -255,6 +296,20 @@ pub fn make_dir(dir: &Path) -> anyhow::Result<()> {
         .with_context(|| format!("create {}", dir.display()))
 }
 
+/// A launch with a user namespace that failed on a host whose sysctls forbid them: the knob is
+/// the one line worth showing (the engine's errno alone does not say why).
+pub fn explain_userns(e: anyhow::Error, launch: &Launch) -> anyhow::Error {
+    let nss = launch.config["linux"]["namespaces"].as_array();
+    let userns = nss.is_some_and(|n| n.iter().any(|n| n["type"] == "user"));
+    match husk_launcher::userns::diagnose(Path::new("/proc/sys")) {
+        Some(b) if userns => {
+            log::debug!("launch failed: {e:#}");
+            anyhow::anyhow!("{b}")
+        }
+        _ => e,
+    }
+}
+
 pub fn new_id() -> String {
     use std::io::Read;
     let mut b = [0u8; 4];
@@ -287,7 +342,9 @@ pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
         .context(fail())
         .and_then(|()| {
             req.engine.bundle = dir.clone();
-            super::run::foreground(&gopts, &id, &req.engine, false, false).context(fail())
+            super::run::foreground(&gopts, &id, &req.engine, false, false)
+                .map_err(|e| explain_userns(e, &launch))
+                .context(fail())
         });
     if let Err(e) = husk_launcher::spec::remove_launch_dir(&dir) {
         log::warn!("remove launch directory {}: {e}", dir.display());

@@ -1,5 +1,6 @@
 //! `husk shell IMAGE`: an interactive shell in an image (a terminal when stdin is one), PS1 set to
-//! "Husk> ". Everything else is the launcher's `run` ([`super::launch`]).
+//! "Husk> ". Everything else is the launcher's `run` ([`super::launch`]). `husk shell
+//! instance://NAME`: the same shell exec'd into a running instance ([`super::exec`]).
 
 use super::launch::{self, LaunchFlags};
 use crate::cli::Global;
@@ -17,7 +18,7 @@ pub struct ShellArgs {
     /// Allocate a pseudo-TTY even when stdin is not a terminal
     #[arg(short, long)]
     pub tty: bool,
-    /// Image: a rootfs directory such as ./rootfs, or docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE
+    /// Image: a rootfs directory such as ./rootfs, or docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE; or instance://NAME for a shell in a running instance
     #[arg(value_name = "IMAGE")]
     pub image: String,
     #[command(flatten)]
@@ -25,6 +26,20 @@ pub struct ShellArgs {
 }
 
 pub fn run(g: &Global, a: ShellArgs) -> anyhow::Result<i32> {
+    let tty = a.tty || std::io::stdin().is_terminal();
+    if husk_launcher::instance::from_uri(&a.image).is_some() {
+        launch::reject_for_id("shell", &a.image, &a.launch)?;
+        let mut env = vec![format!("PS1={}", husk_launcher::env::PS1)];
+        env.extend(a.env);
+        let exec = super::exec::ExecArgs {
+            tty,
+            env,
+            id: a.image,
+            command: vec![a.shell],
+            ..Default::default()
+        };
+        return super::exec::run(g, exec);
+    }
     launch::run(
         g,
         launch::Request {
@@ -34,7 +49,7 @@ pub fn run(g: &Global, a: ShellArgs) -> anyhow::Result<i32> {
             image: a.image,
             flags: a.launch,
             env: a.env,
-            tty: a.tty || std::io::stdin().is_terminal(),
+            tty,
             engine: Default::default(),
         },
     )
