@@ -106,9 +106,14 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         Some(s) => Some(seccomp::compile(s, None)?),
         None => None,
     };
+    let mut opts = opts;
     let console = match (process.terminal().unwrap_or(false), &opts.console_socket) {
         (true, Some(p)) => Some(connect_console(p)?),
-        (true, None) => return Err(ContainerError::Usage("exec --tty needs --console-socket")),
+        // Foreground `exec --tty`: the caller keeps the other end and proxies the terminal.
+        (true, None) => match opts.console_fd.take() {
+            Some(fd) => Some(fd),
+            None => return Err(ContainerError::Usage("exec --tty needs --console-socket")),
+        },
         (false, Some(_)) => {
             return Err(ContainerError::Usage(
                 "--console-socket given without --tty",
