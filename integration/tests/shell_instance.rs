@@ -11,14 +11,25 @@ use std::os::fd::AsFd;
 use std::process::Stdio;
 use std::time::Instant;
 
-both!(shell_in_a_running_instance, shell_in_an_unknown_instance_fails);
+both!(
+    shell_in_a_running_instance,
+    shell_in_an_unknown_instance_fails
+);
 
 /// Stops whatever a case left running, even when it panics.
 struct Cleanup<'a>(&'a Ctx);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {
-        let args = ["instance", "stop", "--all", "--signal", "KILL", "--timeout", "1"];
+        let args = [
+            "instance",
+            "stop",
+            "--all",
+            "--signal",
+            "KILL",
+            "--timeout",
+            "1",
+        ];
         let _ = self.0.spawn(&args, None).wait_quiet();
     }
 }
@@ -48,7 +59,14 @@ fn shell_in_a_running_instance(t: &Ctx) {
     let name = t.id("sh");
     let image = host().rootfs.to_str().unwrap();
     let start = [
-        "instance", "start", "--pid", image, &name, "/bin/husk-probe", "sleep", "600",
+        "instance",
+        "start",
+        "--pid",
+        image,
+        &name,
+        "/bin/husk-probe",
+        "sleep",
+        "600",
     ];
     t.rt(&start).ok();
     let pty = nix::pty::openpty(None, None).unwrap();
@@ -61,7 +79,10 @@ fn shell_in_a_running_instance(t: &Ctx) {
     drop(pty.slave);
     let mut master = File::from(pty.master);
     let mut seen = String::new();
-    assert!(read_until(&mut master, &mut seen, "Husk> "), "no prompt: {seen:?}");
+    assert!(
+        read_until(&mut master, &mut seen, "Husk> "),
+        "no prompt: {seen:?}"
+    );
     // Arithmetic, so the answer cannot be the terminal echoing what was typed; pid 1 is the
     // instance's (its own pid namespace), so the shell runs in the instance.
     let input = "tty; echo \"answer $((6*7))\"; tr '\\0' ' ' < /proc/1/cmdline; echo; exit 3\n";
