@@ -128,11 +128,11 @@ fn one_device_gets_only_its_own_nodes(t: &Ctx) {
 /// (here /dev/full shows /dev/zero), and one the host lacks is refused, never made in the host's /dev.
 fn node_over_the_hosts_dev(t: &Ctx) {
     let v = Vendor::new(t);
-    let spec = json!({"cdiVersion": "0.6.0", "kind": "husk-test.example/acc", "devices": [
-        {"name": "full", "containerEdits": {"deviceNodes": [{"path": "/dev/full", "hostPath": "/dev/zero"}]}},
-        {"name": "new", "containerEdits": {"deviceNodes": [{"path": "/dev/husk-test-acc0", "hostPath": "/dev/zero"}]}}
-    ]});
-    Vendor::write(t, &v.cdi.join("acc.json"), &spec.to_string());
+    // YAML, as nvidia-ctk writes by default.
+    let spec = "cdiVersion: 0.6.0\nkind: husk-test.example/acc\ndevices:\n\
+        - name: full\n  containerEdits:\n    deviceNodes:\n    - path: /dev/full\n      hostPath: /dev/zero\n\
+        - name: new\n  containerEdits:\n    deviceNodes:\n    - path: /dev/husk-test-acc0\n      hostPath: /dev/zero\n";
+    Vendor::write(t, &v.cdi.join("acc.yaml"), spec);
     let out = v
         .exec(
             t,

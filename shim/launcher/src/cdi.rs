@@ -15,7 +15,7 @@
 //! already there. A node the host's /dev lacks would need a mount point made in the host's /dev,
 //! which the launcher refuses ([`CdiError::NotOnHost`]): --contain gives the container its own.
 //!
-//! Only JSON spec files are read; a `.yaml` file is named in the error when nothing else matched.
+//! Spec files are `*.json`, `*.yaml` or `*.yml`.
 
 use crate::host::{Fs, Kind};
 use serde::Deserialize;
@@ -46,13 +46,11 @@ pub enum CdiError {
     Read { path: PathBuf, reason: String },
     #[error("parse cdi spec {path}: {reason}")]
     Parse { path: PathBuf, reason: String },
-    #[error("{device}: no CDI spec for {kind} in {dirs}{yaml}")]
+    #[error("{device}: no CDI spec for {kind} in {dirs}")]
     NoSpec {
         device: String,
         kind: String,
         dirs: String,
-        /// ", YAML specs not read: FILES" when there were some.
-        yaml: String,
     },
     #[error("{device}: unknown device; {kind} has {known}")]
     Unknown {
@@ -74,16 +72,31 @@ pub enum CdiError {
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Spec {
-    pub cdi_version: String,
+    /// cdiVersion is not checked: every version's fields husk reads mean the same.
     pub kind: String,
     pub devices: Vec<Device>,
     #[serde(default)]
     pub container_edits: Edits,
 }
 
+fn string_or_number<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Name {
+        S(String),
+        N(u64),
+    }
+    Ok(match Name::deserialize(d)? {
+        Name::S(s) => s,
+        Name::N(n) => n.to_string(),
+    })
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Device {
+    /// YAML writes `name: 0` as easily as `name: "0"`.
+    #[serde(deserialize_with = "string_or_number")]
     pub name: String,
     #[serde(default)]
     pub container_edits: Edits,
@@ -214,13 +227,22 @@ pub fn parse_request(s: &str) -> Result<Request, CdiError> {
     }
 }
 
-/// Parses one spec file's text and checks what husk relies on.
+/// Parses one spec file's text (YAML for `.yaml` and `.yml`, else JSON) and checks what husk
+/// relies on.
 pub fn parse(path: &Path, text: &str) -> Result<Spec, CdiError> {
     let bad = |reason: String| CdiError::Parse {
         path: path.into(),
         reason,
     };
-    let spec: Spec = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+    let yaml = matches!(
+        path.extension().and_then(|x| x.to_str()),
+        Some("yaml" | "yml")
+    );
+    let spec: Spec = if yaml {
+        serde_yaml::from_str(text).map_err(|e| bad(e.to_string()))?
+    } else {
+        serde_json::from_str(text).map_err(|e| bad(e.to_string()))?
+    };
     if !valid_kind(&spec.kind) {
         return Err(bad(format!("kind {:?}: want VENDOR/CLASS", spec.kind)));
     }
@@ -272,17 +294,16 @@ fn check_edits(e: &Edits) -> Result<(), String> {
     Ok(())
 }
 
-/// The spec files found, in priority order (lowest first), and YAML files skipped.
+/// The spec files found, in priority order (lowest first).
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
     pub specs: Vec<(PathBuf, Spec)>,
-    pub yaml: Vec<PathBuf>,
     /// The directories searched, for messages.
     pub dirs: Vec<PathBuf>,
 }
 
 impl Registry {
-    /// Reads `*.json` in each directory (missing directories are skipped), by name within one.
+    /// Reads `*.json`, `*.yaml` and `*.yml` in each directory (missing directories are skipped), by name within one.
     pub fn load(dirs: &[PathBuf]) -> Result<Registry, CdiError> {
         let mut r = Registry {
             dirs: dirs.to_vec(),
@@ -302,18 +323,16 @@ impl Registry {
             let mut files: Vec<PathBuf> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
             files.sort();
             for path in files {
-                match path.extension().and_then(|x| x.to_str()) {
-                    Some("json") => {
-                        let text = std::fs::read_to_string(&path).map_err(|e| CdiError::Read {
-                            path: path.clone(),
-                            reason: e.to_string(),
-                        })?;
-                        let spec = parse(&path, &text)?;
-                        r.specs.push((path, spec));
-                    }
-                    Some("yaml" | "yml") => r.yaml.push(path),
-                    _ => {}
+                let ext = path.extension().and_then(|x| x.to_str());
+                if !matches!(ext, Some("json" | "yaml" | "yml")) {
+                    continue;
                 }
+                let text = std::fs::read_to_string(&path).map_err(|e| CdiError::Read {
+                    path: path.clone(),
+                    reason: e.to_string(),
+                })?;
+                let spec = parse(&path, &text)?;
+                r.specs.push((path, spec));
             }
         }
         Ok(r)
@@ -372,21 +391,11 @@ impl Registry {
     }
 
     fn no_spec(&self, req: &Request) -> CdiError {
-        let list = |v: &[PathBuf]| {
-            v.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", ")
-        };
+        let dirs: Vec<String> = self.dirs.iter().map(|p| p.display().to_string()).collect();
         CdiError::NoSpec {
             device: req.given.clone(),
             kind: req.kind.clone(),
-            dirs: list(&self.dirs),
-            yaml: if self.yaml.is_empty() {
-                String::new()
-            } else {
-                format!(" (YAML specs are not read: {})", list(&self.yaml))
-            },
+            dirs: dirs.join(", "),
         }
     }
 }
@@ -514,7 +523,6 @@ mod tests {
                     (p, s)
                 })
                 .collect(),
-            yaml: Vec::new(),
             dirs: vec!["/etc/cdi".into(), "/var/run/cdi".into()],
         }
     }
@@ -566,6 +574,20 @@ mod tests {
             .unwrap();
         assert_eq!(e.device_nodes.len(), 1);
         assert_eq!(e.device_nodes[0].path, Path::new("/dev/ex/gpu1"));
+    }
+
+    #[test]
+    fn yaml_specs_as_nvidia_ctk_writes_them() {
+        let text = "---\ncdiVersion: 0.5.0\nkind: nvidia.com/gpu\ncontainerEdits:\n  env:\n  - NVIDIA_VISIBLE_DEVICES=void\n  hooks:\n  - hookName: createContainer\n    path: /usr/bin/nvidia-ctk\n    args: [nvidia-ctk, hook, update-ldcache]\ndevices:\n- name: 0\n  containerEdits:\n    deviceNodes:\n    - path: /dev/nvidia0\n- name: all\n  containerEdits:\n    deviceNodes:\n    - path: /dev/nvidia0\n";
+        let spec = parse(Path::new("/etc/cdi/nvidia.yaml"), text).unwrap();
+        assert_eq!(spec.devices.len(), 2);
+        assert_eq!(spec.devices[0].name, "0");
+        assert_eq!(spec.container_edits.hooks[0].args.len(), 3);
+        let e = parse(Path::new("/etc/cdi/x.yml"), "kind: [").unwrap_err();
+        assert!(
+            e.to_string().starts_with("parse cdi spec /etc/cdi/x.yml: "),
+            "{e}"
+        );
     }
 
     #[test]

@@ -102,7 +102,7 @@ pub struct LaunchFlags {
     /// writes the spec)
     #[arg(long, alias = "nv")]
     pub gpu: bool,
-    /// Where CDI spec files (*.json) are read, instead of /etc/cdi and /var/run/cdi (repeatable;
+    /// Where CDI spec files (*.json, *.yaml) are read, instead of /etc/cdi and /var/run/cdi (repeatable;
     /// later directories win)
     #[arg(long, value_name = "DIR", env = "HUSK_CDI_DIR", value_delimiter = ':')]
     pub cdi_dir: Vec<PathBuf>,
