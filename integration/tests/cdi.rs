@@ -180,8 +180,10 @@ fn gpu_without_a_spec_names_the_dirs(t: &Ctx) {
         line.contains(&format!("in {}, {cdi}", other.display())),
         "{line}"
     );
-    // Bad syntax is a usage error.
+    // Bad syntax is a usage error; so is a device for the sandbox, which would not pass it.
     t.rt(&["exec", "--device", "nvidia.com/gpu", image(), "true"])
+        .code(2);
+    t.rt(&["exec", "--sandbox", "--gpu", image(), "true"])
         .code(2);
     assert!(!v.marker.exists(), "no hook ran");
     t.assert_nothing_left();

@@ -13,6 +13,7 @@ both!(
     full_cache_is_one_line_and_leaves_nothing,
     unknown_image_is_one_line_and_leaves_nothing,
     missing_bind_source_leaves_the_cache_whole,
+    wrong_layer_digest_is_one_line_and_leaves_nothing,
 );
 
 fn image() -> &'static str {
@@ -282,5 +283,49 @@ fn missing_bind_source_leaves_the_cache_whole(t: &Ctx) {
     assert!(one_error(&out).contains(missing.to_str().unwrap()), "{out}");
     let s = snapshot(&cache);
     assert_eq!((s[0].len(), s[3].len()), (1, 0), "{s:?}");
+    t.assert_nothing_left();
+}
+
+/// A layer blob whose content no longer matches its digest (a valid gzip tar, but another one):
+/// the launch says so in one line, and neither the layer nor the image is left in the cache. (A
+/// flipped byte is caught earlier, by gzip's checksum: images.rs has that case.)
+fn wrong_layer_digest_is_one_line_and_leaves_nothing(t: &Ctx) {
+    let oci = t.dir.join("oci");
+    let Some(img) = layout(t, &oci, "small", &[("a", 4096)]) else {
+        return;
+    };
+    let blobs = oci.join("blobs/sha256");
+    let layer = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .max_by_key(|p| p.metadata().unwrap().len())
+        .unwrap();
+    let other = t.dir.join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("b"), "not the layer the manifest names\n").unwrap();
+    let o = Command::new("tar")
+        .args(["--numeric-owner", "-czf"])
+        .arg(&layer)
+        .arg("-C")
+        .arg(&other)
+        .arg(".")
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{o:?}");
+    let cache = t.mkdir(&t.dir.join("cache"));
+    let c = cache.to_str().unwrap();
+    let out = t.rt(&["--cache-dir", c, "exec", &img, "/bin/true"]);
+    assert_eq!(out.code, 255, "{out}");
+    let line = one_error(&out);
+    let name = layer.file_name().unwrap().to_str().unwrap();
+    assert!(
+        line.contains("digest mismatch") && line.contains(name),
+        "{out}"
+    );
+    assert!(
+        snapshot(&cache).iter().all(Vec::is_empty),
+        "{:?}",
+        snapshot(&cache)
+    );
     t.assert_nothing_left();
 }

@@ -319,6 +319,10 @@ pub fn new_id() -> String {
 
 pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
     if req.flags.sandbox.sandbox {
+        if req.flags.gpu || !req.flags.device.is_empty() {
+            // The sandbox builds its own spec; a device must never be dropped silently.
+            return Err(usage("--sandbox with --gpu or --device: not supported"));
+        }
         return super::sandbox::run(g, req);
     }
     let id = new_id();
