@@ -12,8 +12,9 @@
 //!
 //! Device nodes are bind mounts of the host's node (as the launcher does for /dev/fuse): a user
 //! namespace cannot mknod, and with the host's /dev bound (the default) a node at its host path is
-//! already there. A node the host's /dev lacks would need a mount point made in the host's /dev,
-//! which the launcher refuses ([`CdiError::NotOnHost`]): --contain gives the container its own.
+//! already there. A node (or mount) the host's /dev lacks would need a mount point made in the
+//! host's /dev, which the launcher refuses ([`CdiError::NotOnHost`]): --contain gives the
+//! container its own.
 //!
 //! Spec files are `*.json`, `*.yaml` or `*.yml`.
 
@@ -60,7 +61,7 @@ pub enum CdiError {
     },
     #[error("cdi device node {0}: the host has no such device")]
     NoHostNode(PathBuf),
-    #[error("cdi device node {0}: not in the host's /dev, which the container shares; use --contain for a private /dev")]
+    #[error("cdi device node or mount {0}: not in the host's /dev, which the container shares; use --contain for a private /dev")]
     NotOnHost(PathBuf),
     #[error("cdi device node {0}: major and minor unknown (not given, and the host path is not a device)")]
     NoNumbers(PathBuf),
@@ -457,6 +458,10 @@ pub fn plan(edits: &Edits, fs: &dyn Fs, host_dev: bool) -> Result<Plan, CdiError
         }
     }
     for m in &edits.mounts {
+        if host_dev && m.container_path.starts_with("/dev") && fs.lstat(&m.container_path).is_none()
+        {
+            return Err(CdiError::NotOnHost(m.container_path.clone()));
+        }
         let typ = m.typ.clone().unwrap_or_else(|| "bind".into());
         let mut options = m.options.clone();
         let is_dir = if typ == "bind" {
@@ -685,6 +690,18 @@ mod tests {
         e.device_nodes[0].host_path = Some("/dev/zero".into());
         let err = plan(&e, &fs(), true).unwrap_err();
         assert_eq!(err, CdiError::NotOnHost("/dev/ex/gpu0".into()));
+        let mut m = Edits::default();
+        m.mounts.push(Mount {
+            host_path: "/opt/drv".into(),
+            container_path: "/dev/ex".into(),
+            typ: None,
+            options: Vec::new(),
+        });
+        assert_eq!(
+            plan(&m, &fs(), true).unwrap_err(),
+            CdiError::NotOnHost("/dev/ex".into())
+        );
+        assert_eq!(plan(&m, &fs(), false).unwrap().mounts.len(), 1);
         e.device_nodes[0].host_path = Some("/dev/nvidia9".into());
         let err = plan(&e, &fs(), false).unwrap_err();
         assert_eq!(err, CdiError::NoHostNode("/dev/nvidia9".into()));
