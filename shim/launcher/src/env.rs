@@ -159,6 +159,20 @@ mod tests {
     }
 
     #[test]
+    fn cdi_env_after_the_image_before_flags() {
+        let image = ImageConfig {
+            env: vec!["GPU=image".into(), "LIB=image".into()],
+            ..Default::default()
+        };
+        let mut opts = Options::new(Verb::Exec { command: vec![] });
+        opts.cdi.env = vec!["GPU=cdi".into(), "LIB=cdi".into()];
+        opts.env = vec![("LIB".into(), "flag".into())];
+        let env = environment(&profile(), &image, &opts, &host(&[]), "/h".as_ref());
+        assert_eq!(get(&env, "GPU").as_deref(), Some("cdi"));
+        assert_eq!(get(&env, "LIB").as_deref(), Some("flag"));
+    }
+
+    #[test]
     fn cleanenv_keeps_little_and_shell_sets_ps1() {
         let h = host(&[("FOO", "host"), ("LANG", "C.UTF-8"), ("HUSKENV_X", "1")]);
         let mut opts = Options::new(Verb::Shell { shell: None });
