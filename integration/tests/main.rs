@@ -18,6 +18,7 @@
 
 mod harness;
 
+mod batch;
 mod cleanup;
 mod cve;
 mod errors;
