@@ -15,6 +15,7 @@ both!(
     two_jobs_run_at_once_with_j2,
     sigint_stops_the_batch_and_leaves_nothing,
     a_finished_batch_leaves_nothing,
+    progress_line_only_on_a_terminal,
 );
 
 fn image() -> &'static str {
@@ -346,4 +347,50 @@ fn a_finished_batch_leaves_nothing(t: &Ctx) {
     let out = batch(t, &jobs, &["-j", "2"]).ok();
     assert_eq!(results(&out.stdout).len(), 4, "{out}");
     assert_nothing_left(t, &out.stderr, 4);
+}
+
+fn progress_line_only_on_a_terminal(t: &Ctx) {
+    let lines = [json!({"cmd": "true"}), json!({"cmd": "exit 4"})].map(|v| v.to_string());
+    let jobs = jobs_file(t, "two.jsonl", &lines);
+    let results_file = t.dir.join("results.jsonl");
+    // util-linux script(1) gives husk a pty on stdin, stdout and stderr; its transcript is ours.
+    let line = format!(
+        "{} --root {} batch --image {} -o {} {}",
+        host().runtime.display(),
+        t.state_root.display(),
+        image(),
+        results_file.display(),
+        jobs.display()
+    );
+    let mut cmd = match (t.mode, host().euid, &host().user) {
+        (crate::harness::Mode::Rootless, 0, Some((uid, gid, _))) => {
+            let mut c = std::process::Command::new("setpriv");
+            c.args([
+                format!("--reuid={uid}"),
+                format!("--regid={gid}"),
+                "--init-groups".into(),
+                "env".into(),
+                format!("XDG_RUNTIME_DIR=/run/user/{uid}"),
+                "script".into(),
+            ]);
+            c
+        }
+        _ => std::process::Command::new("script"),
+    };
+    let out = cmd
+        .args(["-qec", &line, "/dev/null"])
+        .current_dir(&t.dir)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let transcript = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{transcript}");
+    assert!(
+        transcript.contains("/2 done, "),
+        "no progress line: {transcript:?}"
+    );
+    assert!(transcript.contains("\r\x1b[K"), "{transcript:?}");
+    assert!(transcript.contains("1 passed, 1 failed"), "{transcript:?}");
+    let text = std::fs::read_to_string(&results_file).unwrap();
+    assert_eq!(results(&text).len(), 2, "{text}");
 }
