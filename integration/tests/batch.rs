@@ -16,6 +16,7 @@ both!(
     sigint_stops_the_batch_and_leaves_nothing,
     a_finished_batch_leaves_nothing,
     progress_line_only_on_a_terminal,
+    sigkill_of_the_batch_still_tears_every_job_down,
 );
 
 fn image() -> &'static str {
@@ -393,4 +394,70 @@ fn progress_line_only_on_a_terminal(t: &Ctx) {
     assert!(transcript.contains("1 passed, 1 failed"), "{transcript:?}");
     let text = std::fs::read_to_string(&results_file).unwrap();
     assert_eq!(results(&text).len(), 2, "{text}");
+}
+
+/// Where husk puts launch directories for the runtime's user (verbs/launch.rs: launch_base).
+fn launch_base(t: &Ctx) -> PathBuf {
+    match (t.mode, &host().user) {
+        (crate::harness::Mode::Rootless, Some((uid, _, _))) if host().euid == 0 => {
+            PathBuf::from(format!("/run/user/{uid}/husk-launch"))
+        }
+        _ => match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+            Some(d) => PathBuf::from(d).join("husk-launch"),
+            None => PathBuf::from("/run/husk-launch"),
+        },
+    }
+}
+
+fn sigkill_of_the_batch_still_tears_every_job_down(t: &Ctx) {
+    let long = json!({"cmd": "sleep 600", "limits": {"timeout": "120s"}}).to_string();
+    let jobs = jobs_file(t, "long.jsonl", &[long.clone(), long]);
+    let args = [
+        "batch",
+        "--image",
+        image(),
+        "-j",
+        "2",
+        jobs.to_str().unwrap(),
+    ];
+    let running = t.spawn(&args, None);
+    let state = || -> Vec<String> {
+        std::fs::read_dir(&t.state_root)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect()
+    };
+    t.wait_for("two running jobs", || state().len() == 2);
+    let ids = state();
+    let base = launch_base(t);
+    let prefix = format!("batch-husk-{}-", running.pid());
+    let scratch: Vec<PathBuf> = std::fs::read_dir(&base)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with(&prefix))
+        .map(|e| e.path())
+        .collect();
+    assert_eq!(scratch.len(), 1, "{prefix}* in {}", base.display());
+    let scratch = &scratch[0];
+    // SIGKILL leaves husk batch no chance: each worker gets SIGTERM (PR_SET_PDEATHSIG) and tears
+    // its job down after the sandbox's 2 s grace.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(running.pid() as i32),
+        nix::sys::signal::Signal::SIGKILL,
+    )
+    .unwrap();
+    running.wait().code(137);
+    t.wait_for("the jobs torn down", || {
+        state().is_empty() && ids.iter().all(|id| !base.join(id).exists())
+    });
+    for id in &ids {
+        assert_clean(t, id, &base.join(id));
+    }
+    // Only the scratch tree is left, with nothing mounted on it: the next batch removes it.
+    assert!(scratch.exists(), "{}", scratch.display());
+    let ok = jobs_file(t, "ok.jsonl", &[json!({"cmd": "true"}).to_string()]);
+    let next = batch(t, &ok, &[]).ok();
+    assert!(!scratch.exists(), "{} left: {next}", scratch.display());
+    assert_nothing_left(t, &next.stderr, 1);
 }

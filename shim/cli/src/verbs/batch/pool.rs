@@ -69,7 +69,9 @@ impl Pool {
         out: Box<dyn Write>,
         bar: Counter,
     ) -> anyhow::Result<Pool> {
-        let scratch = launch::launch_base().join(format!("batch-{}", launch::new_id()));
+        let base = launch::launch_base();
+        sweep(&base);
+        let scratch = base.join(format!("batch-{}", launch::new_id()));
         launch::make_dir(&scratch)?;
         Ok(Pool {
             parallel,
@@ -317,6 +319,29 @@ impl Pool {
         if let Err(e) = written {
             self.fatal = Some(anyhow::Error::from(e).context("write a result line"));
             self.pass_on(Signal::SIGTERM);
+        }
+    }
+}
+
+/// Removes the scratch trees of batches that were killed (SIGKILL: no chance to clean up; their
+/// jobs were torn down by their workers). Named `batch-husk-<pid>-<hex>`: gone when no process
+/// `<pid>` lives (a reused pid only delays the sweep).
+fn sweep(base: &Path) {
+    let Ok(entries) = fs::read_dir(base) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name
+            .strip_prefix("batch-husk-")
+            .and_then(|r| r.split('-').next())
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if !Path::new("/proc").join(pid.to_string()).exists() {
+            log::debug!("remove the scratch tree of a killed batch: {name}");
+            let _ = fs::remove_dir_all(e.path());
         }
     }
 }
