@@ -2,9 +2,9 @@
 //! job whatever happened to it, the summary, the exit status, real parallelism, and nothing left
 //! behind (state dirs, cgroups, mounts, scratch directories) after a normal batch or a Ctrl-C.
 
-use crate::both;
 use crate::cleanup::assert_clean;
 use crate::harness::{host, Ctx, Out};
+use crate::{both, root_only};
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -18,6 +18,9 @@ both!(
     progress_line_only_on_a_terminal,
     sigkill_of_the_batch_still_tears_every_job_down,
 );
+
+// Memory limits need a cgroup: root on this kind of host.
+root_only!(an_oom_killed_job_counts_as_oom);
 
 fn image() -> &'static str {
     host().rootfs.to_str().unwrap()
@@ -460,4 +463,32 @@ fn sigkill_of_the_batch_still_tears_every_job_down(t: &Ctx) {
     let next = batch(t, &ok, &[]).ok();
     assert!(!scratch.exists(), "{} left: {next}", scratch.display());
     assert_nothing_left(t, &next.stderr, 1);
+}
+
+fn an_oom_killed_job_counts_as_oom(t: &Ctx) {
+    if !crate::harness::has_cgroups(t.mode) {
+        return crate::harness::skip("an_oom_killed_job_counts_as_oom: no cgroups");
+    }
+    // dd's 64M block does not fit in 16M: the OOM killer takes it; sh goes on and exits 0.
+    let lines = [
+        json!({"id": "oom", "cmd": "dd if=/dev/zero of=/dev/null bs=64M count=1; echo dd=$?",
+               "limits": {"memory": "16M"}}),
+        json!({"id": "fits", "cmd": "dd if=/dev/zero of=/dev/null bs=1M count=1"}),
+    ]
+    .map(|v| v.to_string());
+    let jobs = jobs_file(t, "oom.jsonl", &lines);
+    let summary = t.dir.join("summary.json");
+    let out = batch(t, &jobs, &["--summary", summary.to_str().unwrap()]).code(1);
+    let r = results(&out.stdout);
+    assert_eq!(r["oom"]["status"], "oom", "{out}");
+    assert_eq!(r["oom"]["oom_killed"], true, "{out}");
+    assert_eq!(r["oom"]["stdout"], "dd=137\n", "{out}");
+    assert_eq!(r["fits"]["status"], "passed", "{out}");
+    let s: Value = serde_json::from_slice(&std::fs::read(&summary).unwrap()).unwrap();
+    assert_eq!(
+        (s["oom"].clone(), s["passed"].clone()),
+        (json!(1), json!(1)),
+        "{s}"
+    );
+    assert!(out.stderr.contains("1 OOM"), "{out}");
 }
