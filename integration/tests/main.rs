@@ -18,6 +18,7 @@
 
 mod harness;
 
+mod batch;
 mod cdi;
 mod cleanup;
 mod cve;

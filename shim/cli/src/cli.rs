@@ -121,4 +121,9 @@ pub enum Command {
     Features(verbs::features::FeaturesArgs),
     /// Run IMAGEs as named instances in the background (start, list, stop)
     Instance(verbs::instance::InstanceArgs),
+    /// Run many sandboxed jobs (JSON lines) N at a time; one result line per job
+    Batch(verbs::batch::BatchArgs),
+    /// One job of a batch (run by `husk batch`)
+    #[command(hide = true)]
+    BatchJob(verbs::batch::JobArgs),
 }

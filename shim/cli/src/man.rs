@@ -11,6 +11,9 @@ const EXTRA: &str = r#".SH "EXIT STATUS"
 foreground exit with the container process's status, or 128+N when it was killed by signal N.
 \fBexec\fR (runc's convention) and the launcher (\fBrun\fR, \fBexec\fR, \fBshell\fR with an IMAGE)
 exit 255 when they fail themselves, so that cannot be mistaken for the program's own status.
+\fBbatch\fR exits 0 when every job passed, 1 when a job failed (its exit status, a signal, the
+timeout or the OOM killer), 3 when a job could not be run (a bad line, image or workspace), and
+128+N when interrupted by signal N.
 .SH LAUNCHER
 \fBrun\fR and \fBexec\fR take a container id (\fB^[\\w+.\-]+$\fR) or an IMAGE, which always holds
 a '/' or a ':' (\fI./rootfs\fR, \fI/srv/images/debian\fR); the first positional decides. An IMAGE is
@@ -68,6 +71,10 @@ A launch's bundle (config.json, the skeleton rootfs, passwd, group; with
 \fB\-\-writable\-tmpfs\fR the overlays' \fIoverlay/upper\fR and \fIoverlay/work\fR), removed when it
 exits; the container id is \fIhusk\-<pid>\-<random>\fR.
 .TP
+\fI$XDG_RUNTIME_DIR/husk\-launch/batch\-husk\-<pid>\-<random>/<n>/\fR (root: under \fI/run/husk\-launch\fR)
+A \fBbatch\fR job's fresh workspace (\fIws/\fR, with its files), its stdin and its worker's
+output, removed when the job ends; the tree goes when the batch does.
+.TP
 \fI<root>\-instances/\fR (\fI/run/husk\-instances\fR, \fI$XDG_RUNTIME_DIR/husk\-instances\fR)
 Instances (\fBinstance start\fR), beside the state root: \fI<name>.json\fR (image, start time,
 TTL deadline, watcher pid), \fI<name>/\fR (the launch directory) and \fI<name>.log\fR (the
@@ -111,7 +118,7 @@ fn render(cmd: clap::Command) -> Vec<u8> {
 pub fn pages() -> Vec<(String, Vec<u8>)> {
     let top = Cli::command();
     let mut pages = vec![("husk.1".to_string(), render(top.clone()))];
-    for sub in top.get_subcommands() {
+    for sub in top.get_subcommands().filter(|c| !c.is_hide_set()) {
         let name: &'static str = Box::leak(format!("husk-{}", sub.get_name()).into_boxed_str());
         let cmd = sub
             .clone()

@@ -60,3 +60,54 @@ fn size(n: u64) -> String {
         n => format!("{n} B"),
     }
 }
+
+/// `husk batch`'s line: jobs done of total, running, not passed, elapsed time. Drawn only when
+/// stderr is a terminal; [`Counter::clear`] before anything else is written to stderr.
+pub struct Counter {
+    on: bool,
+    total: usize,
+    start: std::time::Instant,
+    drawn: bool,
+}
+
+impl Counter {
+    pub fn new(total: usize, on: bool) -> Self {
+        Counter {
+            on,
+            total,
+            start: std::time::Instant::now(),
+            drawn: false,
+        }
+    }
+
+    pub fn draw(&mut self, done: usize, running: usize, failed: usize) {
+        if !self.on {
+            return;
+        }
+        let filled = (done * 20).checked_div(self.total).unwrap_or(20).min(20);
+        let mut err = std::io::stderr().lock();
+        let _ = write!(
+            err,
+            "\r\x1b[K[{}{}] {done}/{} done, {running} running, {failed} failed, {}s",
+            "#".repeat(filled),
+            " ".repeat(20 - filled),
+            self.total,
+            self.start.elapsed().as_secs(),
+        );
+        let _ = err.flush();
+        self.drawn = true;
+    }
+
+    pub fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r\x1b[K");
+            self.drawn = false;
+        }
+    }
+}
+
+impl Drop for Counter {
+    fn drop(&mut self) {
+        self.clear();
+    }
+}

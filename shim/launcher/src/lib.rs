@@ -24,6 +24,7 @@
 //! nothing is split: missing mount points are made in the upper directory. New top-level entries
 //! cannot be made; everything below them can.
 
+pub mod batch;
 pub mod cdi;
 pub mod env;
 pub mod host;

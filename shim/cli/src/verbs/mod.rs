@@ -1,5 +1,6 @@
 //! One file per verb; each turns its flags into an engine call and prints the result.
 
+pub mod batch;
 pub mod bundle;
 pub mod cache;
 pub mod create;
@@ -70,6 +71,8 @@ pub fn dispatch(g: &Global, cmd: Command) -> anyhow::Result<i32> {
         Command::Spec(a) => spec::run(a),
         Command::Features(a) => features::run(a),
         Command::Instance(a) => instance::run(g, a),
+        Command::Batch(a) => batch::run(g, a),
+        Command::BatchJob(a) => batch::job(g, a),
     }
 }
 
