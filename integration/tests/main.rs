@@ -38,5 +38,6 @@ mod probe;
 mod ps;
 mod run;
 mod sandbox;
+mod security;
 mod tty;
 mod userns;
