@@ -11,7 +11,10 @@
 //! - sets the environment to an allow-list (PATH, HOME=/workspace, LANG=C.UTF-8, TERM with a tty)
 //!   plus `--env`/`--env-file`: nothing of the host's passes (not even HUSKENV_*);
 //! - installs spec-templates/seccomp-default.json (Docker's default profile for a process without
-//!   capabilities);
+//!   capabilities), with one addition: the chmod family may not set the setuid or setgid bit. Run
+//!   as root, the program is uid 0 on the host filesystem: `chmod 4755` on a copy of a shell in
+//!   the workspace would leave a setuid-root binary on the host for any local user to run;
+//!   rootless, a setuid-the-caller one;
 //! - binds the workspace nosuid and nodev (no_new_privs already neutralises setuid files; this
 //!   also keeps device nodes someone put there unusable);
 //! - without a cgroup, adds RLIMIT_NPROC as the process limit (counted per user, in the container's
@@ -163,8 +166,54 @@ impl Sandbox {
                 rlimits.push(json!({"type": "RLIMIT_DATA", "hard": mem, "soft": mem}));
             }
         }
-        config["linux"]["seccomp"] =
+        let mut seccomp =
             serde_json::from_str(SECCOMP_DEFAULT).expect("seccomp-default.json is JSON");
+        forbid_setid_modes(&mut seccomp);
+        config["linux"]["seccomp"] = seccomp;
+    }
+}
+
+/// The chmod family and the index of its mode argument.
+const CHMODS: &[(&str, u32)] = &[
+    ("chmod", 1),
+    ("fchmod", 1),
+    ("fchmodat", 2),
+    ("fchmodat2", 2),
+];
+
+/// S_ISUID | S_ISGID.
+const SETID_BITS: u32 = 0o6000;
+
+/// Allows the chmod family (where the profile allows it unconditionally) only with a mode without
+/// S_ISUID and S_ISGID; the rest falls to the default action (EPERM). Creating a file with those
+/// bits (open, mknod) needs no rule: the kernel clears them on the first write or truncate by a
+/// process without CAP_FSETID, so such a file stays empty.
+fn forbid_setid_modes(seccomp: &mut Value) {
+    let Some(rules) = seccomp["syscalls"].as_array_mut() else {
+        return;
+    };
+    let mut found = Vec::new();
+    for rule in rules.iter_mut() {
+        if rule["action"] != "SCMP_ACT_ALLOW" || rule.get("args").is_some() {
+            continue;
+        }
+        if let Some(names) = rule["names"].as_array_mut() {
+            names.retain(|n| match CHMODS.iter().find(|(c, _)| n == c) {
+                Some(c) => {
+                    found.push(*c);
+                    false
+                }
+                None => true,
+            });
+        }
+    }
+    for (name, index) in found {
+        rules.push(json!({
+            "names": [name],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": index, "value": SETID_BITS, "valueTwo": 0,
+                "op": "SCMP_CMP_MASKED_EQ"}]
+        }));
     }
 }
 
@@ -428,6 +477,15 @@ mod tests {
         let s: oci_spec::runtime::LinuxSeccomp =
             serde_json::from_value(c["linux"]["seccomp"].clone()).unwrap();
         assert!(s.syscalls().as_ref().unwrap().len() > 5);
+        // chmod only without the setuid/setgid bits.
+        let rules = c["linux"]["seccomp"]["syscalls"].as_array().unwrap();
+        let chmod: Vec<&Value> = rules
+            .iter()
+            .filter(|r| r["names"].as_array().unwrap().contains(&json!("chmod")))
+            .collect();
+        assert_eq!(chmod.len(), 1);
+        assert_eq!(chmod[0]["args"][0]["value"], 0o6000);
+        assert_eq!(chmod[0]["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
     }
 
     #[test]
