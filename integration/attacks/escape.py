@@ -32,7 +32,7 @@ NR = {
     "perf_event_open": 298, "prlimit64": 302, "name_to_handle_at": 303,
     "open_by_handle_at": 304, "clock_adjtime": 305, "setns": 308, "process_vm_readv": 310,
     "finit_module": 313, "bpf": 321, "userfaultfd": 323, "io_uring_setup": 425,
-    "open_tree": 428, "fsopen": 430, "pidfd_open": 434, "clone3": 435,
+    "open_tree": 428, "fsopen": 430, "pidfd_open": 434, "clone3": 435, "fchmodat": 268, "fchmodat2": 452,
 }
 
 
@@ -526,6 +526,34 @@ def ipc(key):
     fact("sysvipc_shm", open("/proc/sysvipc/shm").read().splitlines()[1:])
 
 
+def setid_files():
+    """Plant a setuid-root (as root) executable in the workspace, i.e. on the host."""
+    import shutil
+    shell = "/workspace/rootshell"
+    shutil.copyfile("/usr/local/bin/husk-probe", shell)
+    attempt("chmod(rootshell, 04755)", os.chmod, shell, 0o4755)
+    attempt("chmod(rootshell, 02755)", os.chmod, shell, 0o2755)
+    fd = os.open(shell, os.O_RDONLY)
+    attempt("fchmod(rootshell, 04755)", os.fchmod, fd, 0o4755)
+    os.close(fd)
+    dfd = os.open("/workspace", os.O_RDONLY)
+    attempt("fchmodat(rootshell, 06755)", sc, "fchmodat", dfd, b"rootshell", 0o6755, 0)
+    attempt("fchmodat2(rootshell, 04755)", sc, "fchmodat2", dfd, b"rootshell", 0o4755, 0)
+    os.close(dfd)
+    attempt("control: chmod(rootshell, 0700)", os.chmod, shell, 0o700)
+    fd = os.open("/workspace/created", os.O_CREAT | os.O_WRONLY, 0o4755)
+    os.write(fd, b"\x7fELF")
+    os.close(fd)
+    if attempt("mknod(made, S_IFREG|04755)",
+               lambda: os.mknod("/workspace/made", 0o104755) or "made") is not None:
+        fd = os.open("/workspace/made", os.O_WRONLY)
+        os.write(fd, b"\x7fELF")
+        os.close(fd)
+    attempt("mkdir(sgid-dir, 02755)", os.mkdir, "/workspace/sgid-dir", 0o2755)
+    fact("modes", {f: oct(os.lstat("/workspace/" + f).st_mode) for f in sorted(os.listdir(
+        "/workspace"))})
+
+
 def timeout_double_fork(marker):
     fact("pidns", os.readlink("/proc/self/ns/pid"))
     if os.fork() == 0:
@@ -562,7 +590,7 @@ def timeout_setsid(marker):
 ATTACKS = {f.__name__: f for f in [
     net_tcp, net_udp, net_dns, net_unix, net_raw, read_host, proc_host, host_procs, signal_host,
     ptrace_host, exe_overwrite, leaked_fds, suid, keyctl, bpf, perf, modules, mounts, namespaces,
-    rlimits, fork_bomb, memory_bomb, core_dump, clock, kernel_interfaces, shocker, ipc,
+    rlimits, fork_bomb, memory_bomb, core_dump, clock, kernel_interfaces, shocker, ipc, setid_files,
     timeout_double_fork, timeout_setsid]}
 
 if __name__ == "__main__":

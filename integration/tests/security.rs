@@ -42,6 +42,7 @@ both!(
     host_sysv_ipc,
     // privileges and kernel interfaces
     setuid_and_file_capabilities,
+    setid_files_planted_in_the_workspace,
     keyctl_keyrings,
     bpf_programs,
     perf_event_open_counters,
@@ -916,6 +917,48 @@ fn setuid_and_file_capabilities(t: &Ctx) {
         "{}: /workspace is mounted {ws_opts}",
         a.label
     );
+}
+
+/// Root in the sandbox is uid 0 on the host's filesystem (until root sandboxes get a user
+/// namespace): a setuid copy of a binary in the workspace would be a setuid-root binary on the
+/// host for any local user who can reach the directory.
+fn setid_files_planted_in_the_workspace(t: &Ctx) {
+    let a = python(t, "setid_files", &[], &[]);
+    for prefix in ["chmod(rootshell, 0", "fchmod(", "fchmodat(", "fchmodat2("] {
+        a.blocked(
+            prefix,
+            &["EPERM", "ENOSYS"],
+            "seccomp: the chmod family may not set S_ISUID/S_ISGID",
+        );
+    }
+    let control = a
+        .tries
+        .iter()
+        .find(|t| t.what.starts_with("control"))
+        .unwrap();
+    assert!(control.ok, "{}: plain chmod refused: {}", a.label, a.dump());
+    let mut setid = Vec::new();
+    for e in fs::read_dir(workspace(t)).unwrap().flatten() {
+        let m = e.path().symlink_metadata().unwrap();
+        if m.mode() & 0o6000 != 0 && (m.is_dir() || m.len() > 0) {
+            setid.push(format!(
+                "{} {:o} {} bytes",
+                e.path().display(),
+                m.mode(),
+                m.len()
+            ));
+        }
+    }
+    assert!(
+        setid.is_empty(),
+        "{}: ESCAPED: setuid/setgid files on the host: {setid:?}\n{}",
+        a.label,
+        a.dump()
+    );
+    a.say(format!(
+        "open(O_CREAT, 04755)/mknod + write → the kernel cleared the bits (no CAP_FSETID); on the host: {}",
+        a.fact("modes")
+    ));
 }
 
 fn keyctl_keyrings(t: &Ctx) {
