@@ -554,6 +554,23 @@ def setid_files():
         "/workspace"))})
 
 
+def tty_inject():
+    """Type a command into the caller's terminal (husk's stdin) for the shell to run afterwards."""
+    import fcntl
+    import termios
+    fact("isatty", os.isatty(0))
+
+    def inject():
+        for c in b"id\n":
+            fcntl.ioctl(0, termios.TIOCSTI, bytes([c]))
+        return "injected"
+
+    attempt("ioctl(0, TIOCSTI, 'id\\n')", inject)
+    attempt("ioctl(0, TIOCSCTTY, steal)", fcntl.ioctl, 0, termios.TIOCSCTTY, 1)
+    attempt("ioctl(0, TIOCSTI, 'id\\n') after TIOCSCTTY", inject)
+    fact("session", os.getsid(0))
+
+
 def timeout_double_fork(marker):
     fact("pidns", os.readlink("/proc/self/ns/pid"))
     if os.fork() == 0:
@@ -591,6 +608,7 @@ ATTACKS = {f.__name__: f for f in [
     net_tcp, net_udp, net_dns, net_unix, net_raw, read_host, proc_host, host_procs, signal_host,
     ptrace_host, exe_overwrite, leaked_fds, suid, keyctl, bpf, perf, modules, mounts, namespaces,
     rlimits, fork_bomb, memory_bomb, core_dump, clock, kernel_interfaces, shocker, ipc, setid_files,
+    tty_inject,
     timeout_double_fork, timeout_setsid]}
 
 if __name__ == "__main__":

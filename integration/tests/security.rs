@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 use std::fs;
 use std::io::ErrorKind;
 use std::net::{TcpListener, UdpSocket};
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -62,6 +63,7 @@ both!(
     cgroup_escape,
     proc_self_exe_overwrite,
     leaked_fds,
+    tty_injection_through_stdin,
     core_dump,
     symlink_swapped_result_file,
     symlink_in_the_default_workspace,
@@ -1416,6 +1418,74 @@ fn leaked_fds(t: &Ctx) {
         "husk closes every fd but stdio before exec",
     );
     a.say("husk was started with a host directory on fds 3..9 → the program has 0, 1, 2 only (/dev/null and husk's pipes)");
+}
+
+/// husk's stdin is the caller's terminal (an interactive run): TIOCSTI would type commands into
+/// the caller's shell for it to run after the sandbox ends.
+fn tty_injection_through_stdin(t: &Ctx) {
+    use nix::sys::termios::{cfmakeraw, tcgetattr, tcsetattr, SetArg};
+    let pty = nix::pty::openpty(None, None).unwrap();
+    let mut raw = tcgetattr(&pty.slave).unwrap();
+    cfmakeraw(&mut raw);
+    tcsetattr(&pty.slave, SetArg::TCSANOW, &raw).unwrap();
+    let ours = pty.slave.try_clone().unwrap();
+    // The caller's shell: a host session whose controlling terminal this is.
+    let session = Command::new("setsid")
+        .args(["--ctty", "sleep", "600"])
+        .stdin(Stdio::from(pty.slave.try_clone().unwrap()))
+        .spawn()
+        .unwrap();
+    struct Kill(Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let session = Kill(session);
+    let sid = session.0.id();
+    t.wait_for("the host session to own the terminal", || {
+        // Field 7 of /proc/PID/stat: tty_nr, non-zero once it has a controlling terminal.
+        fs::read_to_string(format!("/proc/{sid}/stat"))
+            .ok()
+            .and_then(|s| {
+                let rest = s.rsplit_once(") ")?.1.to_string();
+                rest.split_whitespace().nth(4).map(|v| v != "0")
+            })
+            .unwrap_or(false)
+    });
+    let launch = Launch {
+        fds: vec![(0, pty.slave)],
+        ..Launch::default()
+    };
+    let a = python_with(t, "tty_inject", &[], &[], &launch);
+    assert_eq!(
+        a.fact("isatty"),
+        true,
+        "{}: stdin is no terminal: {}",
+        a.label,
+        a.dump()
+    );
+    a.blocked(
+        "ioctl(0, TIOCSTI",
+        &["EPERM", "EIO"],
+        "the program runs in its own session (setsid): the terminal is not its controlling tty",
+    );
+    a.blocked(
+        "ioctl(0, TIOCSCTTY",
+        &["EPERM"],
+        "it is the caller's session's terminal; stealing needs CAP_SYS_ADMIN",
+    );
+    // Nothing reached the terminal's input queue.
+    let flags = nix::fcntl::fcntl(ours.as_raw_fd(), nix::fcntl::FcntlArg::F_GETFL).unwrap();
+    let flags = nix::fcntl::OFlag::from_bits_truncate(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(ours.as_raw_fd(), nix::fcntl::FcntlArg::F_SETFL(flags)).unwrap();
+    let mut buf = [0u8; 64];
+    match nix::unistd::read(ours.as_raw_fd(), &mut buf) {
+        Err(nix::errno::Errno::EAGAIN) => {}
+        other => panic!("{}: ESCAPED: the terminal got input: {other:?}", a.label),
+    }
+    a.say("the terminal's input queue is empty");
 }
 
 fn core_dump(t: &Ctx) {
