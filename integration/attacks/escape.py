@@ -571,6 +571,62 @@ def tty_inject():
     fact("session", os.getsid(0))
 
 
+def i386_call(nr, arg):
+    """Syscall `nr` of the 32-bit ABI (int 0x80) with one argument, from 64-bit code."""
+    import mmap
+    code = bytes([0x53, 0xB8]) + nr.to_bytes(4, "little") + bytes(
+        [0x89, 0xFB, 0xCD, 0x80, 0x5B, 0xC3])  # push rbx; mov eax, nr; mov ebx, edi; int 0x80
+    page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_int)(
+        ctypes.addressof(ctypes.c_char.from_buffer(page)))
+    r = fn(arg)
+    if r < 0:
+        raise OSError(-r, os.strerror(-r))
+    return r
+
+
+def other_abis():
+    """Blocked syscalls through the i386 (int 0x80) and x32 ABIs: a filter that only knew
+    x86_64 numbers would let them through."""
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if i386_call(20, 0) > 0 else 1)  # getpid
+    _, status = os.waitpid(pid, 0)
+    ia32 = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    fact("ia32", ia32)
+    calls = [("unshare(CLONE_NEWUSER)", 310, 272, 0x10000000), ("mount", 21, 165, 0),
+             ("keyctl", 288, 250, 0), ("bpf", 357, 321, 0), ("perf_event_open", 336, 298, 0),
+             ("init_module", 128, 175, 0), ("setns", 346, 308, 0),
+             ("open_by_handle_at", 342, 304, 0), ("kexec_load", 283, 246, 0)]
+    if ia32:
+        attempt("control: i386 getpid", i386_call, 20, 0)
+        for name, nr32, _, arg in calls:
+            attempt("i386 %s" % name, i386_call, nr32, arg)
+    for name, _, nr64, arg in calls:
+        def x32(nr=nr64, arg=arg):
+            r = libc.syscall(ctypes.c_long(0x40000000 + nr), ctypes.c_long(arg), ctypes.c_long(0),
+                             ctypes.c_long(0), ctypes.c_long(0), ctypes.c_long(0))
+            if r == -1:
+                e = ctypes.get_errno()
+                raise OSError(e, os.strerror(e))
+            return r
+        attempt("x32 %s" % name, x32)
+
+
+def proc_self_knobs():
+    for f, data in [("oom_score_adj", "-1000"), ("uid_map", "0 0 4294967295"),
+                    ("gid_map", "0 0 4294967295"), ("setgroups", "allow"), ("loginuid", "0")]:
+        def write(f=f, data=data):
+            fd = os.open("/proc/self/" + f, os.O_WRONLY)
+            try:
+                return os.write(fd, data.encode())
+            finally:
+                os.close(fd)
+        attempt("write /proc/self/%s" % f, write)
+    fact("oom_score_adj", open("/proc/self/oom_score_adj").read().strip())
+
+
 def timeout_double_fork(marker):
     fact("pidns", os.readlink("/proc/self/ns/pid"))
     if os.fork() == 0:
@@ -608,7 +664,7 @@ ATTACKS = {f.__name__: f for f in [
     net_tcp, net_udp, net_dns, net_unix, net_raw, read_host, proc_host, host_procs, signal_host,
     ptrace_host, exe_overwrite, leaked_fds, suid, keyctl, bpf, perf, modules, mounts, namespaces,
     rlimits, fork_bomb, memory_bomb, core_dump, clock, kernel_interfaces, shocker, ipc, setid_files,
-    tty_inject,
+    tty_inject, other_abis, proc_self_knobs,
     timeout_double_fork, timeout_setsid]}
 
 if __name__ == "__main__":

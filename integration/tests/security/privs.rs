@@ -6,6 +6,8 @@ use super::*;
 use crate::both;
 
 both!(
+    seccomp_bypass_via_32bit_and_x32_abis,
+    proc_self_knobs,
     setuid_and_file_capabilities,
     setid_files_planted_in_the_workspace,
     keyctl_keyrings,
@@ -301,4 +303,53 @@ fn hostname_of_the_host(t: &Ctx) {
         "hostname inside {inside:?}, the host's {:?} unchanged: new uts namespace",
         before
     ));
+}
+
+fn seccomp_bypass_via_32bit_and_x32_abis(t: &Ctx) {
+    let a = python(t, "other_abis", &[], &[]);
+    if a.fact("ia32") == true {
+        let control = a.tries.iter().find(|t| t.what.contains("control")).unwrap();
+        assert!(control.ok, "{}: i386 getpid failed: {}", a.label, a.dump());
+        a.blocked(
+            "i386 ",
+            &["EPERM"],
+            "the filter covers the i386 ABI (SCMP_ARCH_X86): same rules, i386 numbers",
+        );
+    } else {
+        a.say("no IA-32 emulation in this kernel: int 0x80 is not an entry point here");
+    }
+    a.blocked(
+        "x32 ",
+        &["EPERM", "ENOSYS"],
+        "the filter covers the x32 ABI (SCMP_ARCH_X32), or the kernel has none (ENOSYS)",
+    );
+}
+
+fn proc_self_knobs(t: &Ctx) {
+    let a = python(t, "proc_self_knobs", &[], &[]);
+    a.blocked(
+        "write /proc/self/oom_score_adj",
+        &["EACCES", "EPERM"],
+        "lowering oom_score_adj (to make the host's OOM killer pick host processes) needs CAP_SYS_RESOURCE",
+    );
+    a.blocked(
+        "write /proc/self/uid_map",
+        &["EPERM", "EACCES"],
+        "the map of an existing user namespace is written once, by a privileged parent",
+    );
+    a.blocked("write /proc/self/gid_map", &["EPERM", "EACCES"], "same");
+    a.blocked_or(
+        "write /proc/self/setgroups",
+        &["EPERM", "EACCES", "ENOENT"],
+        "fixed once the gid map is written",
+        "impossible",
+    );
+    a.blocked_or(
+        "write /proc/self/loginuid",
+        &["EPERM", "EACCES", "ENOENT", "EINVAL"],
+        "no CAP_AUDIT_CONTROL (or not in the initial user namespace)",
+        "the kernel lets a process set an unset audit loginuid once: audit attribution only, \
+         no privilege (docs/security.md)",
+    );
+    assert_ne!(a.fact("oom_score_adj"), "-1000", "{}", a.dump());
 }
