@@ -7,7 +7,9 @@ Each attack prints JSON lines on stdout: one per try, {"try": what, "ok": bool, 
 null, "value": ...}, and facts, {"fact": name, "value": ...}. The test decides what counts as
 contained; this file only attacks and reports. Raw syscalls go through ctypes (x86_64 numbers).
 Where an attack would do harm if it wrongly succeeded, it is made harmless: writes put back the
-current value, files opened for writing are not written, nothing is rebooted or crashed.
+current value (or the test restores it), files opened for writing are not written, a module to
+remove does not exist, accounting is switched off again, kill(-1) runs only as pid 1 of a new pid
+namespace, nothing is rebooted or crashed.
 """
 import ctypes
 import errno
@@ -243,6 +245,11 @@ def signal_host(host_pid):
     attempt("pidfd_open(%d)" % host_pid, sc, "pidfd_open", host_pid, 0)
     attempt("kill(-%d, SIGKILL) (its process group)" % host_pid, os.kill, -host_pid,
             signal.SIGKILL)
+    if os.getpid() != 1:
+        # Not the init of a new pid namespace: kill(-1) would reach the host. Report, do not.
+        out(**{"try": "kill(-1, SIGKILL) from a child", "ok": False, "errno": "NOT-IN-A-PID-NS",
+               "value": "refused to run: pid %d" % os.getpid()})
+        return
     r, w = os.pipe()
     pid = os.fork()
     if pid == 0:
@@ -362,7 +369,8 @@ def modules():
     fd = os.open("/bin/sh", os.O_RDONLY)
     attempt("finit_module(fd of /bin/sh)", sc, "finit_module", fd, b"", 0)
     os.close(fd)
-    attempt("delete_module(ext4)", sc, "delete_module", b"ext4", os.O_NONBLOCK)
+    attempt("delete_module(husk_no_such_module)", sc, "delete_module", b"husk_no_such_module",
+            os.O_NONBLOCK)
     attempt("write /proc/sys/kernel/modprobe", lambda: open("/proc/sys/kernel/modprobe", "w"))
     fact("kernel_modules_visible", os.path.exists("/proc/modules"))
 
@@ -499,7 +507,8 @@ def kernel_interfaces():
     attempt("iopl(3)", sc, "iopl", 3)
     attempt("ioperm(0x80, 1, on)", sc, "ioperm", 0x80, 1, 1)
     attempt("swapoff(/workspace/none)", sc, "swapoff", b"/workspace/none")
-    attempt("acct(/workspace/acct)", sc, "acct", b"/workspace/acct")
+    if attempt("acct(/workspace/acct)", sc, "acct", b"/workspace/acct") is not None:
+        sc("acct", None)  # switch the (host-wide) accounting off again
     attempt("quotactl(Q_SYNC)", sc, "quotactl", 0x800001, None, 0, None)
     attempt("io_uring_setup(1)", sc, "io_uring_setup", 1, ctypes.create_string_buffer(120))
     attempt("userfaultfd(0)", sc, "userfaultfd", 0)

@@ -23,6 +23,7 @@ use std::io::ErrorKind;
 use std::net::{TcpListener, UdpSocket};
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
@@ -346,8 +347,10 @@ impl HostProc {
             }
             _ => Command::new("sh"),
         };
+        // Its own process group, so a kill(-pid) that got out would hit this group only.
         let child = cmd
             .args(["-c", &script])
+            .process_group(0)
             .stdin(Stdio::null())
             .spawn()
             .unwrap();
