@@ -13,7 +13,7 @@ step() { printf '\n== %s\n' "$*"; }
 if [ "$(id -u)" = 0 ] && [ -z "${SKIP_SETUP:-}" ]; then
 	step setup
 	need=""
-	for p in runc busybox-static uidmap libseccomp-dev pkg-config umoci skopeo docker-registry time; do
+	for p in runc busybox-static uidmap libseccomp-dev pkg-config umoci skopeo docker-registry time libcap2-bin; do
 		dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 	done
 	if [ -n "$need" ]; then

@@ -11,9 +11,14 @@
 //! - sets the environment to an allow-list (PATH, HOME=/workspace, LANG=C.UTF-8, TERM with a tty)
 //!   plus `--env`/`--env-file`: nothing of the host's passes (not even HUSKENV_*);
 //! - installs spec-templates/seccomp-default.json (Docker's default profile for a process without
-//!   capabilities);
+//!   capabilities), with one addition: the chmod family may not set the setuid or setgid bit. Run
+//!   as root, the program is uid 0 on the host filesystem: `chmod 4755` on a copy of a shell in
+//!   the workspace would leave a setuid-root binary on the host for any local user to run;
+//!   rootless, a setuid-the-caller one;
+//! - binds the workspace nosuid and nodev (no_new_privs already neutralises setuid files; this
+//!   also keeps device nodes someone put there unusable);
 //! - without a cgroup, adds RLIMIT_NPROC as the process limit (counted per user, in the container's
-//!   user namespace).
+//!   user namespace) and RLIMIT_DATA as the memory limit of each process (not of all together).
 //!
 //! Pure: nothing here touches the system.
 
@@ -103,8 +108,8 @@ impl Sandbox {
     }
 
     /// Rewrites the config [`crate::build`] made from the `sandbox` profile. `env` is `--env-file`
-    /// then `--env` (later wins); `term` is the host's TERM, used only with a tty; `nproc` adds
-    /// RLIMIT_NPROC (no cgroup to count processes).
+    /// then `--env` (later wins); `term` is the host's TERM, used only with a tty; `nproc` (no
+    /// cgroup) adds RLIMIT_NPROC for the process limit and RLIMIT_DATA for the memory limit.
     pub fn apply(
         &self,
         config: &mut Value,
@@ -127,6 +132,19 @@ impl Sandbox {
                         format!("size={}", self.tmp_size)
                     ]);
                 }
+                WORKSPACE => {
+                    if !m["options"].is_array() {
+                        m["options"] = json!([]);
+                    }
+                    let opts = m["options"]
+                        .as_array_mut()
+                        .expect("bind options are an array");
+                    for o in ["nosuid", "nodev"] {
+                        if !opts.iter().any(|v| v == o) {
+                            opts.push(json!(o));
+                        }
+                    }
+                }
                 "/sys" => {
                     *m = json!({"destination": "/sys", "type": "sysfs", "source": "sysfs",
                         "options": ["nosuid", "noexec", "nodev", "ro"]});
@@ -137,15 +155,65 @@ impl Sandbox {
         let p = &mut config["process"];
         p["env"] = json!(environment(&p["env"], env, p["terminal"] == true, term));
         if nproc {
+            let rlimits = p["rlimits"].as_array_mut().expect("rlimits is an array");
             if let Some(pids) = self.resources.pids {
-                p["rlimits"]
-                    .as_array_mut()
-                    .expect("rlimits is an array")
-                    .push(json!({"type": "RLIMIT_NPROC", "hard": pids, "soft": pids}));
+                rlimits.push(json!({"type": "RLIMIT_NPROC", "hard": pids, "soft": pids}));
+            }
+            // Heap and private writable mappings of each process: without it a memory bomb
+            // takes the host's memory. Not a total (that needs the cgroup), and unlike
+            // RLIMIT_AS it leaves address space reservations (JITs, Go) alone.
+            if let Some(mem) = self.resources.memory {
+                rlimits.push(json!({"type": "RLIMIT_DATA", "hard": mem, "soft": mem}));
             }
         }
-        config["linux"]["seccomp"] =
+        let mut seccomp =
             serde_json::from_str(SECCOMP_DEFAULT).expect("seccomp-default.json is JSON");
+        forbid_setid_modes(&mut seccomp);
+        config["linux"]["seccomp"] = seccomp;
+    }
+}
+
+/// The chmod family and the index of its mode argument.
+const CHMODS: &[(&str, u32)] = &[
+    ("chmod", 1),
+    ("fchmod", 1),
+    ("fchmodat", 2),
+    ("fchmodat2", 2),
+];
+
+/// S_ISUID | S_ISGID.
+const SETID_BITS: u32 = 0o6000;
+
+/// Allows the chmod family (where the profile allows it unconditionally) only with a mode without
+/// S_ISUID and S_ISGID; the rest falls to the default action (EPERM). Creating a file with those
+/// bits (open, mknod) needs no rule: the kernel clears them on the first write or truncate by a
+/// process without CAP_FSETID, so such a file stays empty.
+fn forbid_setid_modes(seccomp: &mut Value) {
+    let Some(rules) = seccomp["syscalls"].as_array_mut() else {
+        return;
+    };
+    let mut found = Vec::new();
+    for rule in rules.iter_mut() {
+        if rule["action"] != "SCMP_ACT_ALLOW" || rule.get("args").is_some() {
+            continue;
+        }
+        if let Some(names) = rule["names"].as_array_mut() {
+            names.retain(|n| match CHMODS.iter().find(|(c, _)| n == c) {
+                Some(c) => {
+                    found.push(*c);
+                    false
+                }
+                None => true,
+            });
+        }
+    }
+    for (name, index) in found {
+        rules.push(json!({
+            "names": [name],
+            "action": "SCMP_ACT_ALLOW",
+            "args": [{"index": index, "value": SETID_BITS, "valueTwo": 0,
+                "op": "SCMP_CMP_MASKED_EQ"}]
+        }));
     }
 }
 
@@ -258,13 +326,22 @@ impl Sandbox {
             None => Limit::by(json!(r.pids), "cgroup pids"),
             Some(_) => Limit::by(json!(r.pids), "RLIMIT_NPROC"),
         };
+        let memory = match cgroup {
+            None => Limit::by(json!(r.memory), "cgroup memory"),
+            // Enforced, but per process: the reason says what is missing.
+            Some(why) => Limit {
+                value: json!(r.memory),
+                enforced_by: Some("RLIMIT_DATA (each process)".into()),
+                reason: Some(format!("{why}: no limit on all processes together")),
+            },
+        };
         let output = if tty {
             Limit::not(json!(self.output_limit), "a terminal is not capped")
         } else {
             Limit::by(json!(self.output_limit), "husk (pipes)")
         };
         let mut l = Limits {
-            memory_bytes: cg(json!(r.memory), "cgroup memory"),
+            memory_bytes: memory,
             cpus: cg(json!(r.cpus), "cgroup cpu"),
             pids,
             timeout_ms: Limit::by(json!(self.timeout.as_millis() as u64), "husk (SIGKILL)"),
@@ -374,7 +451,8 @@ mod tests {
             "process": {"env": ["PATH=/bin", "SECRET=x", "HOME=/root"], "terminal": false,
                 "rlimits": []},
             "mounts": [{"destination": "/tmp", "type": "tmpfs", "options": []},
-                {"destination": "/etc/hosts", "type": "bind"}],
+                {"destination": "/etc/hosts", "type": "bind"},
+                {"destination": "/workspace", "type": "bind", "options": ["rbind"]}],
             "linux": {}
         });
         let env = vec![("A".to_string(), "1".to_string())];
@@ -383,24 +461,46 @@ mod tests {
             c["process"]["env"],
             json!(["A=1", "HOME=/workspace", "LANG=C.UTF-8", "PATH=/bin"])
         );
-        assert_eq!(c["mounts"].as_array().unwrap().len(), 1);
+        assert_eq!(c["mounts"].as_array().unwrap().len(), 2);
+        assert_eq!(
+            c["mounts"][1]["options"],
+            json!(["rbind", "nosuid", "nodev"])
+        );
         assert!(c["mounts"][0]["options"]
             .as_array()
             .unwrap()
             .contains(&json!("size=67108864")));
         assert_eq!(c["process"]["rlimits"][0]["type"], "RLIMIT_NPROC");
+        assert_eq!(c["process"]["rlimits"][1]["type"], "RLIMIT_DATA");
+        assert_eq!(c["process"]["rlimits"][1]["hard"], DEFAULT_MEMORY);
         assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
         let s: oci_spec::runtime::LinuxSeccomp =
             serde_json::from_value(c["linux"]["seccomp"].clone()).unwrap();
         assert!(s.syscalls().as_ref().unwrap().len() > 5);
+        // chmod only without the setuid/setgid bits.
+        let rules = c["linux"]["seccomp"]["syscalls"].as_array().unwrap();
+        let chmod: Vec<&Value> = rules
+            .iter()
+            .filter(|r| r["names"].as_array().unwrap().contains(&json!("chmod")))
+            .collect();
+        assert_eq!(chmod.len(), 1);
+        assert_eq!(chmod[0]["args"][0]["value"], 0o6000);
+        assert_eq!(chmod[0]["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
     }
 
     #[test]
     fn limits_say_what_was_not_applied() {
         let sb = Sandbox::new("/w".into());
         let l = sb.limits(Some("no cgroup"), false);
-        assert_eq!(l.not_applied, vec!["memory_bytes", "cpus"]);
+        assert_eq!(l.not_applied, vec!["cpus"]);
         assert_eq!(l.pids.enforced_by.as_deref(), Some("RLIMIT_NPROC"));
+        assert!(l
+            .memory_bytes
+            .enforced_by
+            .as_deref()
+            .unwrap()
+            .contains("RLIMIT_DATA"));
+        assert!(l.memory_bytes.reason.is_some());
         assert!(sb.limits(None, false).not_applied.is_empty());
     }
 }

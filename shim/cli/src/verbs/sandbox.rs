@@ -145,6 +145,10 @@ fn launch_in(
         return Ok(0);
     }
     let gopts = super::options(g)?;
+    let result_file = match &req.flags.sandbox.result {
+        Some(path) => Some(ResultFile::open(path)?),
+        None => None,
+    };
     launch::make_dir(dir).context(fail())?;
     let result = launch
         .write(dir)
@@ -157,16 +161,81 @@ fn launch_in(
     if let Err(e) = std::fs::remove_dir_all(dir) {
         log::warn!("remove launch directory {}: {e}", dir.display());
     }
-    let (code, record) = result?;
+    let (code, record) = match result {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(f) = result_file {
+                f.remove();
+            }
+            return Err(e);
+        }
+    };
     let text = serde_json::to_string_pretty(&record)? + "\n";
-    if let Some(path) = &req.flags.sandbox.result {
-        std::fs::write(path, &text)
-            .with_context(|| format!("write --result {}", path.display()))?;
+    if let Some(f) = result_file {
+        f.write(&text)?;
     }
     if req.flags.sandbox.json {
         print!("{text}");
     }
     Ok(code)
+}
+
+/// `--result FILE`, opened (created, truncated, never through a symlink) before the program
+/// starts; the record is written through this descriptor. The file may sit in the workspace, where
+/// the program can replace it: a symlink it puts there must not aim husk's write (as root, maybe)
+/// at a host file.
+struct ResultFile {
+    path: PathBuf,
+    file: std::fs::File,
+}
+
+impl ResultFile {
+    fn open(path: &std::path::Path) -> anyhow::Result<ResultFile> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o644)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(path)
+            .with_context(|| format!("open --result {}", path.display()))?;
+        Ok(ResultFile {
+            path: path.to_path_buf(),
+            file,
+        })
+    }
+
+    /// Is `path` still the file we opened?
+    fn still_ours(&self) -> bool {
+        use std::os::unix::fs::MetadataExt;
+        match (self.file.metadata(), std::fs::symlink_metadata(&self.path)) {
+            (Ok(a), Ok(b)) => a.dev() == b.dev() && a.ino() == b.ino(),
+            _ => false,
+        }
+    }
+
+    fn write(mut self, text: &str) -> anyhow::Result<()> {
+        use std::io::Write;
+        self.file
+            .write_all(text.as_bytes())
+            .with_context(|| format!("write --result {}", self.path.display()))?;
+        if !self.still_ours() {
+            log::warn!(
+                "--result {}: the program replaced it; the record went to the file opened before \
+                 the start, no longer at that path (keep --result outside the workspace)",
+                self.path.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Husk failed: leave nothing behind (but only our own, empty file).
+    fn remove(self) {
+        if self.still_ours() {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
 }
 
 /// Creates, releases and watches the container; always deletes it.
@@ -256,7 +325,8 @@ fn cgroup_reason(warnings: &[String], enabled: bool) -> Option<String> {
         .next()
         .unwrap_or_else(|| "no cgroup (cgroups disabled)".into());
     log::warn!(
-        "sandbox: {why}; memory and cpu limits not applied, processes limited by RLIMIT_NPROC"
+        "sandbox: {why}; cpu limit not applied, memory limited per process by RLIMIT_DATA, \
+         processes by RLIMIT_NPROC"
     );
     Some(why)
 }
