@@ -38,5 +38,6 @@ mod probe;
 mod ps;
 mod run;
 mod sandbox;
+mod sandbox_hardening;
 mod tty;
 mod userns;
