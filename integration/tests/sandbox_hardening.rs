@@ -344,7 +344,7 @@ fn host_id_is_for_root_only(t: &Ctx) {
 fn root_sandbox_runs_as_an_unprivileged_host_id(t: &Ctx) {
     let ws = t.mkdir(&t.dir.join("ws"));
     let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; \
-        echo data > /workspace/made; mkdir /workspace/sub";
+        echo data > /workspace/made; mkdir /workspace/sub; echo reopened > /dev/stderr";
     let out = sandbox(t, &["--workspace", ws.to_str().unwrap(), "--json"], script).ok();
     let r = out.json();
     let text = stdout_of(&r);
@@ -367,6 +367,8 @@ fn root_sandbox_runs_as_an_unprivileged_host_id(t: &Ctx) {
             "{made}: {out}"
         );
     }
+    // The output pipes are the sandbox id's too: it can reopen them (/dev/stderr).
+    assert_eq!(r["stderr"], "reopened\n", "{out}");
     let top = std::fs::metadata(&ws).unwrap();
     assert_eq!((top.uid(), top.gid()), (0, 0), "{out}");
     // A default (scratch) workspace works the same way.

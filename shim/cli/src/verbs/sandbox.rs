@@ -244,6 +244,16 @@ fn supervised(
     } else {
         Some(supervise::Capture::redirect()?)
     };
+    if let (Some(hid), Some(_)) = (sb.host_id, &capture) {
+        // The pipes on fds 1 and 2 are root's, mode 0600: the sandbox's id could write the fds it
+        // inherits but not reopen them (/dev/stdout, /proc/self/fd/1). Give it the pipes.
+        // Not fatal (only reopening is affected), and fds 1 and 2 must be restored below.
+        for fd in [1, 2] {
+            if let Err(e) = nix::unistd::fchown(fd, Some(hid.into()), Some(hid.into())) {
+                log::warn!("sandbox: give output pipe {fd} to host id {hid}: {e}");
+            }
+        }
+    }
     let created = create(g, id, &req.engine, CreateMode::Run);
     let pipes = capture.map(supervise::Capture::restore).transpose()?;
     let mut created = super::context_id(created, "run", id)?;
