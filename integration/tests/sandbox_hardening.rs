@@ -371,6 +371,18 @@ fn root_sandbox_runs_as_an_unprivileged_host_id(t: &Ctx) {
     assert_eq!(r["stderr"], "reopened\n", "{out}");
     let top = std::fs::metadata(&ws).unwrap();
     assert_eq!((top.uid(), top.gid()), (0, 0), "{out}");
+    // A workspace the sandbox id could not reach is one clear error, before anything runs.
+    let closed = t.mkdir(&t.dir.join("closed"));
+    std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();
+    let hidden = t.mkdir(&closed.join("ws"));
+    let out = sandbox(t, &["--workspace", hidden.to_str().unwrap()], "echo RAN").code(255);
+    assert!(!out.stdout.contains("RAN"), "{out}");
+    assert!(
+        out.stderr
+            .contains("not searchable by the sandbox's host id"),
+        "{out}"
+    );
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
     // A default (scratch) workspace works the same way.
     let out = sandbox(t, &[], "echo x > /workspace/f && echo scratch-ok").ok();
     assert!(out.stdout.contains("scratch-ok"), "{out}");

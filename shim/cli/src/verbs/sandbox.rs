@@ -115,6 +115,29 @@ fn settings(req: &Request, workspace: PathBuf) -> anyhow::Result<(Sandbox, Vec<s
     Ok((sb, pinned))
 }
 
+/// Root's sandbox mounts as `id`, which has no privilege over host files: every directory above
+/// `path` must let it search (others' x bit, or its own), or the mount fails with EACCES.
+fn reachable(id: u32, path: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in path.ancestors().skip(1) {
+        let m = std::fs::metadata(dir).with_context(|| format!("{what} {}", path.display()))?;
+        let mode = m.mode();
+        let ok = mode & 0o001 != 0
+            || (m.uid() == id && mode & 0o100 != 0)
+            || (m.gid() == id && mode & 0o010 != 0);
+        if !ok {
+            anyhow::bail!(
+                "{what} {}: {} (mode {:o}) is not searchable by the sandbox's host id {id}; \
+                 use a path every directory of which others may search",
+                path.display(),
+                dir.display(),
+                mode & 0o7777
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Root's sandbox runs as `id` in a user namespace: the launch directory must be searchable by
 /// it and the workspace its own. Returns the workspace's owner to restore afterwards (a
 /// `--workspace` of the caller's), or None.
@@ -178,12 +201,11 @@ fn launch_in(
     let host = HostFacts::gather();
     // Without root there is (here) no cgroup to count processes: RLIMIT_NPROC instead.
     let nproc = host.uid != 0;
-    let mut launch = (|| -> anyhow::Result<husk_launcher::Launch> {
+    let (mut launch, rootfs) = (|| -> anyhow::Result<(husk_launcher::Launch, PathBuf)> {
         let template = templates::render("sandbox", host.uid, host.gid)?;
         let image = RootfsDir.resolve(&req.image)?;
-        Ok(husk_launcher::build(
-            template, &image, &opts, &host, &RealFs, dir,
-        )?)
+        let launch = husk_launcher::build(template, &image, &opts, &host, &RealFs, dir)?;
+        Ok((launch, image.rootfs))
     })()
     .context(fail())?;
     warn_all(&launch.warnings);
@@ -198,6 +220,8 @@ fn launch_in(
     let mut restore = None;
     let result = (|| -> anyhow::Result<(i32, Record)> {
         if let Some(hid) = sb.host_id {
+            reachable(hid, &rootfs, "the image")?;
+            reachable(hid, &sb.workspace, "--workspace")?;
             restore = hand_over(
                 hid,
                 dir,
