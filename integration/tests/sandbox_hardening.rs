@@ -344,7 +344,8 @@ fn host_id_is_for_root_only(t: &Ctx) {
 fn root_sandbox_runs_as_an_unprivileged_host_id(t: &Ctx) {
     let ws = t.mkdir(&t.dir.join("ws"));
     let script = "cat /proc/self/uid_map /proc/self/gid_map; id -u; \
-        echo data > /workspace/made; mkdir /workspace/sub; echo reopened > /dev/stderr";
+        echo data > /workspace/made; mkdir /workspace/sub; echo reopened > /dev/stderr; \
+        chmod 777 /workspace";
     let out = sandbox(t, &["--workspace", ws.to_str().unwrap(), "--json"], script).ok();
     let r = out.json();
     let text = stdout_of(&r);
@@ -370,7 +371,11 @@ fn root_sandbox_runs_as_an_unprivileged_host_id(t: &Ctx) {
     // The output pipes are the sandbox id's too: it can reopen them (/dev/stderr).
     assert_eq!(r["stderr"], "reopened\n", "{out}");
     let top = std::fs::metadata(&ws).unwrap();
-    assert_eq!((top.uid(), top.gid()), (0, 0), "{out}");
+    assert_eq!(
+        (top.uid(), top.gid(), top.mode() & 0o777),
+        (0, 0, 0o755),
+        "{out}"
+    );
     // A workspace the sandbox id could not reach is one clear error, before anything runs.
     let closed = t.mkdir(&t.dir.join("closed"));
     std::fs::set_permissions(&closed, std::fs::Permissions::from_mode(0o700)).unwrap();

@@ -139,14 +139,14 @@ fn reachable(id: u32, path: &std::path::Path, what: &str) -> anyhow::Result<()> 
 }
 
 /// Root's sandbox runs as `id` in a user namespace: the launch directory must be searchable by
-/// it and the workspace its own. Returns the workspace's owner to restore afterwards (a
-/// `--workspace` of the caller's), or None.
+/// it and the workspace its own. Returns the workspace's owner and mode to restore afterwards (a
+/// `--workspace` of the caller's: the code, its owner meanwhile, may chmod it), or None.
 fn hand_over(
     id: u32,
     dir: &std::path::Path,
     ws: &std::path::Path,
     given: bool,
-) -> anyhow::Result<Option<(u32, u32)>> {
+) -> anyhow::Result<Option<(u32, u32, u32)>> {
     use std::os::unix::fs::{MetadataExt, PermissionsExt};
     let search = std::fs::Permissions::from_mode(0o711);
     for d in [dir.parent(), Some(dir)].into_iter().flatten() {
@@ -156,7 +156,7 @@ fn hand_over(
     let before = std::fs::symlink_metadata(ws)?;
     std::os::unix::fs::lchown(ws, Some(id), Some(id))
         .with_context(|| format!("give --workspace {} to host id {id}", ws.display()))?;
-    Ok(given.then(|| (before.uid(), before.gid())))
+    Ok(given.then(|| (before.uid(), before.gid(), before.mode() & 0o7777)))
 }
 
 pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
@@ -234,9 +234,13 @@ fn launch_in(
         supervised(&gopts, id, req, &sb, pinned)
     })()
     .context(fail());
-    if let Some((u, gid)) = restore {
-        if let Err(e) = std::os::unix::fs::lchown(&sb.workspace, Some(u), Some(gid)) {
-            log::warn!("give --workspace {} back: {e}", sb.workspace.display());
+    if let Some((u, gid, mode)) = restore {
+        use std::os::unix::fs::PermissionsExt;
+        let ws = &sb.workspace;
+        let back = std::os::unix::fs::lchown(ws, Some(u), Some(gid))
+            .and_then(|()| std::fs::set_permissions(ws, std::fs::Permissions::from_mode(mode)));
+        if let Err(e) = back {
+            log::warn!("give --workspace {} back: {e}", ws.display());
         }
     }
     if let Err(e) = std::fs::remove_dir_all(dir) {
