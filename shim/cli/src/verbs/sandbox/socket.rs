@@ -91,3 +91,59 @@ pub fn verify(pid: i32, p: &Pinned) -> anyhow::Result<()> {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::net::UnixListener;
+
+    fn scratch(name: &str) -> PathBuf {
+        let d = std::env::temp_dir().join(format!("husk-socket-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    }
+
+    fn bind(host: &Path, inside: &Path) -> SocketBind {
+        SocketBind {
+            host: host.to_path_buf(),
+            container: inside.to_path_buf(),
+        }
+    }
+
+    #[test]
+    fn a_swap_after_the_check_is_refused() {
+        let d = scratch("swap");
+        let path = d.join("agent.sock");
+        let _first = UnixListener::bind(&path).unwrap();
+        // Our own /proc/PID/root is the host's root: the "container path" is the host path.
+        let me = std::process::id() as i32;
+        let pinned = check(bind(&path, &path)).unwrap();
+        verify(me, &pinned).unwrap();
+        // Another socket at the same path (what a swap leaves behind): a different inode.
+        std::fs::remove_file(&path).unwrap();
+        let _second = UnixListener::bind(&path).unwrap();
+        let e = verify(me, &pinned).unwrap_err().to_string();
+        assert!(e.contains("changed between the check and the mount"), "{e}");
+        // A symlink to the first socket's new home is refused at the check already.
+        let link = d.join("link.sock");
+        std::os::unix::fs::symlink(&path, &link).unwrap();
+        let e = check(bind(&link, &path)).unwrap_err().to_string();
+        assert!(e.contains("is a symlink"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn the_parent_is_made_canonical() {
+        let d = scratch("canon");
+        let real = d.join("real");
+        std::fs::create_dir(&real).unwrap();
+        std::os::unix::fs::symlink(&real, d.join("alias")).unwrap();
+        let _l = UnixListener::bind(real.join("s.sock")).unwrap();
+        let p = check(bind(&d.join("alias/s.sock"), Path::new("/run/s.sock"))).unwrap();
+        assert_eq!(p.bind.host, real.canonicalize().unwrap().join("s.sock"));
+        let e = check(bind(&real, Path::new("/run/s.sock"))).unwrap_err();
+        assert!(e.to_string().contains("a directory"), "{e}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
