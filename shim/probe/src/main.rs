@@ -29,7 +29,7 @@ const USAGE: &str =
     "usage: husk-probe [json | exit N | sleep SECS | sig | raise N | write PATH [DATA] \
 | read PATH | open PATH r|w | readlink PATH | exes | chown PATH UID GID \
 | syscall NAME|NR [ARGS..] | alloc MB | fork N | fds | tty | echo WORDS.. | cat \
-| unix PATH MSG]";
+| unix PATH MSG | nolandlock CMD [ARGS..]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -57,6 +57,17 @@ fn main() -> ExitCode {
         ["tty"] => print(&observe::tty()),
         ["echo", words @ ..] => println!("{}", words.join(" ")),
         ["unix", path, msg] => print(&unix(path, msg)),
+        // Runs CMD as on a kernel without Landlock (landlock_create_ruleset is ENOSYS).
+        ["nolandlock", cmd, rest @ ..] => {
+            use std::os::unix::process::CommandExt;
+            if let Err(e) = sys::deny_syscall_enosys(444) {
+                eprintln!("husk-probe: seccomp: {e}");
+                return ExitCode::from(125);
+            }
+            let e = std::process::Command::new(cmd).args(rest).exec();
+            eprintln!("husk-probe: exec {cmd}: {e}");
+            return ExitCode::from(127);
+        }
         ["cat"] => {
             let mut buf = Vec::new();
             let _ = io::stdin().read_to_end(&mut buf);
