@@ -22,6 +22,7 @@ both!(
     socket_host_path_must_be_the_socket_itself,
     host_id_is_for_root_only,
     without_landlock_the_run_goes_on_and_the_record_says_so,
+    landlock_annotation_holds_for_exec_too,
 );
 
 // The ids and cgroup below are root's: an unprivileged caller's sandbox runs as the caller.
@@ -234,6 +235,27 @@ fn landlock_annotation_limits_a_bundle_below_its_mounts(t: &Ctx) {
     assert!(!out.stdout.contains("scratch-mkdir"), "{out}");
     assert!(!out.stderr.contains("landlock not enforced"), "{out}");
     t.assert_nothing_left();
+}
+
+fn landlock_annotation_holds_for_exec_too(t: &Ctx) {
+    let b = t
+        .bundle()
+        .probe(&["sleep", "60"])
+        .set("/process/terminal", json!(false))
+        .edit(|c| {
+            c["mounts"]
+                .as_array_mut()
+                .unwrap()
+                .push(json!({"destination": "/scratch",
+                "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]}));
+            c["annotations"]["run.husk.landlock.write"] = json!("/tmp");
+        });
+    let id = t.start_running(&b, "llexec");
+    let out = t
+        .rt(&["exec", &id, "/bin/husk-probe", "write", "/scratch/a"])
+        .ok();
+    assert_eq!(out.probe().get("error"), "EACCES", "{out}");
+    t.rt(&["delete", "--force", &id]).ok();
 }
 
 fn landlock_annotation_bad_value_fails_create_cleanly(t: &Ctx) {
