@@ -42,6 +42,7 @@ mod probe;
 mod ps;
 mod run;
 mod sandbox;
+mod sandbox_hardening;
 mod security;
 mod shell_instance;
 mod tty;

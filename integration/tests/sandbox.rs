@@ -38,6 +38,9 @@ const KEYS: &[&str] = &[
     "peak_memory_bytes",
     "peak_memory_source",
     "limits",
+    "landlock",
+    "host_uid",
+    "host_gid",
 ];
 
 fn image() -> &'static str {

@@ -118,6 +118,13 @@ pub enum Command {
     /// Write a new config.json
     Spec(verbs::spec::SpecArgs),
     /// Print the OCI features this runtime supports, as JSON
+    ///
+    /// Annotations husk acts on (listed under "annotations" as
+    /// org.opencontainers.runtime-spec.features.husk.annotation.NAME):
+    /// run.husk.landlock.write=PATH[:PATH...] limits the container's writes with Landlock to
+    /// those absolute container paths (and /dev/null, zero, full, random, urandom, tty, ptmx,
+    /// /dev/pts), whatever the mounts allow; reading and executing stay allowed. Best effort: on
+    /// a kernel without Landlock the container runs with a warning; a bad value fails create.
     Features(verbs::features::FeaturesArgs),
     /// Run IMAGEs as named instances in the background (start, list, stop)
     Instance(verbs::instance::InstanceArgs),

@@ -93,6 +93,12 @@ rootfs without following symlinks out of it; husk's own process is non-dumpable 
 the container, and inherited file descriptors beyond \fB\-\-preserve\-fds\fR are closed before the
 container process starts. Without a cgroup (rootless on a host without delegation) there are no
 resource limits. On cgroup v2, device rules are not enforced (no eBPF device filter).
+The annotation \fBrun.husk.landlock.write\fR=\fIPATH\fR[:\fIPATH\fR...] adds Landlock: the
+container may write only under those paths (best effort by the kernel's Landlock ABI; a warning,
+not a failure, without Landlock). A new network namespace gets its loopback interface up.
+\fB\-\-sandbox\fR uses both (writes only to /workspace, /tmp, /dev/shm), and run by root maps the
+program's root to an unprivileged host id (\fB\-\-host\-id\fR, default 1000000000); see
+docs/sandbox.md for what it does and does not protect.
 The launcher's default is Apptainer's: integration, not isolation. The container shares the host's
 network, pid and ipc namespaces, sees the host's /dev (every character device is allowed, block
 devices are not), /proc and /sys, and can write to $HOME, /tmp and the current directory; use

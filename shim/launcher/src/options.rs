@@ -87,6 +87,9 @@ pub struct Options {
     pub fakeroot: bool,
     /// Use a user namespace even as root.
     pub userns: bool,
+    /// As root: a user namespace mapping the container's uid and gid 0 to this unprivileged host
+    /// id (the sandbox), instead of 0→0.
+    pub root_host_id: Option<u32>,
     pub cleanenv: bool,
     /// `--env-file` entries first, then `--env`, in order (later wins).
     pub env: Vec<(String, String)>,
@@ -118,6 +121,7 @@ impl Options {
             hostname: None,
             fakeroot: false,
             userns: false,
+            root_host_id: None,
             cleanenv: false,
             env: Vec::new(),
             tty: false,

@@ -18,14 +18,19 @@
 //! - binds the workspace nosuid and nodev (no_new_privs already neutralises setuid files; this
 //!   also keeps device nodes someone put there unusable);
 //! - without a cgroup, adds RLIMIT_NPROC as the process limit (counted per user, in the container's
-//!   user namespace) and RLIMIT_DATA as the memory limit of each process (not of all together).
+//!   user namespace) and RLIMIT_DATA as the memory limit of each process (not of all together);
+//! - asks the engine for Landlock (annotation run.husk.landlock.write): writes only under
+//!   [`LANDLOCK_WRITABLE`], whatever the mounts allow;
+//! - binds each `--socket HOST:CONTAINER` as one read-only file (the host checks are the CLI's);
+//! - run by root, maps the container's root to an unprivileged host id ([`DEFAULT_HOST_ID`] or
+//!   `--host-id`) in a user namespace, so the code never runs as host root.
 //!
 //! Pure: nothing here touches the system.
 
 use crate::options::{parse_memory, Bind, Net, Options, OptionsError, Resources};
 use serde::Serialize;
 use serde_json::{json, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// The seccomp profile, an OCI `linux.seccomp` object.
@@ -43,6 +48,15 @@ pub const DEFAULT_OUTPUT: u64 = 1 << 20;
 /// RLIMIT_FSIZE, RLIMIT_NOFILE and RLIMIT_CORE as sandbox.json sets them.
 pub const FSIZE: u64 = 64 << 20;
 pub const NOFILE: u64 = 256;
+/// The host uid and gid root's sandboxes run as: far above the ranges /etc/subuid hands out
+/// (100000 + 65536·n), below 2^31 (tools that treat ids as signed), owned by no one.
+pub const DEFAULT_HOST_ID: u32 = 1_000_000_000;
+/// Where the program may write under Landlock (the rest of the container is read/execute only).
+pub const LANDLOCK_WRITABLE: &[&str] = &[WORKSPACE, "/tmp", "/dev/shm"];
+/// The engine's Landlock annotation (husk_runtime::security::landlock::ANNOTATION).
+pub const LANDLOCK_ANNOTATION: &str = "run.husk.landlock.write";
+/// Container paths a `--socket` may not be bound under.
+const SOCKET_FORBIDDEN: &[&str] = &["/proc", "/sys", "/dev", WORKSPACE];
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum SandboxError {
@@ -50,8 +64,71 @@ pub enum SandboxError {
     Timeout(String),
     #[error("--workspace {0}: a path holding ':' or ',' cannot be bound")]
     Workspace(PathBuf),
+    #[error("--socket {0:?}: want HOST_PATH:CONTAINER_PATH")]
+    SocketSyntax(String),
+    #[error("--socket {spec:?}: container path {path:?} {why}")]
+    SocketDest {
+        spec: String,
+        path: String,
+        why: &'static str,
+    },
+    #[error("--host-id 0: the code would run as host root; give an unprivileged id")]
+    HostIdZero,
+    #[error("parse --host-id {0:?}: want a uid such as 1000000000")]
+    HostId(String),
     #[error(transparent)]
     Size(#[from] OptionsError),
+}
+
+/// A `--socket`: one Unix socket of the host bound on one container path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketBind {
+    pub host: PathBuf,
+    pub container: PathBuf,
+}
+
+/// Parses `HOST_PATH:CONTAINER_PATH` and checks the container side: absolute, clean, a file
+/// path (not `/`), not under /proc, /sys, /dev (kernel interfaces) or /workspace (the mount point
+/// would be made in the host's workspace). The host side is checked on the host (the CLI).
+pub fn parse_socket(spec: &str) -> Result<SocketBind, SandboxError> {
+    let (host, dest) = spec
+        .split_once(':')
+        .filter(|(h, d)| !h.is_empty() && !d.is_empty())
+        .ok_or_else(|| SandboxError::SocketSyntax(spec.into()))?;
+    let bad = |why| SandboxError::SocketDest {
+        spec: spec.into(),
+        path: dest.into(),
+        why,
+    };
+    let d = Path::new(dest);
+    if !d.is_absolute() {
+        return Err(bad("is not absolute"));
+    }
+    let clean = dest
+        .split('/')
+        .skip(1)
+        .all(|c| !matches!(c, "" | "." | ".."));
+    if !clean || dest.contains(',') {
+        return Err(bad(
+            "is not a clean path (no '.', '..', '//', ',' or trailing '/')",
+        ));
+    }
+    if SOCKET_FORBIDDEN.iter().any(|f| d.starts_with(f)) {
+        return Err(bad("is under /proc, /sys, /dev or /workspace"));
+    }
+    Ok(SocketBind {
+        host: host.into(),
+        container: d.to_path_buf(),
+    })
+}
+
+/// `--host-id`: any id but 0.
+pub fn parse_host_id(s: &str) -> Result<u32, SandboxError> {
+    match s.parse::<u32>() {
+        Ok(0) => Err(SandboxError::HostIdZero),
+        Ok(id) if id != u32::MAX => Ok(id),
+        _ => Err(SandboxError::HostId(s.into())),
+    }
 }
 
 /// The preset's settings, defaults filled in.
@@ -64,6 +141,10 @@ pub struct Sandbox {
     pub timeout: Duration,
     /// Bytes of each of stdout and stderr passed on; the rest is read and dropped.
     pub output_limit: u64,
+    /// `--socket`s, host paths already checked (and canonical).
+    pub sockets: Vec<SocketBind>,
+    /// Root only: the host uid/gid the container's root maps to. None: unprivileged (the caller).
+    pub host_id: Option<u32>,
 }
 
 impl Sandbox {
@@ -78,6 +159,8 @@ impl Sandbox {
             },
             timeout: DEFAULT_TIMEOUT,
             output_limit: DEFAULT_OUTPUT,
+            sockets: Vec::new(),
+            host_id: None,
         }
     }
 
@@ -102,6 +185,14 @@ impl Sandbox {
             destination: WORKSPACE.into(),
             readonly: false,
         }];
+        // Read-only: connect(2) needs no write access to the mount, and nothing can chmod, chown
+        // or utime the host's socket inode through it.
+        o.binds.extend(self.sockets.iter().map(|s| Bind {
+            source: s.host.clone(),
+            destination: s.container.clone(),
+            readonly: true,
+        }));
+        o.root_host_id = self.host_id;
         o.pwd = Some(WORKSPACE.into());
         o.resources = self.resources;
         Ok(())
@@ -170,6 +261,7 @@ impl Sandbox {
             serde_json::from_str(SECCOMP_DEFAULT).expect("seccomp-default.json is JSON");
         forbid_setid_modes(&mut seccomp);
         config["linux"]["seccomp"] = seccomp;
+        config["annotations"][LANDLOCK_ANNOTATION] = json!(LANDLOCK_WRITABLE.join(":"));
     }
 }
 
@@ -386,11 +478,26 @@ pub struct Record {
     /// "cgroup" or "rusage" (getrusage(RUSAGE_CHILDREN) maxrss: the largest single process).
     pub peak_memory_source: String,
     pub limits: Limits,
+    /// What Landlock applied.
+    pub landlock: LandlockRecord,
+    /// The host uid and gid the program ran as (outside its user namespace).
+    pub host_uid: u32,
+    pub host_gid: u32,
     /// With `--json`: the streams (up to the limit, lossy UTF-8); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stdout: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stderr: Option<String>,
+}
+
+/// `landlock` in the record: `abi` (0: the kernel has none), whether it was `enforced`, the
+/// `writable` paths, and `reason`: why not enforced, or what an old ABI could not restrict.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LandlockRecord {
+    pub abi: u32,
+    pub enforced: bool,
+    pub writable: Vec<String>,
+    pub reason: Option<String>,
 }
 
 /// Every key the record always has (tests and docs/sandbox.md check against it).
@@ -409,6 +516,9 @@ pub const RECORD_KEYS: &[&str] = &[
     "peak_memory_bytes",
     "peak_memory_source",
     "limits",
+    "landlock",
+    "host_uid",
+    "host_gid",
 ];
 
 #[cfg(test)]
@@ -474,6 +584,10 @@ mod tests {
         assert_eq!(c["process"]["rlimits"][1]["type"], "RLIMIT_DATA");
         assert_eq!(c["process"]["rlimits"][1]["hard"], DEFAULT_MEMORY);
         assert_eq!(c["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
+        assert_eq!(
+            c["annotations"][LANDLOCK_ANNOTATION],
+            "/workspace:/tmp:/dev/shm"
+        );
         let s: oci_spec::runtime::LinuxSeccomp =
             serde_json::from_value(c["linux"]["seccomp"].clone()).unwrap();
         assert!(s.syscalls().as_ref().unwrap().len() > 5);
@@ -486,6 +600,47 @@ mod tests {
         assert_eq!(chmod.len(), 1);
         assert_eq!(chmod[0]["args"][0]["value"], 0o6000);
         assert_eq!(chmod[0]["args"][0]["op"], "SCMP_CMP_MASKED_EQ");
+    }
+
+    #[test]
+    fn socket_specs() {
+        let s = parse_socket("/run/agent.sock:/run/tool.sock").unwrap();
+        assert_eq!(s.host, PathBuf::from("/run/agent.sock"));
+        assert_eq!(s.container, PathBuf::from("/run/tool.sock"));
+        for bad in [
+            "/a",
+            ":/b",
+            "/a:",
+            "/a:rel",
+            "/a:/",
+            "/a:/x/../etc",
+            "/a:/x/./y",
+            "/a:/x/",
+        ] {
+            assert!(parse_socket(bad).is_err(), "{bad} accepted");
+        }
+        for kernel in ["/proc/x", "/sys/x", "/dev/log", "/workspace/s", "/proc"] {
+            let e = parse_socket(&format!("/a:{kernel}"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("under /proc"), "{kernel}: {e}");
+        }
+        // Only the exact prefixes: /devices is fine.
+        assert!(parse_socket("/a:/devices.sock").is_ok());
+        assert_eq!(parse_host_id("123").unwrap(), 123);
+        assert!(parse_host_id("0").is_err() && parse_host_id("x").is_err());
+    }
+
+    #[test]
+    fn sockets_bind_read_only_and_root_maps_to_the_host_id() {
+        let mut sb = Sandbox::new("/w".into());
+        sb.sockets = vec![parse_socket("/h/s.sock:/run/s.sock").unwrap()];
+        sb.host_id = Some(DEFAULT_HOST_ID);
+        let mut o = Options::new(Verb::Exec { command: vec![] });
+        sb.options(&mut o).unwrap();
+        assert_eq!(o.binds.len(), 2);
+        assert!(o.binds[1].readonly && o.binds[1].destination == Path::new("/run/s.sock"));
+        assert_eq!(o.root_host_id, Some(DEFAULT_HOST_ID));
     }
 
     #[test]

@@ -7,7 +7,9 @@
 //! - unprivileged --fakeroot: U→0, G→0; the process runs as 0:0 with the profile's capabilities,
 //!   which hold in the user namespace only;
 //! - real root: no user namespace, root with the profile's capabilities; --fakeroot/--userns add
-//!   a user namespace mapping 0→0.
+//!   a user namespace mapping 0→0;
+//! - real root with [`Options::root_host_id`] X (the sandbox): a user namespace mapping 0→X, so
+//!   the container's root is an unprivileged id on the host.
 
 use crate::cdi::{self, CdiError};
 use crate::env::environment;
@@ -101,7 +103,7 @@ pub fn build(
     } else {
         (host.uid, host.gid)
     };
-    let userns = !host.is_root() || opts.fakeroot || opts.userns;
+    let userns = !host.is_root() || opts.fakeroot || opts.userns || opts.root_host_id.is_some();
     let nss = namespaces(&t, opts, userns);
     let has = |n: &str| nss.iter().any(|x| x == n);
     let plan = mounts::plan(
@@ -330,8 +332,12 @@ fn linux(t: &mut Value, opts: &Options, host: &HostFacts, nss: &[String], userns
         } else {
             (host.uid, host.gid)
         };
-        l["uidMappings"] = json!([{"containerID": inside_u, "hostID": host.uid, "size": 1}]);
-        l["gidMappings"] = json!([{"containerID": inside_g, "hostID": host.gid, "size": 1}]);
+        let (host_u, host_g) = match opts.root_host_id.filter(|_| host.is_root()) {
+            Some(id) => (id, id),
+            None => (host.uid, host.gid),
+        };
+        l["uidMappings"] = json!([{"containerID": inside_u, "hostID": host_u, "size": 1}]);
+        l["gidMappings"] = json!([{"containerID": inside_g, "hostID": host_g, "size": 1}]);
     }
     let mut devices = vec![json!({"allow": false, "access": "rwm"})];
     if opts.contained() {

@@ -28,7 +28,8 @@ use std::time::Duration;
 const USAGE: &str =
     "usage: husk-probe [json | exit N | sleep SECS | sig | raise N | write PATH [DATA] \
 | read PATH | open PATH r|w | readlink PATH | exes | chown PATH UID GID \
-| syscall NAME|NR [ARGS..] | alloc MB | fork N | fds | tty | echo WORDS.. | cat]";
+| syscall NAME|NR [ARGS..] | alloc MB | fork N | fds | tty | echo WORDS.. | cat \
+| unix PATH MSG | nolandlock CMD [ARGS..]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -55,6 +56,18 @@ fn main() -> ExitCode {
         ["fds"] => print(&Json::obj().with("fds", observe::fds())),
         ["tty"] => print(&observe::tty()),
         ["echo", words @ ..] => println!("{}", words.join(" ")),
+        ["unix", path, msg] => print(&unix(path, msg)),
+        // Runs CMD as on a kernel without Landlock (landlock_create_ruleset is ENOSYS).
+        ["nolandlock", cmd, rest @ ..] => {
+            use std::os::unix::process::CommandExt;
+            if let Err(e) = sys::deny_syscall_enosys(444) {
+                eprintln!("husk-probe: seccomp: {e}");
+                return ExitCode::from(125);
+            }
+            let e = std::process::Command::new(cmd).args(rest).exec();
+            eprintln!("husk-probe: exec {cmd}: {e}");
+            return ExitCode::from(127);
+        }
         ["cat"] => {
             let mut buf = Vec::new();
             let _ = io::stdin().read_to_end(&mut buf);
@@ -206,6 +219,21 @@ fn raise(n: &str) -> ExitCode {
 fn write(path: &str, data: &str) -> Json {
     let r = std::fs::write(path, data);
     outcome(Json::obj().with("op", "write").with("path", path), r)
+}
+
+/// Connects to the Unix stream socket at `path`, sends `msg`, shuts down writing and reads the
+/// reply to EOF.
+fn unix(path: &str, msg: &str) -> Json {
+    let mut j = Json::obj().with("op", "unix").with("path", path);
+    let r = std::os::unix::net::UnixStream::connect(path).and_then(|mut s| {
+        s.write_all(msg.as_bytes())?;
+        s.shutdown(std::net::Shutdown::Write)?;
+        let mut reply = String::new();
+        s.read_to_string(&mut reply)?;
+        j.push("reply", reply);
+        Ok(())
+    });
+    outcome(j, r)
 }
 
 fn read(path: &str) -> Json {

@@ -51,7 +51,9 @@ pub fn features() -> serde_json::Value {
         "annotations": {
             "org.opencontainers.runtime-spec.features.husk.version": env!("CARGO_PKG_VERSION"),
             "org.opencontainers.runtime-spec.features.husk.commit": env!("HUSK_COMMIT"),
-            "org.opencontainers.runtime-spec.features.husk.cgroupv2-devices": "not enforced (no eBPF device filter)"
+            "org.opencontainers.runtime-spec.features.husk.cgroupv2-devices": "not enforced (no eBPF device filter)",
+            "org.opencontainers.runtime-spec.features.husk.annotation.run.husk.landlock.write":
+                "PATH[:PATH...]: Landlock limits writes to these container paths (and the standard devices); best effort by kernel ABI, a warning without Landlock"
         }
     })
 }

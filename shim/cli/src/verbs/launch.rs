@@ -46,7 +46,7 @@ pub struct LaunchFlags {
     /// New ipc namespace
     #[arg(long)]
     pub ipc: bool,
-    /// Network: the host's, or none (a new namespace with only loopback, left down for now)
+    /// Network: the host's, or none (a new namespace with only loopback, up)
     /// [default: the profile's]
     #[arg(long, value_enum, value_name = "MODE")]
     pub net: Option<NetArg>,

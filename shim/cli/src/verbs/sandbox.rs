@@ -12,7 +12,7 @@ use crate::cli::Global;
 use anyhow::Context;
 use clap::Args;
 use husk_launcher::image::{ImageSource, RootfsDir};
-use husk_launcher::sandbox::{self, Record, Sandbox};
+use husk_launcher::sandbox::{self, LandlockRecord, Record, Sandbox};
 use husk_launcher::{templates, HostFacts, RealFs};
 use husk_runtime::container::{create, delete, kill, CreateMode};
 use husk_runtime::{Container, GlobalOptions};
@@ -21,6 +21,7 @@ use nix::sys::signal::Signal;
 use std::path::PathBuf;
 use std::time::Instant;
 
+mod socket;
 mod supervise;
 
 /// Flags of `--sandbox` (on run and exec with an IMAGE).
@@ -50,6 +51,14 @@ pub struct SandboxFlags {
     /// Print the result record on stdout, the program's output captured into it
     #[arg(long, requires = "sandbox")]
     pub json: bool,
+    /// Bind the Unix socket HOST_PATH (the socket itself: not a symlink, not a directory) on
+    /// CONTAINER_PATH (absolute, not under /proc, /sys, /dev or /workspace); repeatable
+    #[arg(long, value_name = "HOST_PATH:CONTAINER_PATH", requires = "sandbox")]
+    pub socket: Vec<String>,
+    /// Run by root: the unprivileged host uid and gid the code runs as (its root in a user
+    /// namespace maps to ID) [default: 1000000000]
+    #[arg(long, value_name = "ID", requires = "sandbox")]
+    pub host_id: Option<String>,
 }
 
 /// Launcher flags the preset decides itself.
@@ -73,10 +82,27 @@ fn reject_conflicts(req: &Request) -> anyhow::Result<()> {
     }
 }
 
-fn settings(req: &Request, workspace: PathBuf) -> anyhow::Result<Sandbox> {
+fn settings(req: &Request, workspace: PathBuf) -> anyhow::Result<(Sandbox, Vec<socket::Pinned>)> {
     let s = &req.flags.sandbox;
     let bad = |e: sandbox::SandboxError| usage(e.to_string());
     let mut sb = Sandbox::new(workspace);
+    let root = nix::unistd::geteuid().is_root();
+    sb.host_id = match (&s.host_id, root) {
+        (Some(id), true) => Some(sandbox::parse_host_id(id).map_err(bad)?),
+        (Some(_), false) => {
+            return Err(usage(
+                "--host-id: only root's sandboxes choose a host id (yours run as you)",
+            ))
+        }
+        (None, true) => Some(sandbox::DEFAULT_HOST_ID),
+        (None, false) => None,
+    };
+    let mut pinned = Vec::new();
+    for spec in &s.socket {
+        let bind = sandbox::parse_socket(spec).map_err(bad)?;
+        pinned.push(socket::check(bind)?);
+    }
+    sb.sockets = pinned.iter().map(|p| p.bind.clone()).collect();
     if let Some(t) = &s.tmp_size {
         sb.tmp_size = sandbox::parse_size(t).map_err(bad)?;
     }
@@ -86,7 +112,51 @@ fn settings(req: &Request, workspace: PathBuf) -> anyhow::Result<Sandbox> {
     if let Some(o) = &s.output_limit {
         sb.output_limit = sandbox::parse_size(o).map_err(bad)? as u64;
     }
-    Ok(sb)
+    Ok((sb, pinned))
+}
+
+/// Root's sandbox mounts as `id`, which has no privilege over host files: every directory above
+/// `path` must let it search (others' x bit, or its own), or the mount fails with EACCES.
+fn reachable(id: u32, path: &std::path::Path, what: &str) -> anyhow::Result<()> {
+    use std::os::unix::fs::MetadataExt;
+    for dir in path.ancestors().skip(1) {
+        let m = std::fs::metadata(dir).with_context(|| format!("{what} {}", path.display()))?;
+        let mode = m.mode();
+        let ok = mode & 0o001 != 0
+            || (m.uid() == id && mode & 0o100 != 0)
+            || (m.gid() == id && mode & 0o010 != 0);
+        if !ok {
+            anyhow::bail!(
+                "{what} {}: {} (mode {:o}) is not searchable by the sandbox's host id {id}; \
+                 use a path every directory of which others may search",
+                path.display(),
+                dir.display(),
+                mode & 0o7777
+            );
+        }
+    }
+    Ok(())
+}
+
+/// Root's sandbox runs as `id` in a user namespace: the launch directory must be searchable by
+/// it and the workspace its own. Returns the workspace's owner and mode to restore afterwards (a
+/// `--workspace` of the caller's: the code, its owner meanwhile, may chmod it), or None.
+fn hand_over(
+    id: u32,
+    dir: &std::path::Path,
+    ws: &std::path::Path,
+    given: bool,
+) -> anyhow::Result<Option<(u32, u32, u32)>> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let search = std::fs::Permissions::from_mode(0o711);
+    for d in [dir.parent(), Some(dir)].into_iter().flatten() {
+        std::fs::set_permissions(d, search.clone())
+            .with_context(|| format!("open {} to the sandbox id", d.display()))?;
+    }
+    let before = std::fs::symlink_metadata(ws)?;
+    std::os::unix::fs::lchown(ws, Some(id), Some(id))
+        .with_context(|| format!("give --workspace {} to host id {id}", ws.display()))?;
+    Ok(given.then(|| (before.uid(), before.gid(), before.mode() & 0o7777)))
 }
 
 pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
@@ -103,7 +173,8 @@ pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
             scratch.clone()
         }
     };
-    let result = settings(&req, workspace).and_then(|sb| launch_in(g, &mut req, &sb, &id, &dir));
+    let result = settings(&req, workspace)
+        .and_then(|(sb, pinned)| launch_in(g, &mut req, &sb, &pinned, &id, &dir));
     if req.flags.sandbox.workspace.is_none() {
         let _ = std::fs::remove_dir_all(&scratch);
     }
@@ -114,6 +185,7 @@ fn launch_in(
     g: &Global,
     req: &mut Request,
     sb: &Sandbox,
+    pinned: &[socket::Pinned],
     id: &str,
     dir: &std::path::Path,
 ) -> anyhow::Result<i32> {
@@ -129,12 +201,11 @@ fn launch_in(
     let host = HostFacts::gather();
     // Without root there is (here) no cgroup to count processes: RLIMIT_NPROC instead.
     let nproc = host.uid != 0;
-    let mut launch = (|| -> anyhow::Result<husk_launcher::Launch> {
+    let (mut launch, rootfs) = (|| -> anyhow::Result<(husk_launcher::Launch, PathBuf)> {
         let template = templates::render("sandbox", host.uid, host.gid)?;
         let image = RootfsDir.resolve(&req.image)?;
-        Ok(husk_launcher::build(
-            template, &image, &opts, &host, &RealFs, dir,
-        )?)
+        let launch = husk_launcher::build(template, &image, &opts, &host, &RealFs, dir)?;
+        Ok((launch, image.rootfs))
     })()
     .context(fail())?;
     warn_all(&launch.warnings);
@@ -150,14 +221,32 @@ fn launch_in(
         None => None,
     };
     launch::make_dir(dir).context(fail())?;
-    let result = launch
-        .write(dir)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| {
-            req.engine.bundle = dir.to_path_buf();
-            supervised(&gopts, id, req, &sb)
-        })
-        .context(fail());
+    let mut restore = None;
+    let result = (|| -> anyhow::Result<(i32, Record)> {
+        if let Some(hid) = sb.host_id {
+            reachable(hid, &rootfs, "the image")?;
+            reachable(hid, &sb.workspace, "--workspace")?;
+            restore = hand_over(
+                hid,
+                dir,
+                &sb.workspace,
+                req.flags.sandbox.workspace.is_some(),
+            )?;
+        }
+        launch.write(dir)?;
+        req.engine.bundle = dir.to_path_buf();
+        supervised(&gopts, id, req, &sb, pinned)
+    })()
+    .context(fail());
+    if let Some((u, gid, mode)) = restore {
+        use std::os::unix::fs::PermissionsExt;
+        let ws = &sb.workspace;
+        let back = std::os::unix::fs::lchown(ws, Some(u), Some(gid))
+            .and_then(|()| std::fs::set_permissions(ws, std::fs::Permissions::from_mode(mode)));
+        if let Err(e) = back {
+            log::warn!("give --workspace {} back: {e}", ws.display());
+        }
+    }
     if let Err(e) = std::fs::remove_dir_all(dir) {
         log::warn!("remove launch directory {}: {e}", dir.display());
     }
@@ -244,6 +333,7 @@ fn supervised(
     id: &str,
     req: &Request,
     sb: &Sandbox,
+    pinned: &[socket::Pinned],
 ) -> anyhow::Result<(i32, Record)> {
     let sigs = husk_runtime::process::block_signals()?;
     let capture = if req.tty {
@@ -251,16 +341,29 @@ fn supervised(
     } else {
         Some(supervise::Capture::redirect()?)
     };
+    if let (Some(hid), Some(_)) = (sb.host_id, &capture) {
+        // The pipes on fds 1 and 2 are root's, mode 0600: the sandbox's id could write the fds it
+        // inherits but not reopen them (/dev/stdout, /proc/self/fd/1). Give it the pipes.
+        // Not fatal (only reopening is affected), and fds 1 and 2 must be restored below.
+        for fd in [1, 2] {
+            if let Err(e) = nix::unistd::fchown(fd, Some(hid.into()), Some(hid.into())) {
+                log::warn!("sandbox: give output pipe {fd} to host id {hid}: {e}");
+            }
+        }
+    }
     let created = create(g, id, &req.engine, CreateMode::Run);
     let pipes = capture.map(supervise::Capture::restore).transpose()?;
     let mut created = super::context_id(created, "run", id)?;
     let cgroup = created.record.cgroup.clone();
     let no_cgroup = cgroup_reason(&created.warnings, cgroup.is_enabled());
     let console = created.console.take();
+    let landlock = created.spawned.landlock.clone();
     let start = Instant::now();
-    let watched = created
-        .release()
-        .map_err(anyhow::Error::from)
+    let init = created.spawned.pid.as_raw();
+    let watched = pinned
+        .iter()
+        .try_for_each(|p| socket::verify(init, p))
+        .and_then(|()| created.release().map_err(anyhow::Error::from))
         .and_then(|w| {
             warn_all(&w);
             let _proxy = match &console {
@@ -295,6 +398,7 @@ fn supervised(
         oom,
         cg_peak,
         no_cgroup,
+        landlock,
     };
     let w = watched?;
     Ok((w.code, record(w, facts, sb, req)?))
@@ -307,6 +411,7 @@ struct Facts {
     cg_peak: Option<u64>,
     /// Why there was no cgroup, when there was none.
     no_cgroup: Option<String>,
+    landlock: Option<husk_runtime::security::landlock::Status>,
 }
 
 /// Logs the engine's warnings; without a cgroup its cgroup warning becomes the reason, said once
@@ -354,9 +459,34 @@ fn record(w: supervise::Watched, f: Facts, sb: &Sandbox, req: &Request) -> anyho
         peak_memory_bytes: peak,
         peak_memory_source: source.into(),
         limits: sb.limits(f.no_cgroup.as_deref(), req.tty),
+        landlock: landlock_record(f.landlock),
+        host_uid: sb
+            .host_id
+            .unwrap_or_else(|| nix::unistd::geteuid().as_raw()),
+        host_gid: sb
+            .host_id
+            .unwrap_or_else(|| nix::unistd::getegid().as_raw()),
         stdout: json.then(|| w.out.text()),
         stderr: json.then(|| w.err.text()),
     })
+}
+
+fn landlock_record(s: Option<husk_runtime::security::landlock::Status>) -> LandlockRecord {
+    match s {
+        // The engine warned already when it was not enforced.
+        Some(s) => LandlockRecord {
+            abi: s.abi,
+            enforced: s.enforced,
+            writable: s.writable.iter().map(|p| p.display().to_string()).collect(),
+            reason: s.reason,
+        },
+        None => LandlockRecord {
+            abi: 0,
+            enforced: false,
+            writable: Vec::new(),
+            reason: Some("the engine reported no landlock status".into()),
+        },
+    }
 }
 
 /// Every process of the container: the cgroup's or the pid namespace's, then the init itself

@@ -171,6 +171,7 @@ fn build(
             .into_iter()
             .collect(),
         process_oom_score_adj: process.oom_score_adj(),
+        landlock: spec::landlock(&spec)?,
         time_offsets: linux
             .time_offsets()
             .iter()
@@ -211,6 +212,12 @@ fn build(
         )?;
         Ok(())
     })?;
+    if let Some(l) = spawned.landlock.as_ref().filter(|l| !l.enforced) {
+        warnings.push(format!(
+            "container {id}: landlock not enforced ({}): writes are limited by the mounts only",
+            l.reason.as_deref().unwrap_or("unknown reason")
+        ));
+    }
     record.phase = Phase::Created;
     // `run` saves the record again as Started a moment later (Created::release): one write less
     // on the start path. `create` must record Created: the caller exits here.

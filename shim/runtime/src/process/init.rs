@@ -45,6 +45,8 @@ pub enum InitError {
     Security(#[from] security::SecurityError),
     #[error(transparent)]
     AppArmor(#[from] security::apparmor::AppArmorError),
+    #[error(transparent)]
+    Landlock(#[from] security::landlock::LandlockError),
     #[error("exec: {path:?}: stat {path}: {source}")]
     Stat {
         path: String,
@@ -103,6 +105,13 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         nix::sys::prctl::set_dumpable(false).map_err(sys("set dumpable"))?;
     }
     set_names(ctx)?;
+    if ctx
+        .ns
+        .clone_flags
+        .contains(nix::sched::CloneFlags::CLONE_NEWNET)
+    {
+        loopback_up()?;
+    }
     if !ctx.no_new_keyring {
         // Not fatal: some kernels/LSMs refuse new keyrings in a user namespace; runc ignores it too.
         if let Err(e) = crate::sys::join_session_keyring(c"_ses.husk") {
@@ -139,6 +148,13 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     setup_session(ctx)?;
     let exe = find_executable(&ctx.process)?;
     apply_apparmor(&ctx.process)?;
+    // After the last mount (a Landlock-restricted process may not mount) and the AppArmor write to
+    // /proc/self/attr; before [2], so the parent learns what was applied.
+    if let Some(writable) = &ctx.landlock {
+        let status = security::landlock::apply(writable)?;
+        let json = serde_json::to_string(&status).unwrap_or_default();
+        chan.send(&Msg::Landlock(json)).map_err(sys("sync [2]"))?;
+    }
     nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
     // [2] created.
     chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
@@ -174,6 +190,20 @@ fn become_userns_root(ctx: &InitContext) -> Result<(), InitError> {
         Ok(()) | Err(nix::errno::Errno::EINVAL) => Ok(()),
         Err(e) => Err(sys("setresuid to userns root")(e)),
     }
+}
+
+/// A new network namespace has only `lo`, and it is down: bring it up, as runc (a "loopback"
+/// network for every private network namespace) and crun do, so 127.0.0.1 works inside.
+fn loopback_up() -> Result<(), InitError> {
+    use nix::sys::socket::{socket, AddressFamily, SockFlag, SockType};
+    let sock = socket(
+        AddressFamily::Inet,
+        SockType::Datagram,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .map_err(sys("socket for loopback"))?;
+    crate::sys::loopback_up(sock.as_fd()).map_err(sys("bring loopback up"))
 }
 
 /// clone(2) cannot make a time namespace: unshare one (it becomes our time_for_children), set its

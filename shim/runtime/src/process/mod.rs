@@ -70,6 +70,8 @@ pub struct InitContext {
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
     pub process_oom_score_adj: Option<i32>,
+    /// Annotation run.husk.landlock.write: the only paths the container may write under.
+    pub landlock: Option<Vec<std::path::PathBuf>>,
     /// `linux.timeOffsets` as /proc/PID/timens_offsets lines, for a new time namespace.
     pub time_offsets: String,
     pub hooks_create_container: Vec<Hook>,
@@ -83,6 +85,8 @@ pub struct InitContext {
 pub struct Spawned {
     pub pid: Pid,
     pub channel: Channel,
+    /// What Landlock applied, when the config asked for it (init only).
+    pub landlock: Option<crate::security::landlock::Status>,
 }
 
 /// Clones the init into its new namespaces. `after_clone` runs in the parent between clone and
@@ -106,10 +110,18 @@ pub fn spawn_init<E: From<ProcessError>>(
             let res = after_clone(pid).and_then(|()| {
                 // [1] go.
                 parent.send(&Msg::Go).map_err(ProcessError::Sync)?;
-                // [2] created.
-                match parent.recv().map_err(ProcessError::Sync)? {
-                    Some(Msg::Created) => Ok(()),
-                    other => Err(child_failure(pid, other).into()),
+                // [2] created (after Landlock's status, when asked for).
+                let mut landlock = None;
+                loop {
+                    match parent.recv().map_err(ProcessError::Sync)? {
+                        Some(Msg::Landlock(s)) => {
+                            landlock = Some(serde_json::from_str(&s).map_err(|_| {
+                                ProcessError::Protocol(Some(Msg::Landlock(s.clone())))
+                            })?)
+                        }
+                        Some(Msg::Created) => return Ok(landlock),
+                        other => return Err(child_failure(pid, other).into()),
+                    }
                 }
             });
             settle(pid, parent, res)
@@ -118,9 +130,17 @@ pub fn spawn_init<E: From<ProcessError>>(
 }
 
 /// The spawned process, or (on error) nothing left running: it is killed and reaped.
-fn settle<E>(pid: Pid, channel: Channel, res: Result<(), E>) -> Result<Spawned, E> {
+fn settle<E>(
+    pid: Pid,
+    channel: Channel,
+    res: Result<Option<crate::security::landlock::Status>, E>,
+) -> Result<Spawned, E> {
     match res {
-        Ok(()) => Ok(Spawned { pid, channel }),
+        Ok(landlock) => Ok(Spawned {
+            pid,
+            channel,
+            landlock,
+        }),
         Err(e) => {
             reap_killed(pid);
             Err(e)
@@ -198,6 +218,7 @@ pub fn spawn_exec<E: From<ProcessError>>(
                 parent.send(&Msg::Go).map_err(ProcessError::Sync)?;
                 expect_exec(pid, &parent).map_err(E::from)
             });
+            let res = res.map(|()| None);
             settle(pid, parent, res)
         }
     }
@@ -242,6 +263,10 @@ fn exec_final(ctx: &InitContext, chan: &Channel) -> ! {
         init::setup_session(ctx)?;
         let exe = init::find_executable(&ctx.process)?;
         init::apply_apparmor(&ctx.process)?;
+        // The same domain as the init's (the status is the init's to report).
+        if let Some(writable) = &ctx.landlock {
+            crate::security::landlock::apply(writable)?;
+        }
         init::finish_and_exec(ctx, &exe)
     };
     let Err(e) = run();

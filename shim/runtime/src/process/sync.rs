@@ -4,6 +4,7 @@
 //! Sync points (the same number is used in the parent's and the child's comments):
 //! - [1] parent → child `Go`: id maps written, cgroup joined, prestart/createRuntime hooks run.
 //! - [2] child → parent `Created` (or `Failed(msg)`): rootfs, pivot, console done; argv resolved.
+//!   With Landlock asked for, a `Landlock(status JSON)` comes just before it.
 //! - [3] parent → child `Start` (run only; create/start uses exec.fifo instead).
 //! - exec: intermediate → parent `Pid(n)` of the process it cloned with CLONE_PARENT.
 
@@ -16,6 +17,8 @@ pub enum Msg {
     Created,
     Start,
     Pid(i32),
+    /// What Landlock applied (security::landlock::Status as JSON).
+    Landlock(String),
     Failed(String),
 }
 
@@ -23,6 +26,7 @@ const GO: u8 = 1;
 const CREATED: u8 = 2;
 const START: u8 = 3;
 const PID: u8 = 4;
+const LANDLOCK: u8 = 5;
 const FAILED: u8 = 0xff;
 
 /// One end of the channel.
@@ -51,6 +55,11 @@ impl Msg {
                 v.extend_from_slice(&p.to_le_bytes());
                 v
             }
+            Msg::Landlock(s) => {
+                let mut v = vec![LANDLOCK];
+                v.extend_from_slice(s.as_bytes());
+                v
+            }
             Msg::Failed(s) => {
                 let mut v = vec![FAILED];
                 v.extend_from_slice(s.as_bytes());
@@ -66,6 +75,7 @@ impl Msg {
             CREATED => Msg::Created,
             START => Msg::Start,
             PID => Msg::Pid(i32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
+            LANDLOCK => Msg::Landlock(String::from_utf8_lossy(rest).into_owned()),
             FAILED => Msg::Failed(String::from_utf8_lossy(rest).into_owned()),
             _ => return None,
         })

@@ -1,4 +1,4 @@
-//! Process security: seccomp, capabilities, identity, rlimits, no_new_privs.
+//! Process security: seccomp, capabilities, identity, rlimits, no_new_privs, Landlock.
 //!
 //! CONTRACT (used by process/init in this order, in the container child, after pivot_root):
 //! `rlimit::apply` → `caps::drop_bounding` → `identity::switch` (keeps caps across setuid) →
@@ -15,6 +15,7 @@
 pub mod apparmor;
 pub mod caps;
 pub mod identity;
+pub mod landlock;
 pub mod rlimit;
 pub mod seccomp;
 

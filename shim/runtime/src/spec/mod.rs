@@ -27,6 +27,17 @@ pub struct Loaded {
     pub raw: Vec<u8>,
 }
 
+/// The paths annotation run.husk.landlock.write limits writes to; None without the annotation.
+pub fn landlock(spec: &Spec) -> Result<Option<Vec<PathBuf>>, SpecError> {
+    use crate::security::landlock::{parse, ANNOTATION};
+    let Some(value) = spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION)) else {
+        return Ok(None);
+    };
+    parse(value)
+        .map(Some)
+        .map_err(|e| invalid("annotations", format!("{ANNOTATION}: {e}")))
+}
+
 /// Reads and parses `<bundle>/config.json`.
 pub fn load(bundle: &Path) -> Result<Loaded, SpecError> {
     load_file(&bundle.join("config.json"))

@@ -2,6 +2,7 @@
 //! Every block carries a `// SAFETY:` comment.
 
 pub mod fd;
+pub mod landlock;
 
 use nix::errno::Errno;
 use nix::sched::CloneFlags;
@@ -178,4 +179,35 @@ pub fn default_sigpipe() -> nix::Result<()> {
     // SAFETY: installing SIG_DFL runs no handler code of ours, so none of sigaction's hazards
     // (async-signal-safety of a handler, races with a handler's data) apply.
     unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+}
+
+/// Sets the `lo` interface up (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP) in the calling
+/// process's network namespace, through `sock` (any AF_INET datagram socket of that namespace).
+pub fn loopback_up(sock: std::os::fd::BorrowedFd<'_>) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value (empty name, no flags).
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads ifr_name and writes ifr_flags of the live local `req`.
+    let ret = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCGIFFLAGS,
+            &mut req as *mut libc::ifreq,
+        )
+    };
+    Errno::result(ret)?;
+    // SAFETY: the kernel filled ifr_flags (the union's active member after SIOCGIFFLAGS).
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: SIOCSIFFLAGS only reads `req`, a live local.
+    let ret = unsafe {
+        libc::ioctl(
+            sock.as_raw_fd(),
+            libc::SIOCSIFFLAGS,
+            &req as *const libc::ifreq,
+        )
+    };
+    Errno::result(ret).map(drop)
 }
