@@ -20,6 +20,7 @@ mod harness;
 
 mod cleanup;
 mod cve;
+mod debian;
 mod errors;
 mod exec;
 mod fds;
