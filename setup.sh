@@ -1,10 +1,13 @@
 #!/bin/sh
 # Set up a fresh Debian 12 machine for husk and build it: Debian packages and a test user (as root),
-# the release binary, the static probe, and the busybox rootfs of bundles/busybox (offline, ~0.2 s).
+# the release binary, the static probe, the busybox rootfs of bundles/busybox (offline, ~0.2 s) and,
+# as root, the Debian 12 fixture of bundles/debian (debootstrap from Debian's mirror: ~1-2 min the
+# first time, cached under /var/tmp/husk-fixtures afterwards).
 #
 #   ./setup.sh && ./target/release/husk run --bundle bundles/busybox demo
 #
-# SKIP_SETUP=1 skips apt-get and useradd. HUSK_TEST_USER names the unprivileged test user (tuser).
+# SKIP_SETUP=1 skips apt-get and useradd. SKIP_DEBIAN=1 skips the Debian fixture (its tests then
+# skip, or fail under HUSK_REQUIRE_PRIVILEGED=1). HUSK_TEST_USER names the unprivileged test user.
 set -eu
 cd "$(dirname "$0")"
 tuser=${HUSK_TEST_USER:-tuser}
@@ -13,7 +16,7 @@ step() { printf '\n== %s\n' "$*"; }
 if [ "$(id -u)" = 0 ] && [ -z "${SKIP_SETUP:-}" ]; then
 	step setup
 	need=""
-	for p in runc busybox-static uidmap libseccomp-dev pkg-config umoci skopeo docker-registry time libcap2-bin; do
+	for p in runc busybox-static uidmap libseccomp-dev pkg-config umoci skopeo docker-registry time libcap2-bin debootstrap; do
 		dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 	done
 	if [ -n "$need" ]; then
@@ -40,3 +43,7 @@ cargo build --release -p husk
 RUSTFLAGS='-C target-feature=+crt-static' \
 	cargo build --release -p husk-probe --target x86_64-unknown-linux-gnu
 bundles/busybox/make-rootfs
+if [ "$(id -u)" = 0 ] && [ -z "${SKIP_DEBIAN:-}" ]; then
+	step "debian fixture"
+	bundles/debian/make-rootfs
+fi

@@ -112,12 +112,22 @@ fn lookup_user(name: &str) -> Option<(u32, u32, String)> {
 fn make_base() -> PathBuf {
     let tmp =
         std::env::var_os("HUSK_TEST_TMPDIR").map_or_else(|| PathBuf::from("/tmp"), PathBuf::from);
-    // Earlier runs leave their (empty, unless a test failed) base behind: no global teardown.
+    // Earlier runs leave their base behind (no global teardown): empty unless a test failed, but
+    // for the [`shared_dir`]s, removed here once their run has exited.
     if let Ok(entries) = fs::read_dir(&tmp) {
         for e in entries.flatten() {
-            if e.file_name().to_string_lossy().starts_with("husk-it-") {
-                let _ = fs::remove_dir(e.path());
+            let name = e.file_name().to_string_lossy().into_owned();
+            let Some(pid) = name.strip_prefix("husk-it-") else {
+                continue;
+            };
+            if !Path::new("/proc").join(pid).exists() {
+                for sub in fs::read_dir(e.path()).into_iter().flatten().flatten() {
+                    if sub.file_name().to_string_lossy().starts_with("shared-") {
+                        let _ = fs::remove_dir_all(sub.path());
+                    }
+                }
             }
+            let _ = fs::remove_dir(e.path());
         }
     }
     let base = tmp.join(format!("husk-it-{}", std::process::id()));
@@ -385,6 +395,35 @@ impl Ctx {
 
     /// Like [`Ctx::spawn`], with extra inherited fds and environment for the runtime.
     pub fn spawn_with(&self, args: &[&str], input: Option<&str>, launch: &Launch) -> Running {
+        let stdin = match input {
+            Some(text) => {
+                let n = self.calls.fetch_add(1, Ordering::Relaxed);
+                let p = self.dir.join("io").join(format!("{n}.in"));
+                fs::write(&p, text).unwrap();
+                self.give(&p);
+                Stdio::from(fs::File::open(&p).unwrap())
+            }
+            None => Stdio::null(),
+        };
+        self.spawn_stdin(args, stdin, launch).0
+    }
+
+    /// Like [`Ctx::rt_stdin`], with `input` written into a pipe (a real `echo x | husk ...`, not
+    /// a file), closed after it.
+    pub fn rt_pipe(&self, args: &[&str], input: &str) -> Out {
+        let (running, stdin) = self.spawn_stdin(args, Stdio::piped(), &Launch::default());
+        let mut stdin = stdin.expect("piped stdin");
+        std::io::Write::write_all(&mut stdin, input.as_bytes()).unwrap();
+        drop(stdin);
+        running.wait()
+    }
+
+    fn spawn_stdin(
+        &self,
+        args: &[&str],
+        stdin: Stdio,
+        launch: &Launch,
+    ) -> (Running, Option<std::process::ChildStdin>) {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         let io = self.dir.join("io");
         let (out, err) = (io.join(format!("{n}.out")), io.join(format!("{n}.err")));
@@ -393,26 +432,19 @@ impl Ctx {
         launch.inherit(&mut cmd);
         cmd.arg("--root").arg(&self.state_root).args(args);
         cmd.current_dir(&self.dir);
-        let stdin = match input {
-            Some(text) => {
-                let p = io.join(format!("{n}.in"));
-                fs::write(&p, text).unwrap();
-                self.give(&p);
-                Stdio::from(fs::File::open(&p).unwrap())
-            }
-            None => Stdio::null(),
-        };
         cmd.stdin(stdin)
             .stdout(self.io_file(&out))
             .stderr(self.io_file(&err));
         let line = format!("{} {}", host().runtime.display(), args.join(" "));
-        let child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {line}: {e}"));
-        Running {
+        let mut child = cmd.spawn().unwrap_or_else(|e| panic!("spawn {line}: {e}"));
+        let stdin = child.stdin.take();
+        let running = Running {
             child,
             out,
             err,
             line,
-        }
+        };
+        (running, stdin)
     }
 
     fn io_file(&self, p: &Path) -> Stdio {
@@ -843,6 +875,44 @@ pub fn host_ns(pid: &str, which: &str) -> u64 {
     let t = fs::read_link(format!("/proc/{pid}/ns/{which}")).unwrap();
     let t = t.to_string_lossy();
     t[t.find('[').unwrap() + 1..t.len() - 1].parse().unwrap()
+}
+
+/// A directory shared by the cases of one mode in this run (e.g. an image cache several cases
+/// import the same image into), owned by that mode's user: `<base>/shared-<name>-<mode>`. Kept
+/// until the next run's start removes it.
+pub fn shared_dir(t: &Ctx, name: &str) -> PathBuf {
+    t.mkdir(&host().base.join(format!("shared-{name}-{}", t.mode)))
+}
+
+/// The Debian 12 fixture directory (rootfs/, oci/ with tag bookworm, debian-docker.tar): from
+/// HUSK_DEBIAN_FIXTURE, else what `bundles/debian/make-rootfs` prints (instant once built: setup.sh
+/// builds it as root; the script needs root only to build). Err says why there is none.
+pub fn debian() -> Result<&'static Path, String> {
+    static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        if let Some(d) = std::env::var_os("HUSK_DEBIAN_FIXTURE") {
+            return Ok(PathBuf::from(d));
+        }
+        let script = host().bundles.join("debian/make-rootfs");
+        let out = Command::new(&script)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("run {}: {e}", script.display()))?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        match stdout.lines().last() {
+            Some(d) if out.status.success() => Ok(PathBuf::from(d)),
+            _ => Err(format!(
+                "no Debian fixture ({} failed: {}); run it as root, or setup.sh",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            )),
+        }
+    });
+    match dir {
+        Ok(d) if d.join(".done").exists() => Ok(d.as_path()),
+        Ok(d) => Err(format!("Debian fixture {} is incomplete", d.display())),
+        Err(e) => Err(e.clone()),
+    }
 }
 
 /// Does this host give the runtime's user cgroups to manage? Root: yes. Rootless: only on a

@@ -22,6 +22,7 @@ mod batch;
 mod cdi;
 mod cleanup;
 mod cve;
+mod debian;
 mod errors;
 mod exec;
 mod fds;

@@ -88,6 +88,7 @@ pub(crate) fn unpack_tar(
         out: Unpacked::default(),
         dirs: Vec::new(),
         chown_failures: 0,
+        skipped_nodes: Vec::new(),
     };
     let corrupt = |source| Error::CorruptArchive {
         name: layer.to_string(),
@@ -119,6 +120,8 @@ struct Unpacker<'a> {
     /// Directories whose metadata is applied at the end.
     dirs: Vec<(Vec<OsString>, Meta)>,
     chown_failures: u64,
+    /// Device nodes mknod refused (EPERM), as paths inside the layer; reported in one warning.
+    skipped_nodes: Vec<PathBuf>,
 }
 
 impl Unpacker<'_> {
@@ -316,8 +319,8 @@ impl Unpacker<'_> {
         match mknodat(Some(parent.as_raw_fd()), name, kind, mode(0o600), dev) {
             Err(Errno::EPERM) => {
                 self.out.entries -= 1;
-                let w = format!("skip device node {}: not permitted", path.display());
-                self.out.warnings.push(w);
+                let inside = path.strip_prefix(self.target).unwrap_or(path);
+                self.skipped_nodes.push(Path::new("/").join(inside));
                 return Ok(());
             }
             r => r.ctx("create node", path)?,
@@ -382,6 +385,9 @@ impl Unpacker<'_> {
             let Ok(f) = f else { continue };
             self.apply_dir_meta(&f, &path, meta)?;
         }
+        if let Some(w) = skipped_nodes_warning(&self.skipped_nodes, self.layer) {
+            self.out.warnings.push(w);
+        }
         if self.chown_failures > 0 {
             let w = format!(
                 "could not chown {} entries of layer {} (ids not mapped?); they belong to the caller",
@@ -427,6 +433,26 @@ pub(crate) fn set_xattrs(
     Ok(())
 }
 
+/// One line for all the device nodes of a layer that could not be created (a Debian image's /dev
+/// holds about ten; a line each drowned the output of every rootless import): the count and the
+/// first few paths.
+fn skipped_nodes_warning(nodes: &[PathBuf], layer: &str) -> Option<String> {
+    const NAMED: usize = 3;
+    let (first, rest) = nodes.split_at(nodes.len().min(NAMED));
+    let mut names: Vec<String> = first.iter().map(|p| p.display().to_string()).collect();
+    match rest.len() {
+        0 if names.is_empty() => return None,
+        0 => {}
+        n => names.push(format!("{n} more")),
+    }
+    let plural = if nodes.len() == 1 { "" } else { "s" };
+    Some(format!(
+        "skipped {} device node{plural} of layer {layer} (creating one needs privilege; a container gets its own /dev): {}",
+        nodes.len(),
+        names.join(", ")
+    ))
+}
+
 fn pax_number(v: &[u8]) -> Option<u32> {
     std::str::from_utf8(v).ok()?.parse().ok()
 }
@@ -437,4 +463,31 @@ fn mode(m: u32) -> Mode {
 
 fn time(secs: u64) -> SystemTime {
     SystemTime::UNIX_EPOCH + Duration::from_secs(secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn skipped_device_nodes_make_one_line() {
+        assert_eq!(skipped_nodes_warning(&[], "l"), None);
+        let one = skipped_nodes_warning(&[PathBuf::from("/dev/null")], "l").unwrap();
+        assert!(
+            one.starts_with("skipped 1 device node of layer l "),
+            "{one}"
+        );
+        assert!(one.ends_with(": /dev/null"), "{one}");
+        let many: Vec<PathBuf> = ["null", "zero", "full", "tty", "ptmx"]
+            .iter()
+            .map(|n| Path::new("/dev").join(n))
+            .collect();
+        let w = skipped_nodes_warning(&many, "l").unwrap();
+        assert!(w.starts_with("skipped 5 device nodes of layer l "), "{w}");
+        assert!(
+            w.ends_with(": /dev/null, /dev/zero, /dev/full, 2 more"),
+            "{w}"
+        );
+        assert!(!w.contains('\n'));
+    }
 }
