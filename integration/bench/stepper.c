@@ -1,7 +1,8 @@
 /*
  * stepper: run a command under ptrace, single-stepping it and every process it clones, and write
  * every distinct instruction address it executes inside [LO, HI) (hex, one per line) to OUT.
- * A traced process that execs another program is let go. Used by hot-symbols.sh to find the code
+ * A traced process that execs another program is let go; when PROGRAM exits, so does the stepper
+ * (the others, e.g. a created container's init, are detached and go on). Used by hot-symbols.sh to find the code
  * that husk's OCI verbs execute, so the linker can place it together (see hot-symbols.sh).
  *
  *   stepper LO HI OUT /path/to/husk ARGS...        (root; a few seconds per million instructions)
@@ -53,9 +54,11 @@ int main(int argc, char **argv)
 			break;
 		}
 		if (WIFEXITED(status) || WIFSIGNALED(status)) {
-			if (pid == first)
-				exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
 			traced--;
+			if (pid == first) {
+				exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+				break; /* exiting detaches the rest */
+			}
 			continue;
 		}
 		if (!WIFSTOPPED(status))
