@@ -69,6 +69,20 @@ hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$OUT/root.json" \
   "$OUT/crun --root $OUT/st-crun run --bundle $OUT/b-root bench" \
   "$OUT/crun-wrapper-only" >"$OUT/root.txt" 2>&1 || true
 
+# The same, root, without the wrapper's per-call cost: hyperfine itself runs in one private mount
+# namespace where /sys/fs/cgroup/unified is hidden, so every runtime sees plain cgroup v1 and crun
+# runs directly. The fair comparison on this host.
+unshare -m --propagation private sh -c "mount -t tmpfs none /sys/fs/cgroup/unified && \
+  hyperfine -N --warmup 10 --runs $RUNS --export-json $OUT/root-v1ns.json \
+  -n floor -n husk -n husk-dynamic -n runc -n crun \
+  'unshare -Urmpf true' \
+  '$HUSK --root $OUT/st-husk run --bundle $OUT/b-root bench' \
+  '$HUSK_DYN --root $OUT/st-husk run --bundle $OUT/b-root bench2' \
+  'runc --root $OUT/st-runc run --bundle $OUT/b-root bench' \
+  '/usr/bin/crun --root $OUT/st-crun run --bundle $OUT/b-root bench' && \
+  /usr/bin/time -f 'crun-root-direct %M' /usr/bin/crun --root $OUT/st-crun run --bundle $OUT/b-root rss3 2>$OUT/rss-crun-direct.txt" \
+  >"$OUT/root-v1ns.txt" 2>&1 || true
+
 mkdir -p "$OUT/xdg" && chown "$TUSER" "$OUT/xdg"
 su "$TUSER" -s /bin/bash -c "cd $OUT && XDG_RUNTIME_DIR=$OUT/xdg hyperfine -N --warmup 10 --runs $RUNS \
   --export-json $OUT/rootless.json -n floor -n husk -n husk-dynamic -n runc -n crun -n crun-wrapper-cost \
@@ -88,6 +102,7 @@ rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
   echo "runc-root $(rss runc --root "$OUT/st-runc" run --bundle "$OUT/b-root" rss1)"
   echo "husk-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M $HUSK --root $OUT/xdg/husk run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
   echo "runc-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M runc --root $OUT/xdg/runc run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
+  tail -1 "$OUT/rss-crun-direct.txt" 2>/dev/null || true
 } >"$OUT/rss.txt"
 
 python3 "$(dirname "$0")/report.py" "$OUT"

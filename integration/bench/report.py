@@ -33,6 +33,7 @@ def table(name):
 
 
 table("root")
+table("root-v1ns")
 table("rootless")
 try:
     print("\n### peak RSS (KiB)\n")

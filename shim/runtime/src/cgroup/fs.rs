@@ -29,17 +29,84 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> Cg
 
 /// v1 controller mount points (one entry per distinct mount; co-mounted controllers share one).
 ///
-/// One read of /proc/self/mountinfo: libcgroups' `list_supported_mount_points` re-reads and re-parses
-/// it once per controller (12 reads through a hardened procfs handle per call), which was the largest
-/// single cost of `run` on a v1 host. The matching rule is libcgroups' `get_subsystem_mount_point`'s:
-/// the first `cgroup` mount whose path ends with the controller's name (or a co-mount of it).
+/// One plain read of /proc/self/mountinfo, once per process (cached): libcgroups' v1 manager re-reads
+/// and re-parses it, through a hardened procfs handle, once per controller (12 reads plus 12 of
+/// /proc/self/cgroup per manager), which was the largest single cost of `run` on a v1 host. The
+/// hardening guards against a /proc a container controls; this is the caller's own /proc on the
+/// host. The matching rule is libcgroups' `get_subsystem_mount_point`'s: the first `cgroup` mount
+/// whose path ends with the controller's name (or a co-mount of it).
 pub fn v1_mounts() -> Result<Vec<(String, PathBuf)>, CgroupError> {
-    let points = libcgroups::v1::util::list_subsystem_mount_points().map_err(|source| {
-        CgroupError::Mounts {
-            source: Box::new(source),
+    static MOUNTS: std::sync::OnceLock<Vec<(String, PathBuf)>> = std::sync::OnceLock::new();
+    if let Some(m) = MOUNTS.get() {
+        return Ok(m.clone());
+    }
+    let info = Path::new("/proc/self/mountinfo");
+    let text = fs::read_to_string(info).map_err(io("read", info))?;
+    let mounts = match_v1_controllers(&cgroup_v1_mount_points(&text));
+    Ok(MOUNTS.get_or_init(|| mounts).clone())
+}
+
+/// The mount points of every `cgroup` (v1) filesystem in a mountinfo text, in order.
+fn cgroup_v1_mount_points(mountinfo: &str) -> Vec<PathBuf> {
+    mountinfo
+        .lines()
+        .filter_map(|line| {
+            let (left, right) = line.split_once(" - ")?;
+            let fstype = right.split(' ').next()?;
+            let point = left.split(' ').nth(4)?;
+            (fstype == "cgroup").then(|| PathBuf::from(unescape_octal(point)))
+        })
+        .collect()
+}
+
+/// mountinfo escapes space, tab, newline and backslash as `\ooo`.
+fn unescape_octal(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let octal = b
+            .get(i + 1..i + 4)
+            .filter(|d| d.iter().all(|c| (b'0'..=b'7').contains(c)));
+        match (b[i], octal) {
+            (b'\\', Some(d)) => {
+                out.push((d[0] - b'0') * 64 + (d[1] - b'0') * 8 + (d[2] - b'0'));
+                i += 4;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
         }
-    })?;
-    Ok(match_v1_controllers(&points))
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Writes one value per write(2) to a cgroup file, in order (v1 `devices.allow`/`devices.deny`
+/// take one rule per write).
+pub fn write_each<'a>(
+    path: &Path,
+    values: impl IntoIterator<Item = &'a str>,
+) -> Result<(), CgroupError> {
+    use std::io::Write;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(io("open", path))?;
+    for v in values {
+        f.write_all(v.as_bytes()).map_err(io("write", path))?;
+    }
+    Ok(())
+}
+
+/// Moves `pid` into each directory (v1: one per hierarchy).
+pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<(), CgroupError> {
+    let pid = pid.to_string();
+    for dir in dirs {
+        let procs = dir.join(PROCS);
+        fs::write(&procs, &pid).map_err(io("add pid to", &procs))?;
+    }
+    Ok(())
 }
 
 /// Every controller libcgroups drives, with the first mount point that serves it.
@@ -277,6 +344,33 @@ pub fn unwritable(dir: &Path, uid: u32, gid: u32) -> Option<PathBuf> {
 mod tests {
     use super::super::testutil::TempTree;
     use super::*;
+
+    #[test]
+    fn mountinfo_cgroup_v1_points_are_found_and_unescaped() {
+        let text = "\
+22 1 0:21 / /sys rw - sysfs sysfs rw
+30 22 0:26 / /sys/fs/cgroup ro,nosuid - tmpfs tmpfs ro,mode=755
+31 30 0:27 / /sys/fs/cgroup/unified rw - cgroup2 cgroup2 rw
+33 30 0:29 / /sys/fs/cgroup/cpu,cpuacct rw shared:9 - cgroup cgroup rw,cpu,cpuacct
+34 30 0:30 / /sys/fs/cgroup/with\\040space rw - cgroup cgroup rw,pids
+35 30 0:31 / /sys/fs/cgroup/back\\134slash rw - cgroup cgroup rw,memory
+";
+        let got = cgroup_v1_mount_points(text);
+        assert_eq!(
+            got,
+            [
+                PathBuf::from("/sys/fs/cgroup/cpu,cpuacct"),
+                PathBuf::from("/sys/fs/cgroup/with space"),
+                PathBuf::from("/sys/fs/cgroup/back\\slash"),
+            ]
+        );
+        // A lone backslash or a short escape stays as it is.
+        assert_eq!(unescape_octal("a\\b\\04"), "a\\b\\04");
+        // The host: every v1 mount libcgroups lists, in its order.
+        let host = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let theirs = libcgroups::v1::util::list_subsystem_mount_points().unwrap_or_default();
+        assert_eq!(cgroup_v1_mount_points(&host), theirs);
+    }
 
     #[test]
     fn v1_controllers_match_like_libcgroups() {

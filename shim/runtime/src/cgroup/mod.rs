@@ -46,7 +46,6 @@ use libcgroups::common::{
     CgroupConfig, CgroupManager, CgroupSetup, ControllerOpt, CreateCgroupSetupError, FreezerState,
     GetCgroupSetupError,
 };
-use libcgroups::v1::util::V1MountPointError;
 use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 use serde::{Deserialize, Serialize};
@@ -109,8 +108,6 @@ pub enum CgroupError {
     NoSystemd,
     #[error("use systemd cgroup driver at {root}: needs a unified (v2) hierarchy, found {found}")]
     SystemdNeedsV2 { root: PathBuf, found: String },
-    #[error("list cgroup v1 mounts: {source}")]
-    Mounts { source: Box<V1MountPointError> },
     #[error("open cgroup manager for {path}: {source}")]
     Open {
         path: PathBuf,
@@ -198,6 +195,75 @@ fn with_deny_all(resources: &LinuxResources) -> LinuxResources {
         out.set_devices(Some([vec![deny], rules].concat()));
     }
     out
+}
+
+/// Whether a v1 resources block asks for nothing but device rules (the common case of a plain
+/// `run`): then the facade writes the rules itself instead of building libcgroups' v1 manager, which
+/// re-reads mountinfo and /proc/self/cgroup once per controller.
+fn only_devices(r: &LinuxResources) -> bool {
+    r.memory().is_none()
+        && r.cpu().is_none()
+        && r.pids().is_none()
+        && r.block_io().is_none()
+        && r.hugepage_limits().as_ref().is_none_or(Vec::is_empty)
+        && r.network().is_none()
+        && r.rdma().as_ref().is_none_or(|m| m.is_empty())
+        && r.unified().as_ref().is_none_or(|m| m.is_empty())
+}
+
+/// The directories serving `controller` (v1: normally one).
+fn dirs_for(dirs: &[(String, PathBuf)], controller: &str) -> Vec<PathBuf> {
+    dirs.iter()
+        .filter(|(c, _)| c == controller)
+        .map(|(_, d)| d.clone())
+        .collect()
+}
+
+/// The rules libcgroups' v1 devices controller appends after the spec's (its `default_devices`
+/// and `default_allow_devices`, not exported): null, zero, full, tty, urandom, random, then mknod of
+/// any char/block device, console, pts, ptmx, tun. Kept identical so both paths give one result
+/// (the `v1_device_rules_match_libcgroups` host test compares them).
+const V1_DEFAULT_DEVICE_RULES: [&str; 12] = [
+    "c 1:3 rwm",
+    "c 1:5 rwm",
+    "c 1:7 rwm",
+    "c 5:0 rwm",
+    "c 1:9 rwm",
+    "c 1:8 rwm",
+    "c *:* m",
+    "b *:* m",
+    "c 5:1 rwm",
+    "c 136:* rwm",
+    "c 5:2 rwm",
+    "c 10:200 rwm",
+];
+
+/// What libcgroups' v1 devices controller writes, in its order: the spec's rules (deny-all first,
+/// see [`with_deny_all`]), then the defaults above. One open per run of same-kind rules and one
+/// write per rule.
+fn apply_v1_devices(dirs: &[PathBuf], resources: &LinuxResources) -> Result<(), CgroupError> {
+    let mut rules: Vec<(bool, String)> = resources
+        .devices()
+        .iter()
+        .flatten()
+        .map(|r| (r.allow(), r.to_string()))
+        .collect();
+    rules.extend(
+        V1_DEFAULT_DEVICE_RULES
+            .iter()
+            .map(|r| (true, r.to_string())),
+    );
+    for dir in dirs {
+        for run in rules.chunk_by(|a, b| a.0 == b.0) {
+            let file = if run[0].0 {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            };
+            fs::write_each(&dir.join(file), run.iter().map(|(_, r)| r.as_str()))?;
+        }
+    }
+    Ok(())
 }
 
 fn controller_opt(resources: &LinuxResources) -> ControllerOpt<'_> {
@@ -430,12 +496,20 @@ impl Cgroup {
                 } else {
                     fs::create_v2(&self.mount_root, &self.path)?;
                 }
+                if self.layout == Layout::V1 {
+                    let effective = with_deny_all(resources);
+                    if only_devices(&effective) {
+                        let devices = dirs_for(&self.leaf_dirs()?, "devices");
+                        apply_v1_devices(&devices, &effective)?;
+                    } else {
+                        self.manager()?
+                            .apply(&controller_opt(&effective))
+                            .map_err(self.op_err("apply resources to"))?;
+                    }
+                    return fs::attach(&dirs, pid);
+                }
                 let m = self.manager()?;
-                let effective = match self.layout {
-                    Layout::V1 => with_deny_all(resources),
-                    _ => resources.clone(),
-                };
-                m.apply(&controller_opt(&effective))
+                m.apply(&controller_opt(resources))
                     .map_err(self.op_err("apply resources to"))?;
                 m.add_task(Pid::from_raw(pid))
                     .map_err(self.op_err("add pid to"))
@@ -447,6 +521,10 @@ impl Cgroup {
     pub fn add(&self, pid: i32) -> Result<(), CgroupError> {
         if !self.is_enabled() {
             return Ok(());
+        }
+        if self.driver == Driver::Cgroupfs && self.layout == Layout::V1 {
+            let dirs: Vec<PathBuf> = self.leaf_dirs()?.into_iter().map(|(_, d)| d).collect();
+            return fs::attach(&dirs, pid);
         }
         self.manager()?
             .add_task(Pid::from_raw(pid))

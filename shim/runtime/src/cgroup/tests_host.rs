@@ -219,3 +219,69 @@ fn host_oom_kill_is_counted() {
     g.child = None;
     cg.remove().unwrap();
 }
+
+/// The facade's own v1 device rules (the fast path of a devices-only `enter`) leave the same
+/// `devices.list` as libcgroups' devices controller, for a spec with its own rules on top.
+#[test]
+fn host_v1_device_rules_match_libcgroups() {
+    if !privileged("host_v1_device_rules_match_libcgroups") {
+        return;
+    }
+    use oci_spec::runtime::LinuxDeviceCgroupBuilder;
+    let mut r = LinuxResources::default();
+    r.set_devices(Some(vec![
+        LinuxDeviceCgroupBuilder::default()
+            .allow(true)
+            .typ(LinuxDeviceType::C)
+            .major(1)
+            .minor(11)
+            .access("rw")
+            .build()
+            .unwrap(),
+        LinuxDeviceCgroupBuilder::default()
+            .allow(false)
+            .typ(LinuxDeviceType::C)
+            .major(5)
+            .minor(0)
+            .access("w")
+            .build()
+            .unwrap(),
+    ]));
+    assert!(only_devices(&r) && !only_devices(&limits()));
+    let list = |use_libcgroups: bool| {
+        let name = unique("husk-test");
+        let raw = PathBuf::from(format!("/{name}"));
+        let (cg, _) = Cgroup::prepare(Some(&raw), &name, &Options::default()).unwrap();
+        if cg.layout != Layout::V1 {
+            return None;
+        }
+        let child = Command::new("sleep").arg("60").spawn().unwrap();
+        let g = Guard {
+            cg: cg.clone(),
+            child: Some(child),
+        };
+        let effective = with_deny_all(&r);
+        let dirs: Vec<PathBuf> = cg.leaf_dirs().unwrap().into_iter().map(|d| d.1).collect();
+        fs::create_v1(&dirs).unwrap();
+        if use_libcgroups {
+            cg.manager()
+                .unwrap()
+                .apply(&controller_opt(&effective))
+                .unwrap();
+        } else {
+            apply_v1_devices(&dirs_for(&cg.leaf_dirs().unwrap(), "devices"), &effective).unwrap();
+        }
+        let listed = read(&dir(&cg, "devices").join("devices.list"));
+        drop(g);
+        Some(listed)
+    };
+    let (Some(ours), Some(theirs)) = (list(false), list(true)) else {
+        eprintln!("skipping: not a cgroup v1 host");
+        return;
+    };
+    assert_eq!(ours, theirs);
+    assert!(
+        ours.contains("c 1:11 rw") && !ours.contains("a *:* rwm"),
+        "{ours}"
+    );
+}

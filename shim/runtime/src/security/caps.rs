@@ -50,12 +50,8 @@ pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<(), CapsError> {
     let Some(bounding) = caps.bounding() else {
         return Ok(());
     };
-    let supported = caps::runtime::thread_all_supported();
+    let (supported, current) = bounding_now();
     let keep = to_kernel(bounding, "process.capabilities.bounding", &supported);
-    let current = caps::read(None, CapSet::Bounding).map_err(|source| CapsError::Read {
-        set: "bounding",
-        source,
-    })?;
     let mut drop: Vec<KernelCap> = current.difference(&keep).copied().collect();
     drop.sort_by_key(|c| c.index());
     for cap in drop {
@@ -67,7 +63,7 @@ pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<(), CapsError> {
 
 /// Sets effective, permitted, inheritable and ambient sets (after the identity switch).
 pub fn apply_sets(caps: &LinuxCapabilities) -> Result<(), CapsError> {
-    let supported = caps::runtime::thread_all_supported();
+    let supported = supported();
     let set = |c: &Option<Capabilities>, key: &str| {
         c.as_ref()
             .map(|c| to_kernel(c, key, &supported))
@@ -123,6 +119,38 @@ fn apply_ambient(
 }
 
 /// OCI capabilities → the ones this kernel supports; the others are skipped with a warning.
+/// The capabilities this kernel knows, and those of them in the bounding set, from one
+/// PR_CAPBSET_READ per capability (the kernel answers EINVAL for one it does not know). The
+/// `caps` crate's `thread_all_supported` plus `read(Bounding)` cost three passes.
+fn bounding_now() -> (CapsHashSet, CapsHashSet) {
+    let mut supported = CapsHashSet::new();
+    let mut current = CapsHashSet::new();
+    for cap in caps::all() {
+        match caps::has_cap(None, CapSet::Bounding, cap) {
+            Ok(true) => {
+                supported.insert(cap);
+                current.insert(cap);
+            }
+            Ok(false) => {
+                supported.insert(cap);
+            }
+            Err(_) => {}
+        }
+    }
+    let _ = SUPPORTED.set(supported.clone());
+    (supported, current)
+}
+
+static SUPPORTED: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
+
+/// The capabilities this kernel knows (dropping from the bounding set does not change it).
+fn supported() -> CapsHashSet {
+    match SUPPORTED.get() {
+        Some(known) => known.clone(),
+        None => bounding_now().0,
+    }
+}
+
 fn to_kernel(oci: &Capabilities, key: &str, supported: &CapsHashSet) -> CapsHashSet {
     let mut out = CapsHashSet::new();
     for cap in oci {
