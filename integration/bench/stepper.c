@@ -19,6 +19,15 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+static void forget(pid_t *pids, int *n, pid_t pid)
+{
+	for (int i = 0; i < *n; i++)
+		if (pids[i] == pid) {
+			pids[i] = pids[--*n];
+			return;
+		}
+}
+
 int main(int argc, char **argv)
 {
 	if (argc < 5) {
@@ -45,7 +54,8 @@ int main(int argc, char **argv)
 		       PTRACE_O_EXITKILL);
 	ptrace(PTRACE_SINGLESTEP, first, NULL, NULL);
 	long steps = 0;
-	int traced = 1, first_exec = 1, exit_code = 0;
+	int traced = 1, first_exec = 1, exit_code = 0, npids = 1;
+	pid_t pids[256] = {first};
 	while (traced > 0) {
 		pid_t pid = waitpid(-1, &status, __WALL);
 		if (pid < 0) {
@@ -55,9 +65,17 @@ int main(int argc, char **argv)
 		}
 		if (WIFEXITED(status) || WIFSIGNALED(status)) {
 			traced--;
+			forget(pids, &npids, pid);
 			if (pid == first) {
 				exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-				break; /* exiting detaches the rest */
+				/* Let the others go cleanly: each stops after its current step, then is
+				 * detached with no signal (a tracer that just exits would leave them a
+				 * SIGTRAP, which kills them). */
+				for (int i = 0; i < npids; i++) {
+					if (waitpid(pids[i], &status, __WALL) == pids[i] && WIFSTOPPED(status))
+						ptrace(PTRACE_DETACH, pids[i], NULL, NULL);
+				}
+				break;
 			}
 			continue;
 		}
@@ -70,10 +88,15 @@ int main(int argc, char **argv)
 			} else {
 				ptrace(PTRACE_DETACH, pid, NULL, NULL); /* another program */
 				traced--;
+				forget(pids, &npids, pid);
 				continue;
 			}
 		} else if (event == PTRACE_EVENT_CLONE || event == PTRACE_EVENT_FORK ||
 			   event == PTRACE_EVENT_VFORK) {
+			unsigned long child = 0;
+			ptrace(PTRACE_GETEVENTMSG, pid, NULL, &child);
+			if (npids < 256)
+				pids[npids++] = (pid_t)child;
 			traced++;
 		} else if (sig == SIGTRAP) {
 			uint64_t rip = (uint64_t)ptrace(PTRACE_PEEKUSER, pid,

@@ -187,8 +187,8 @@ fn dev_mem_kmem_and_block_devices(t: &Ctx) {
     );
     a.blocked(
         "mknod",
-        &["EPERM"],
-        "no CAP_MKNOD; /tmp and /dev/shm are nodev",
+        &["EPERM", "EACCES"],
+        "no CAP_MKNOD; /tmp and /dev/shm are nodev; Landlock refuses new files in /dev (EACCES)",
     );
     a.blocked_or(
         "devmem",
@@ -400,7 +400,14 @@ fn symlink_swapped_result_file(t: &Ctx) {
     // Rootless, husk runs as the test user: a victim it may write makes the attack real.
     t.give(&victim);
     let victim_dir = t.mkdir(&t.dir.join("victim-dir"));
-    let out_dir = t.mkdir(&ws.join("out"));
+    // Root's sandbox runs as an unprivileged host id: let it swap this directory too, so the
+    // attack really happens (rootless, the program is the owner anyway).
+    let open_out = |dir: &std::path::Path| {
+        t.mkdir(dir);
+        fs::set_permissions(dir, std::os::unix::fs::PermissionsExt::from_mode(0o777)).unwrap();
+        dir.to_path_buf()
+    };
+    let out_dir = open_out(&ws.join("out"));
     let result = ws.join("result.json");
     let nested = out_dir.join("result.json");
     let script = format!(
@@ -443,7 +450,7 @@ fn symlink_swapped_result_file(t: &Ctx) {
         // Put the workspace back for the second round.
         let _ = fs::remove_file(&result);
         let _ = fs::remove_file(ws.join("out"));
-        t.mkdir(&out_dir);
+        open_out(&out_dir);
     }
 }
 

@@ -73,6 +73,7 @@ impl Pool {
         sweep(&base);
         let scratch = base.join(format!("batch-{}", launch::new_id()));
         launch::make_dir(&scratch)?;
+        searchable_by_sandbox_id(&scratch)?;
         Ok(Pool {
             parallel,
             out,
@@ -184,6 +185,7 @@ impl Pool {
 
     fn spawn(&self, job: &Job, dir: &Path) -> anyhow::Result<Child> {
         launch::make_dir(dir)?;
+        searchable_by_sandbox_id(dir)?;
         let ws = match &job.workspace {
             Some(w) => {
                 let c =
@@ -344,6 +346,17 @@ fn sweep(base: &Path) {
             let _ = fs::remove_dir_all(e.path());
         }
     }
+}
+
+/// Root's sandboxes run as an unprivileged host id (docs/sandbox.md), which must be able to reach
+/// the fresh workspace under the scratch tree: search (not list) for others, as root only.
+fn searchable_by_sandbox_id(dir: &Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if !nix::unistd::geteuid().is_root() {
+        return Ok(());
+    }
+    fs::set_permissions(dir, fs::Permissions::from_mode(0o711))
+        .with_context(|| format!("open {} to the sandbox id", dir.display()))
 }
 
 /// The job's files in its fresh workspace (paths already checked: relative, no `..`).
