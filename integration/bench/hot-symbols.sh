@@ -18,7 +18,7 @@ top=$(pwd)
 tuser=${HUSK_TEST_USER:-tuser}
 tgt=${HOT_TARGET:-/tmp/husk-hot-target}
 work=$(mktemp -d /tmp/husk-hot.XXXXXX)
-chmod 755 "$work"
+chmod 1777 "$work"   # the rootless step writes its addresses here too
 trap 'rm -rf "$work"' EXIT
 
 CARGO_TARGET_DIR=$tgt CARGO_PROFILE_RELEASE_STRIP=false cargo build-static
