@@ -6,7 +6,7 @@
 
 use crate::both;
 use crate::harness::{host, Ctx, Mode, Probe};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 both!(
     fast_path_execs_in_place_and_leaves_nothing,
@@ -45,20 +45,6 @@ fn in_place(t: &Ctx, global: &[&str], flags: &[&str], env: &[(&str, &str)]) -> b
     pid == husk
 }
 
-/// The launch base of this mode's runtime user (the harness sets no XDG_RUNTIME_DIR for it).
-fn launch_base(t: &Ctx) -> PathBuf {
-    match t.mode {
-        Mode::Root => match std::env::var_os("XDG_RUNTIME_DIR") {
-            Some(d) if !d.is_empty() => Path::new(&d).join("husk-launch"),
-            _ => PathBuf::from("/run/husk-launch"),
-        },
-        Mode::Rootless => {
-            let (uid, _, _) = host().user.clone().unwrap();
-            std::env::temp_dir().join(format!("husk-launch-{uid}"))
-        }
-    }
-}
-
 fn entries(dir: &Path) -> Vec<String> {
     std::fs::read_dir(dir)
         .map(|d| {
@@ -70,13 +56,15 @@ fn entries(dir: &Path) -> Vec<String> {
 
 fn fast_path_execs_in_place_and_leaves_nothing(t: &Ctx) {
     let global = eligible(t);
-    let base = launch_base(t);
-    let before = entries(&base);
-    // The program writes what the host side of the launch base holds while it runs: with the
-    // launch directory in a tmpfs only the container's mount namespace sees, nothing new.
-    assert!(in_place(t, &global, &[], &[]), "not run in place");
-    assert_eq!(entries(&base), before, "{} changed", base.display());
-    // No state directory either: the container never existed for `husk list`.
+    // A runtime dir of this case's own, so no other case's launch directories show up in it.
+    let xdg = t.mkdir(&t.dir.join("xdg"));
+    let env = [("XDG_RUNTIME_DIR", xdg.to_str().unwrap())];
+    assert!(in_place(t, &global, &[], &env), "not run in place");
+    // The launch directory lived in a tmpfs that only the container's mount namespace saw: the
+    // host side of the launch base is empty, and there is no state directory either.
+    let base = xdg.join("husk-launch");
+    assert!(base.is_dir(), "{} missing", base.display());
+    assert_eq!(entries(&base), Vec::<String>::new(), "{}", base.display());
     t.assert_nothing_left();
     assert!(
         entries(&t.state_root).is_empty(),
