@@ -47,6 +47,8 @@ for set in busybox debian; do
 	debian) dir=$fixture/rootfs ;;
 	esac
 	cmds=(-n husk-dir "$HUSK exec \$dir true" -n ch-run "ch-run \$dir -- true" -n bwrap "\$(bw \$dir)")
+	# The supervised path the fast path skips (env itself costs one more exec).
+	cmds+=(-n husk-dir-normal "env HUSK_NO_FASTPATH=1 $HUSK exec \$dir true")
 	if [ -x "$HUSK_STATIC" ]; then
 		cmds+=(-n husk-static-dir "$HUSK_STATIC exec \$dir true")
 	fi

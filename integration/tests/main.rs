@@ -34,6 +34,7 @@ mod kill;
 mod killstep;
 mod launcher;
 mod launcher_errors;
+mod launcher_fastpath;
 mod launcher_ns;
 mod lifecycle;
 mod limits;

@@ -34,6 +34,13 @@ entries bound into it. The host environment passes through except PATH, LD_PRELO
 LD_LIBRARY_PATH, LD_AUDIT and PS1; the image's Env, then \fBHUSKENV_\fR\fINAME\fR variables, then
 \fB\-\-env\-file\fR and \fB\-\-env\fR override it. Without resource flags an unprivileged launch
 uses no cgroup.
+A foreground launch that needs no supervising process (no cgroup, which rules out root's launches
+unless \fB\-\-cgroup\-manager disabled\fR; no \fB\-\-pid\fR or \fB\-\-containall\fR, no
+\fB\-\-tty\fR, no overlay, no \fB\-\-sandbox\fR, no hooks, no \fB\-\-fakeroot\fR or
+\fB\-\-userns\fR as root) runs in place, as \fBch\-run\fR does: husk itself enters the
+namespaces, sets the container up and becomes the program (same pid, which stays in the caller's
+session and process group, so the terminal's job control reaches it directly); nothing is
+written to disk and no state is recorded (\fBlist\fR does not show it).
 .SH ENVIRONMENT
 .TP
 \fBXDG_RUNTIME_DIR\fR
@@ -52,6 +59,9 @@ Image cache directory (same as \fB\-\-cache\-dir\fR).
 \fIuser:pass\fR for registries that ask for credentials (else the \fBauths\fR of
 \fI$DOCKER_CONFIG/config.json\fR or \fI~/.docker/config.json\fR); sent only when challenged.
 .TP
+\fBHUSK_NO_FASTPATH\fR
+Launcher: when set (and not 0), always run through a supervising \fBrun\fR, never in place.
+.TP
 \fBLISTEN_FDS\fR
 Socket-activation fds are passed through to the container process.
 .SH FILES
@@ -69,7 +79,8 @@ Present between create and start.
 \fI$XDG_RUNTIME_DIR/husk\-launch/<id>/\fR (root: \fI/run/husk\-launch/<id>/\fR)
 A launch's bundle (config.json, the skeleton rootfs, passwd, group; with
 \fB\-\-writable\-tmpfs\fR the overlays' \fIoverlay/upper\fR and \fIoverlay/work\fR), removed when it
-exits; the container id is \fIhusk\-<pid>\-<random>\fR.
+exits; the container id is \fIhusk\-<pid>\-<random>\fR. A launch run in place writes its
+files into a tmpfs mounted there in its own mount namespace only.
 .TP
 \fI$XDG_RUNTIME_DIR/husk\-launch/batch\-husk\-<pid>\-<random>/<n>/\fR (root: under \fI/run/husk\-launch\fR)
 A \fBbatch\fR job's fresh workspace (\fIws/\fR, with its files), its stdin and its worker's

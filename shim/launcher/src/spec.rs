@@ -413,12 +413,21 @@ impl Launch {
 
     /// Writes config.json, the /etc files and the session root skeleton into `dir` (which exists).
     pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
+        let cfg = dir.join("config.json");
+        std::fs::write(&cfg, self.config_json()).map_err(|source| WriteError {
+            op: "write",
+            path: cfg.clone(),
+            source,
+        })?;
+        self.write_files(dir)
+    }
+
+    /// Everything but config.json (for a launch whose config is handed over in memory).
+    pub fn write_files(&self, dir: &Path) -> Result<(), WriteError> {
         let err = |op, path: &Path| {
             let path = path.to_path_buf();
             move |source| WriteError { op, path, source }
         };
-        let cfg = dir.join("config.json");
-        std::fs::write(&cfg, self.config_json()).map_err(err("write", &cfg))?;
         for (name, text) in &self.files {
             let p = dir.join(name);
             std::fs::write(&p, text).map_err(err("write", &p))?;

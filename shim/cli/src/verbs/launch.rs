@@ -339,6 +339,7 @@ pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
         // its cgroup (delete cleans up strays); so does anyone asking for limits.
         gopts.cgroup.driver = Driver::Disabled;
     }
+    super::inplace::try_exec(&gopts, &req, &opts, &launch, &dir)?;
     make_dir(&dir).context(fail())?;
     let result = launch
         .write(&dir)

@@ -172,18 +172,7 @@ fn build(
             .collect(),
         process_oom_score_adj: process.oom_score_adj(),
         landlock: spec::landlock(&spec)?,
-        time_offsets: linux
-            .time_offsets()
-            .iter()
-            .flatten()
-            .map(|(clock, o)| {
-                format!(
-                    "{clock} {} {}\n",
-                    o.secs().unwrap_or(0),
-                    o.nanosecs().unwrap_or(0)
-                )
-            })
-            .collect(),
+        time_offsets: time_offsets(&linux),
         hooks_create_container: hooks.create_container().clone().unwrap_or_default(),
         hooks_start_container: hooks.start_container().clone().unwrap_or_default(),
         state_json: state_json(&record, Status::Creating),
@@ -248,6 +237,22 @@ impl Created {
         self.dir.save(&self.record)?;
         Ok(poststart(&self.spec, &self.record))
     }
+}
+
+/// `linux.timeOffsets` as /proc/PID/timens_offsets lines.
+pub(super) fn time_offsets(linux: &oci_spec::runtime::Linux) -> String {
+    linux
+        .time_offsets()
+        .iter()
+        .flatten()
+        .map(|(clock, o)| {
+            format!(
+                "{clock} {} {}\n",
+                o.secs().unwrap_or(0),
+                o.nanosecs().unwrap_or(0)
+            )
+        })
+        .collect()
 }
 
 /// Runs poststart hooks; a failure is a warning and the others still run, as the spec says.
@@ -342,7 +347,7 @@ fn open_fifo(path: &Path) -> Result<StartWait, ContainerError> {
 }
 
 /// process.env, plus systemd socket activation passed through (LISTEN_FDS become preserved fds).
-fn final_env(process: &oci_spec::runtime::Process, preserve: u32) -> (Vec<String>, u32) {
+pub(super) fn final_env(process: &oci_spec::runtime::Process, preserve: u32) -> (Vec<String>, u32) {
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     let listen: u32 = std::env::var("LISTEN_FDS")
         .ok()
@@ -394,7 +399,7 @@ fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
 }
 
 /// $XDG_CACHE_HOME/husk/seccomp (or ~/.cache), /var/cache/husk/seccomp for root.
-fn seccomp_cache_dir() -> Option<PathBuf> {
+pub(super) fn seccomp_cache_dir() -> Option<PathBuf> {
     if nix::unistd::geteuid().is_root() && !ns::in_user_ns() {
         return Some(PathBuf::from("/var/cache/husk/seccomp"));
     }

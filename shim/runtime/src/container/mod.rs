@@ -4,10 +4,12 @@
 
 mod create;
 mod exec;
+mod inplace;
 mod ops;
 
 pub use create::{create, CreateMode, Created};
 pub use exec::{exec, exec_process, ExecOverrides};
+pub use inplace::{blocker as in_place_blocker, InPlace};
 pub use ops::{delete, kill, pause, resume, update, wait_exit};
 
 use crate::cgroup::{self, Cgroup};

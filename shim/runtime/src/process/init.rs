@@ -92,6 +92,33 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         Some(Msg::Go) => {}
         other => return Err(InitError::Protocol(other)),
     }
+    enter(ctx)?;
+    build_root(ctx)?;
+    setup_session(ctx)?;
+    let exe = find_executable(&ctx.process)?;
+    apply_apparmor(&ctx.process)?;
+    // After the last mount (a Landlock-restricted process may not mount) and the AppArmor write to
+    // /proc/self/attr; before [2], so the parent learns what was applied.
+    if let Some(writable) = &ctx.landlock {
+        let status = security::landlock::apply(writable)?;
+        let json = serde_json::to_string(&status).unwrap_or_default();
+        chan.send(&Msg::Landlock(json)).map_err(sys("sync [2]"))?;
+    }
+    nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
+    // [2] created.
+    chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
+    wait_for_start(ctx, chan)?;
+    hooks::run(
+        "startContainer",
+        &ctx.hooks_start_container,
+        &ctx.state_json,
+    )?;
+    finish_and_exec(ctx, &exe)
+}
+
+/// After the id maps are written: joins, identity inside the user namespace, time namespace,
+/// names, loopback, keyring, oom_score_adj.
+fn enter(ctx: &InitContext) -> Result<(), InitError> {
     ctx.ns.join_all()?;
     become_userns_root(ctx)?;
     if ctx.ns.new_time {
@@ -126,6 +153,12 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
             }
         })?;
     }
+    Ok(())
+}
+
+/// The root filesystem: mounts, createContainer hooks, pivot_root, sysctls, masked and read-only
+/// paths (or a plain chroot without a mount namespace).
+fn build_root(ctx: &InitContext) -> Result<(), InitError> {
     if let Some(plan) = ctx.rootfs.as_ref().filter(|_| !ctx.ns.has_mount_ns()) {
         // No mount namespace: mounting would change the host's mount table, so the rootfs is only
         // entered with chroot (the parent warned that config mounts are not applied).
@@ -145,25 +178,27 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     } else {
         write_sysctls(ctx)?;
     }
-    setup_session(ctx)?;
+    Ok(())
+}
+
+/// The init's steps run by the calling process itself, with no parent to report to (the launcher's
+/// fast path): the caller has already unshared the namespaces of `ctx.ns.clone_flags` and written
+/// its own id maps. No session of its own (the program stays in the caller's process group and
+/// terminal), no hooks (the caller checked there are none), no sync points. Returns only on error.
+pub fn in_place(ctx: &InitContext) -> Result<Infallible, InitError> {
+    enter(ctx)?;
+    build_root(ctx)?;
     let exe = find_executable(&ctx.process)?;
     apply_apparmor(&ctx.process)?;
-    // After the last mount (a Landlock-restricted process may not mount) and the AppArmor write to
-    // /proc/self/attr; before [2], so the parent learns what was applied.
     if let Some(writable) = &ctx.landlock {
         let status = security::landlock::apply(writable)?;
-        let json = serde_json::to_string(&status).unwrap_or_default();
-        chan.send(&Msg::Landlock(json)).map_err(sys("sync [2]"))?;
+        if !status.enforced {
+            log::warn!(
+                "landlock not enforced ({}): writes are limited by the mounts only",
+                status.reason.as_deref().unwrap_or("unknown reason")
+            );
+        }
     }
-    nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
-    // [2] created.
-    chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
-    wait_for_start(ctx, chan)?;
-    hooks::run(
-        "startContainer",
-        &ctx.hooks_start_container,
-        &ctx.state_json,
-    )?;
     finish_and_exec(ctx, &exe)
 }
 
