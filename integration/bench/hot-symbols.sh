@@ -8,7 +8,8 @@
 #
 #   integration/bench/hot-symbols.sh          (root; needs gcc, the busybox rootfs, the test user)
 #
-# It builds an unstripped static husk under $HOT_TARGET (default /tmp/husk-hot-target), runs
+# It builds the static husk exactly as `cargo build-static` does (same profile: the symbol names
+# carry a hash of it) under $HOT_TARGET (default: the workspace's target/), runs
 # integration/bench/stepper (single-steps every instruction: ~1-2 min per command) over run,
 # create/start/state/exec/kill/delete as root and run as the test user, and maps the executed
 # addresses to function symbols.
@@ -16,12 +17,12 @@ set -eu
 cd "$(dirname "$0")/../.."
 top=$(pwd)
 tuser=${HUSK_TEST_USER:-tuser}
-tgt=${HOT_TARGET:-/tmp/husk-hot-target}
+tgt=${HOT_TARGET:-${CARGO_TARGET_DIR:-$top/target}}
 work=$(mktemp -d /tmp/husk-hot.XXXXXX)
 chmod 1777 "$work"   # the rootless step writes its addresses here too
 trap 'rm -rf "$work"' EXIT
 
-CARGO_TARGET_DIR=$tgt CARGO_PROFILE_RELEASE_STRIP=false cargo build-static
+CARGO_TARGET_DIR=$tgt cargo build-static
 husk=$tgt/x86_64-unknown-linux-gnu/release/husk
 cp "$husk" "$work/husk"
 husk=$work/husk
