@@ -68,12 +68,15 @@ int main(int argc, char **argv)
 			forget(pids, &npids, pid);
 			if (pid == first) {
 				exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
-				/* Let the others go cleanly: each stops after its current step, then is
-				 * detached with no signal (a tracer that just exits would leave them a
-				 * SIGTRAP, which kills them). */
+				/* Let the others go cleanly (a tracer that just exits leaves them a SIGTRAP,
+				 * which kills them): stop each (SIGSTOP also ends a blocking syscall, which
+				 * the kernel restarts), detach it with no signal, then SIGCONT clears the
+				 * SIGSTOP if the stop we saw was a step's. */
 				for (int i = 0; i < npids; i++) {
+					kill(pids[i], SIGSTOP);
 					if (waitpid(pids[i], &status, __WALL) == pids[i] && WIFSTOPPED(status))
 						ptrace(PTRACE_DETACH, pids[i], NULL, NULL);
+					kill(pids[i], SIGCONT);
 				}
 				break;
 			}

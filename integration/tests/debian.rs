@@ -25,6 +25,7 @@ both!(
     device_nodes_are_one_warning,
     progress_bar_only_on_a_terminal,
     bundle_runs_through_the_oci_face,
+    sandbox_takes_every_source,
 );
 
 /// The image's PATH (make-rootfs sets it; /usr/games tells it from husk's default).
@@ -117,6 +118,36 @@ fn python3_runs_from_every_source(t: &Ctx) {
         let out = d.rt(t, &["exec", &src, "cat", "/etc/os-release"]).ok();
         assert!(out.stdout.contains("VERSION_CODENAME=bookworm"), "{out}");
     }
+    t.assert_nothing_left();
+}
+
+/// `--sandbox` (and so `husk batch`) takes the same IMAGE forms as `husk exec`, from the cache.
+fn sandbox_takes_every_source(t: &Ctx) {
+    let Some(d) = shared(t) else { return };
+    let code = "import sys, socket; print('py', sys.version_info[0], socket.gethostname())";
+    for src in d.sources() {
+        let out = d
+            .rt(t, &["exec", "--sandbox", &src, "python3", "-c", code])
+            .ok();
+        assert_eq!(out.stdout, "py 3 sandbox\n", "{src}: {out}");
+    }
+    let out = d
+        .rt(
+            t,
+            &[
+                "exec",
+                "--sandbox",
+                "--json",
+                &d.archive,
+                "python3",
+                "-c",
+                "print(6*7)",
+            ],
+        )
+        .ok();
+    let record = out.json();
+    assert_eq!(record["exit_code"], 0, "{out}");
+    assert_eq!(record["stdout"], "42\n", "{out}");
     t.assert_nothing_left();
 }
 

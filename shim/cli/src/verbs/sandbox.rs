@@ -11,7 +11,7 @@ use super::{usage, warn_all};
 use crate::cli::Global;
 use anyhow::Context;
 use clap::Args;
-use husk_launcher::image::{ImageSource, RootfsDir};
+use husk_launcher::image::{CachedImages, ImageSource};
 use husk_launcher::sandbox::{self, LandlockRecord, Record, Sandbox};
 use husk_launcher::{templates, HostFacts, RealFs};
 use husk_runtime::container::{create, delete, kill, CreateMode};
@@ -138,6 +138,28 @@ fn reachable(id: u32, path: &std::path::Path, what: &str) -> anyhow::Result<()> 
     Ok(())
 }
 
+/// Root's image cache is 0700 (its images' set-id files must not be reachable by local users); root's
+/// sandbox runs as `id`, which must reach the image it runs. Each cache directory above the image
+/// that nobody else may search is given to group `id` with search only (0710): the sandbox's id,
+/// and no local user, can then pass through (and its no_new_privs makes set-id files inert).
+fn share_cache(id: u32, cache: &std::path::Path, image: &std::path::Path) -> anyhow::Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    for dir in image.ancestors().skip(1) {
+        if !dir.starts_with(cache) {
+            break;
+        }
+        let m = std::fs::metadata(dir)?;
+        if m.mode() & 0o011 != 0 || m.uid() != nix::unistd::geteuid().as_raw() {
+            continue;
+        }
+        std::os::unix::fs::chown(dir, None, Some(id))
+            .with_context(|| format!("share {} with the sandbox id {id}", dir.display()))?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o710))
+            .with_context(|| format!("share {} with the sandbox id {id}", dir.display()))?;
+    }
+    Ok(())
+}
+
 /// Root's sandbox runs as `id` in a user namespace: the launch directory must be searchable by
 /// it and the workspace its own. Returns the workspace's owner and mode to restore afterwards (a
 /// `--workspace` of the caller's: the code, its owner meanwhile, may chmod it), or None.
@@ -201,13 +223,22 @@ fn launch_in(
     let host = HostFacts::gather();
     // Without root there is (here) no cgroup to count processes: RLIMIT_NPROC instead.
     let nproc = host.uid != 0;
-    let (mut launch, rootfs) = (|| -> anyhow::Result<(husk_launcher::Launch, PathBuf)> {
-        let template = templates::render("sandbox", host.uid, host.gid)?;
-        let image = RootfsDir.resolve(&req.image)?;
-        let launch = husk_launcher::build(template, &image, &opts, &host, &RealFs, dir)?;
-        Ok((launch, image.rootfs))
-    })()
-    .context(fail())?;
+    let (mut launch, rootfs, cached) =
+        (|| -> anyhow::Result<(husk_launcher::Launch, PathBuf, bool)> {
+            let template = templates::render("sandbox", host.uid, host.gid)?;
+            // Every IMAGE form `husk exec` takes (rootfs dir, oci:, archives, docker://), cached.
+            let bar = crate::progress::Bar::new();
+            let source = CachedImages {
+                cache: super::cache(g),
+                progress: &|p| bar.report(p),
+            };
+            let image = source.resolve(&req.image)?;
+            drop(bar);
+            warn_all(&image.warnings);
+            let launch = husk_launcher::build(template, &image, &opts, &host, &RealFs, dir)?;
+            Ok((launch, image.rootfs, image.cached))
+        })()
+        .context(fail())?;
     warn_all(&launch.warnings);
     let term = std::env::var("TERM").ok();
     sb.apply(&mut launch.config, &opts.env, term.as_deref(), nproc);
@@ -224,6 +255,9 @@ fn launch_in(
     let mut restore = None;
     let result = (|| -> anyhow::Result<(i32, Record)> {
         if let Some(hid) = sb.host_id {
+            if cached {
+                share_cache(hid, super::cache(g).root(), &rootfs)?;
+            }
             reachable(hid, &rootfs, "the image")?;
             reachable(hid, &sb.workspace, "--workspace")?;
             restore = hand_over(
