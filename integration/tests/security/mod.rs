@@ -352,6 +352,8 @@ impl HostProc {
             .args(["-c", &script])
             .process_group(0)
             .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
             .spawn()
             .unwrap();
         let p = HostProc { child, marker };
@@ -378,7 +380,9 @@ impl HostProc {
 
 impl Drop for HostProc {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // The whole group: the shell's `sleep` child too (killing only the shell would leave it).
+        let group = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
         let _ = self.child.wait();
     }
 }
