@@ -2,8 +2,8 @@
 # `husk batch` throughput: N trivial jobs (`true` on the busybox rootfs, the sandbox's defaults) at
 # -j J, as root and as an unprivileged user; prints total time, jobs/s and the jobs' p50/p95 wall
 # time (from --summary), then checks that nothing leaked: no state dir (a private --root), no
-# launch or scratch directory (a private XDG_RUNTIME_DIR), no mount mentioning either, and no new
-# empty husk-* cgroup (cgroup names are not private: "new" is "not there before the run").
+# launch or scratch directory (a private XDG_RUNTIME_DIR; root: new entries of /run/husk-launch),
+# no mount mentioning either, and no new empty husk-* cgroup (cgroup names are not private: "new" is "not there before the run").
 #
 #   integration/bench/batch-bench.sh [N] [J]        (as root; defaults 1000 and 2)
 #
@@ -38,6 +38,11 @@ run() { # run root|rootless
 		as=(setpriv --reuid="$TUSER" --regid="$TUSER" --init-groups env -i PATH=/usr/bin:/bin
 			HOME="$(getent passwd "$TUSER" | cut -d: -f6)")
 	fi
+	# Root's sandboxes and batches use /run/husk-launch whatever XDG_RUNTIME_DIR says (its host id
+	# must reach them): count what is new there.
+	local base=$dir/xdg/husk-launch
+	if [ "$mode" = root ]; then base=/run/husk-launch; fi
+	{ find "$base" -mindepth 1 -maxdepth 1 2>/dev/null || true; } | sort >"$dir/launch.before"
 	husk_cgroups >"$dir/cgroups.before"
 	local start end
 	start=$(date +%s.%N)
@@ -48,8 +53,9 @@ run() { # run root|rootless
 	husk_cgroups >"$dir/cgroups.after"
 	local leaks=0 states launches mounts cgroups
 	states=$(find "$dir/state" -mindepth 1 | wc -l)
-	launches=$(find "$dir/xdg" -mindepth 2 | wc -l)
-	mounts=$(grep -c -e "$dir/xdg" -e "$dir/state" /proc/self/mountinfo || true)
+	{ find "$base" -mindepth 1 -maxdepth 1 2>/dev/null || true; } | sort >"$dir/launch.after"
+	launches=$(comm -13 "$dir/launch.before" "$dir/launch.after" | wc -l)
+	mounts=$(grep -c -e "$base" -e "$dir/state" /proc/self/mountinfo || true)
 	cgroups=0
 	for cg in $(comm -13 "$dir/cgroups.before" "$dir/cgroups.after"); do
 		[ -s "$cg/cgroup.procs" ] || { echo "leaked cgroup: $cg" >&2; cgroups=$((cgroups + 1)); }

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Cold start of one sandboxed job: `husk exec --sandbox IMG python3 -c pass` on the cached Debian +
 # python3 image (root and rootless) against `podman run --rm` of the same image with the same
-# limits (root podman 4, runc, vfs storage in a scratch dir, no network), in one hyperfine run.
+# limits (root podman 4, runc, overlay storage in a scratch dir, no network), in one hyperfine run.
 # The seeds' Docker figure is 2-3 s per job. Prints hyperfine's table; nothing is asserted.
 #
 #   integration/bench/sandbox-bench.sh [RUNS]     (as root; installs hyperfine and podman)
@@ -11,9 +11,9 @@ top=$(cd "$(dirname "$0")/../.." && pwd)
 tuser=${HUSK_TEST_USER:-tuser}
 husk=${HUSK:-$top/target/release/husk}
 work=$(mktemp -d /tmp/husk-sandbox-bench.XXXXXX)
-chmod 755 "$work"
+chmod 1777 "$work"   # the rootless hyperfine writes its table here
 pm() { podman --root "$work/storage" --runroot "$work/run" --tmpdir "$work/tmp" \
-	--storage-driver vfs --runtime runc --cgroup-manager cgroupfs --events-backend file "$@"; }
+	--storage-driver overlay --runtime runc --cgroup-manager cgroupfs --events-backend file "$@"; }
 trap 'pm rm -af >/dev/null 2>&1 || true; rm -rf "$work"' EXIT
 
 for p in hyperfine podman runc; do
@@ -34,13 +34,15 @@ export CONTAINERS_CONF=$work/containers.conf
 pm load -q -i "$archive" >/dev/null
 
 # The same limits on both sides: the sandbox's defaults (docs/sandbox.md) spelled out for podman.
-podman_cmd="podman --root $work/storage --runroot $work/run --tmpdir $work/tmp --storage-driver vfs \
+podman_cmd="podman --root $work/storage --runroot $work/run --tmpdir $work/tmp --storage-driver overlay \
  --runtime runc --cgroup-manager cgroupfs --events-backend file run --rm --network none --read-only \
  --tmpfs /tmp:size=64m --cap-drop all --security-opt no-new-privileges --user 65534:65534 \
- --memory 128m --cpus 0.5 --pids-limit 64 --ulimit core=0 husk.test/debian:bookworm python3 -c pass"
+ --memory 128m --cpus 0.5 --pids-limit 64 --ulimit core=0 --ulimit nofile=1024:20000 --ulimit nproc=32768:32768 husk.test/debian:bookworm python3 -c pass"
 husk_cmd="$husk exec --sandbox docker-archive:$archive python3 -c pass"
 
-# Warm husk's image cache for both users (the figure is for a cached image, as podman's is loaded).
+# Warm husk's image cache for both users (the figure is for a cached image, as podman's is loaded);
+# one run of each shows that they work.
+$podman_cmd
 $husk_cmd
 su "$tuser" -c "cd /tmp && $husk_cmd"
 

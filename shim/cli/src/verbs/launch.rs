@@ -278,6 +278,16 @@ pub fn launch_base() -> PathBuf {
     }
 }
 
+/// Where sandboxes (and batches) put their launch directories and workspaces: root's sandbox runs
+/// as an unprivileged host id that must reach them, and root's $XDG_RUNTIME_DIR (/run/user/0) is
+/// 0700: root uses /run/husk-launch whatever XDG_RUNTIME_DIR says.
+pub fn sandbox_base() -> PathBuf {
+    if nix::unistd::geteuid().is_root() && !husk_runtime::ns::in_user_ns() {
+        return PathBuf::from("/run/husk-launch");
+    }
+    launch_base()
+}
+
 /// Creates `dir` mode 0700 (and its parent, which must then be ours).
 pub fn make_dir(dir: &Path) -> anyhow::Result<()> {
     use std::os::unix::fs::{DirBuilderExt, MetadataExt};

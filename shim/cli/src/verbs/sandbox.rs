@@ -184,8 +184,8 @@ fn hand_over(
 pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
     reject_conflicts(&req)?;
     let id = launch::new_id();
-    let dir = launch::launch_base().join(&id);
-    let scratch = launch::launch_base().join(format!("{id}.workspace"));
+    let dir = launch::sandbox_base().join(&id);
+    let scratch = launch::sandbox_base().join(format!("{id}.workspace"));
     let workspace = match &req.flags.sandbox.workspace {
         Some(w) => {
             std::fs::canonicalize(w).with_context(|| format!("--workspace {}", w.display()))?

@@ -69,10 +69,12 @@ impl Pool {
         out: Box<dyn Write>,
         bar: Counter,
     ) -> anyhow::Result<Pool> {
-        let base = launch::launch_base();
+        let base = launch::sandbox_base();
         sweep(&base);
         let scratch = base.join(format!("batch-{}", launch::new_id()));
         launch::make_dir(&scratch)?;
+        // The launch base too: a fresh one is 0700 until a sandbox has run from it.
+        searchable_by_sandbox_id(&base)?;
         searchable_by_sandbox_id(&scratch)?;
         Ok(Pool {
             parallel,
