@@ -11,7 +11,7 @@
 # It builds the static husk exactly as `cargo build-static` does (same profile: the symbol names
 # carry a hash of it) under $HOT_TARGET (default: the workspace's target/), runs
 # integration/bench/stepper (single-steps every instruction: ~1-2 min per command) over run,
-# create/start/state/exec/kill/delete as root and run as the test user, and maps the executed
+# create/start/state/exec/kill/delete as root, run and `exec IMAGE` as the test user, and maps the executed
 # addresses to function symbols.
 set -eu
 cd "$(dirname "$0")/../.."
@@ -74,6 +74,11 @@ step delete --force hot-c
 n=$((n + 1))
 echo "== rootless run" >&2
 su "$tuser" -c "XDG_RUNTIME_DIR=/run/user/$(id -u "$tuser") $work/stepper $lo $hi $work/rips.$n $husk run --bundle $work/rl hot-rl" >/dev/null
+# The launcher's common case: `husk exec IMAGE CMD` of a rootfs directory, rootless (the fast
+# path that execs in place).
+n=$((n + 1))
+echo "== rootless exec IMAGE" >&2
+su "$tuser" -c "cd /tmp && XDG_RUNTIME_DIR=/run/user/$(id -u "$tuser") $work/stepper $lo $hi $work/rips.$n $husk exec $top/bundles/busybox/rootfs /bin/true" >/dev/null
 
 nm -S --defined-only "$husk" | awk 'NF == 4 && $3 ~ /^[tTwW]$/' >"$work/syms"
 cat "$work"/rips.* | python3 -c '
