@@ -18,7 +18,7 @@ fn image() -> &'static str {
 }
 
 /// Stops whatever a case left running, even when it panics.
-struct Cleanup<'a>(&'a Ctx);
+pub struct Cleanup<'a>(pub &'a Ctx);
 
 impl Drop for Cleanup<'_> {
     fn drop(&mut self) {

@@ -57,7 +57,7 @@ pub fn command(t: &Ctx, wrapper: &[&str], args: &[&str]) -> Command {
 }
 
 /// Runs `command(t, wrapper, args)` with stdout and stderr in files; bounded by [`DEADLINE`].
-fn run_wrapped(t: &Ctx, wrapper: &[&str], args: &[&str]) -> Out {
+pub fn run_wrapped(t: &Ctx, wrapper: &[&str], args: &[&str]) -> Out {
     let io = t.dir.join("io");
     let n = std::fs::read_dir(&io).map_or(0, |d| d.count());
     let (out, err) = (io.join(format!("w{n}.out")), io.join(format!("w{n}.err")));

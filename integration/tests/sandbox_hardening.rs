@@ -110,67 +110,8 @@ fn landlock_confines_writes_and_the_record_says_so(t: &Ctx) {
 /// `husk ARGS` as the mode's user, under `husk-probe nolandlock` (landlock_create_ruleset fails
 /// with ENOSYS for husk and everything it starts, as on a kernel built without Landlock).
 fn rt_without_landlock(t: &Ctx, args: &[&str]) -> Out {
-    let h = host();
-    let probe = h.rootfs.join("bin/husk-probe");
-    let mut argv: Vec<String> = Vec::new();
-    let user = h
-        .user
-        .clone()
-        .filter(|_| t.mode == Mode::Rootless && h.euid == 0);
-    if let Some((uid, gid, _)) = &user {
-        argv.extend([
-            "setpriv".into(),
-            format!("--reuid={uid}"),
-            format!("--regid={gid}"),
-        ]);
-        argv.push("--init-groups".into());
-    }
-    argv.push(probe.display().to_string());
-    argv.push("nolandlock".into());
-    argv.push(h.runtime.display().to_string());
-    argv.push("--root".into());
-    argv.push(t.state_root.display().to_string());
-    argv.extend(args.iter().map(|a| a.to_string()));
-    let (out, err) = (t.dir.join("io/nl.out"), t.dir.join("io/nl.err"));
-    let file = |p: &Path| {
-        let f = std::fs::File::create(p).unwrap();
-        t.give(p);
-        f
-    };
-    let mut cmd = std::process::Command::new(&argv[0]);
-    cmd.args(&argv[1..])
-        .current_dir(&t.dir)
-        .stdin(std::process::Stdio::null())
-        .stdout(file(&out))
-        .stderr(file(&err));
-    if let Some((uid, _, home)) = &user {
-        cmd.env_clear()
-            .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin")
-            .env("HOME", home)
-            .env("XDG_RUNTIME_DIR", format!("/run/user/{uid}"));
-    }
-    let mut child = cmd.spawn().unwrap();
-    let start = std::time::Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        if start.elapsed() > crate::harness::DEADLINE {
-            let _ = child.kill();
-            panic!(
-                "{argv:?}: still running after {:?}",
-                crate::harness::DEADLINE
-            );
-        }
-        std::thread::sleep(std::time::Duration::from_millis(5));
-    };
-    Out {
-        code: status.code().unwrap_or(-1),
-        stdout: std::fs::read_to_string(&out).unwrap_or_default(),
-        stderr: std::fs::read_to_string(&err).unwrap_or_default(),
-        line: argv.join(" "),
-        out_path: out,
-    }
+    let probe = host().rootfs.join("bin/husk-probe");
+    crate::launcher_errors::run_wrapped(t, &[probe.to_str().unwrap(), "nolandlock"], args)
 }
 
 fn without_landlock_the_run_goes_on_and_the_record_says_so(t: &Ctx) {

@@ -3,6 +3,7 @@
 
 use crate::both;
 use crate::harness::{host, Ctx, DEADLINE};
+use crate::instance::Cleanup;
 use crate::launcher_errors::command;
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use std::fs::File;
@@ -15,24 +16,6 @@ both!(
     shell_in_a_running_instance,
     shell_in_an_unknown_instance_fails
 );
-
-/// Stops whatever a case left running, even when it panics.
-struct Cleanup<'a>(&'a Ctx);
-
-impl Drop for Cleanup<'_> {
-    fn drop(&mut self) {
-        let args = [
-            "instance",
-            "stop",
-            "--all",
-            "--signal",
-            "KILL",
-            "--timeout",
-            "1",
-        ];
-        let _ = self.0.spawn(&args, None).wait_quiet();
-    }
-}
 
 /// Reads `master` into `seen` until `want` appears, the other side is gone, or the deadline.
 fn read_until(master: &mut File, seen: &mut String, want: &str) -> bool {

@@ -487,32 +487,30 @@ impl Cgroup {
                     .map_err(self.op_err("apply resources to"))
             }
             Driver::Cgroupfs => {
-                let dirs: Vec<PathBuf> = self.leaf_dirs()?.into_iter().map(|(_, d)| d).collect();
+                let leaf = self.leaf_dirs()?;
+                let dirs: Vec<PathBuf> = leaf.iter().map(|(_, d)| d.clone()).collect();
                 for dir in &dirs {
                     fs::ensure_unused(dir)?;
                 }
-                if self.layout == Layout::V1 {
-                    fs::create_v1(&dirs)?;
-                } else {
+                if self.layout != Layout::V1 {
                     fs::create_v2(&self.mount_root, &self.path)?;
+                    let m = self.manager()?;
+                    m.apply(&controller_opt(resources))
+                        .map_err(self.op_err("apply resources to"))?;
+                    return m
+                        .add_task(Pid::from_raw(pid))
+                        .map_err(self.op_err("add pid to"));
                 }
-                if self.layout == Layout::V1 {
-                    let effective = with_deny_all(resources);
-                    if only_devices(&effective) {
-                        let devices = dirs_for(&self.leaf_dirs()?, "devices");
-                        apply_v1_devices(&devices, &effective)?;
-                    } else {
-                        self.manager()?
-                            .apply(&controller_opt(&effective))
-                            .map_err(self.op_err("apply resources to"))?;
-                    }
-                    return fs::attach(&dirs, pid);
+                fs::create_v1(&dirs)?;
+                let effective = with_deny_all(resources);
+                if only_devices(&effective) {
+                    apply_v1_devices(&dirs_for(&leaf, "devices"), &effective)?;
+                } else {
+                    self.manager()?
+                        .apply(&controller_opt(&effective))
+                        .map_err(self.op_err("apply resources to"))?;
                 }
-                let m = self.manager()?;
-                m.apply(&controller_opt(resources))
-                    .map_err(self.op_err("apply resources to"))?;
-                m.add_task(Pid::from_raw(pid))
-                    .map_err(self.op_err("add pid to"))
+                fs::attach(&dirs, pid)
             }
         }
     }

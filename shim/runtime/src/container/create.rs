@@ -110,27 +110,31 @@ fn build(
             no_pivot: opts.no_pivot,
         },
     )?;
-    let seccomp = match linux.seccomp() {
-        Some(s) => Some(seccomp::compile(s, seccomp_cache_dir().as_deref())?),
-        None => None,
-    };
     let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
     let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
     let setgroups_allowed = !ns_plan.new_userns() || !ns::setgroups_denied(&gid_maps);
+    let rootfs_path = rootfs_plan.rootfs.clone();
+    let base = spec_context(
+        &spec,
+        process.clone(),
+        ns_plan,
+        rootfs_plan,
+        opts,
+        setgroups_allowed,
+    )?;
 
     let (console, our_console) = console_for(&process, opts, mode)?;
     let start = match mode {
         CreateMode::Run => StartWait::Channel,
         CreateMode::Create => open_fifo(&dir.fifo())?,
     };
-    let (env, preserve_fds) = final_env(&process, opts.preserve_fds);
     let mut record = Record {
         id: id.to_string(),
         pid: 0,
         pid_start: 0,
         phase: Phase::Creating,
         bundle: bundle.to_path_buf(),
-        rootfs: rootfs_plan.rootfs.clone(),
+        rootfs: rootfs_path,
         created: state::now_rfc3339(),
         owner: owner_name(euid.as_raw()),
         annotations: spec
@@ -147,35 +151,16 @@ fn build(
     dir.save(&record)?;
     let hooks = spec.hooks().clone().unwrap_or_default();
     let ctx = InitContext {
-        process: process.clone(),
-        env,
-        ns: ns_plan,
-        rootfs: Some(rootfs_plan),
-        seccomp,
         console,
         console_size: process
             .console_size()
             .as_ref()
             .map(|b| (b.height() as u16, b.width() as u16)),
         start,
-        preserve_fds,
-        no_new_keyring: opts.no_new_keyring,
-        setgroups_allowed,
-        protect_exe: ns::privileged(),
-        hostname: spec.hostname().clone(),
-        domainname: spec.domainname().clone(),
-        sysctl: linux
-            .sysctl()
-            .clone()
-            .unwrap_or_default()
-            .into_iter()
-            .collect(),
-        process_oom_score_adj: process.oom_score_adj(),
-        landlock: spec::landlock(&spec)?,
-        time_offsets: time_offsets(&linux),
         hooks_create_container: hooks.create_container().clone().unwrap_or_default(),
         hooks_start_container: hooks.start_container().clone().unwrap_or_default(),
         state_json: state_json(&record, Status::Creating),
+        ..base
     };
     let resources = linux.resources().clone();
     let userns_new = ctx.ns.new_userns();
@@ -239,8 +224,56 @@ impl Created {
     }
 }
 
+/// The init's context as the spec decides it, for both ways of starting a container (the cloned
+/// init of create/run and the in-place run): seccomp compiled (cached), the final environment and
+/// every namespace, rootfs and process setting. No console, a channel start, no container-side
+/// hooks and no state JSON: callers that have them set those fields.
+pub(super) fn spec_context(
+    spec: &Spec,
+    process: oci_spec::runtime::Process,
+    ns: NsPlan,
+    rootfs: rootfs::Plan,
+    opts: &CreateOptions,
+    setgroups_allowed: bool,
+) -> Result<InitContext, ContainerError> {
+    let linux = spec.linux().clone().unwrap_or_default();
+    let seccomp = match linux.seccomp() {
+        Some(s) => Some(seccomp::compile(s, seccomp_cache_dir().as_deref())?),
+        None => None,
+    };
+    let (env, preserve_fds) = final_env(&process, opts.preserve_fds);
+    Ok(InitContext {
+        env,
+        ns,
+        rootfs: Some(rootfs),
+        seccomp,
+        console: None,
+        console_size: None,
+        start: StartWait::Channel,
+        preserve_fds,
+        no_new_keyring: opts.no_new_keyring,
+        setgroups_allowed,
+        protect_exe: ns::privileged(),
+        hostname: spec.hostname().clone(),
+        domainname: spec.domainname().clone(),
+        sysctl: linux
+            .sysctl()
+            .clone()
+            .unwrap_or_default()
+            .into_iter()
+            .collect(),
+        process_oom_score_adj: process.oom_score_adj(),
+        landlock: spec::landlock(spec)?,
+        time_offsets: time_offsets(&linux),
+        hooks_create_container: Vec::new(),
+        hooks_start_container: Vec::new(),
+        state_json: Vec::new(),
+        process,
+    })
+}
+
 /// `linux.timeOffsets` as /proc/PID/timens_offsets lines.
-pub(super) fn time_offsets(linux: &oci_spec::runtime::Linux) -> String {
+fn time_offsets(linux: &oci_spec::runtime::Linux) -> String {
     linux
         .time_offsets()
         .iter()
@@ -347,7 +380,7 @@ fn open_fifo(path: &Path) -> Result<StartWait, ContainerError> {
 }
 
 /// process.env, plus systemd socket activation passed through (LISTEN_FDS become preserved fds).
-pub(super) fn final_env(process: &oci_spec::runtime::Process, preserve: u32) -> (Vec<String>, u32) {
+fn final_env(process: &oci_spec::runtime::Process, preserve: u32) -> (Vec<String>, u32) {
     let mut env: Vec<String> = process.env().clone().unwrap_or_default();
     let listen: u32 = std::env::var("LISTEN_FDS")
         .ok()
@@ -399,7 +432,7 @@ fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
 }
 
 /// $XDG_CACHE_HOME/husk/seccomp (or ~/.cache), /var/cache/husk/seccomp for root.
-pub(super) fn seccomp_cache_dir() -> Option<PathBuf> {
+fn seccomp_cache_dir() -> Option<PathBuf> {
     if nix::unistd::geteuid().is_root() && !ns::in_user_ns() {
         return Some(PathBuf::from("/var/cache/husk/seccomp"));
     }

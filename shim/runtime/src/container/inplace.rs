@@ -7,12 +7,11 @@
 //! [`InPlace::unshare`] (nothing changed when it fails), [`InPlace::setup`] (id maps, propagation,
 //! a private tmpfs for the caller's bundle files), then [`InPlace::exec`].
 
-use super::create::{final_env, seccomp_cache_dir, time_offsets};
+use super::create::spec_context;
 use super::{ContainerError, CreateOptions, GlobalOptions};
 use crate::cgroup::Driver;
 use crate::ns::{self, NsPlan};
-use crate::process::{self, InitContext, ProcessError, StartWait};
-use crate::security::seccomp;
+use crate::process::{self, InitContext, ProcessError};
 use crate::{rootfs, spec};
 use nix::mount::MsFlags;
 use oci_spec::runtime::{LinuxIdMapping, LinuxNamespaceType, Spec};
@@ -99,42 +98,10 @@ impl InPlace {
                 no_pivot: opts.no_pivot,
             },
         )?;
-        let seccomp = match linux.seccomp() {
-            Some(s) => Some(seccomp::compile(s, seccomp_cache_dir().as_deref())?),
-            None => None,
-        };
         let uid_maps = linux.uid_mappings().clone().unwrap_or_default();
         let gid_maps = linux.gid_mappings().clone().unwrap_or_default();
         let setgroups_allowed = !userns || !ns::setgroups_denied(&gid_maps);
-        let (env, preserve_fds) = final_env(&process, opts.preserve_fds);
-        let ctx = InitContext {
-            env,
-            ns: ns_plan,
-            rootfs: Some(rootfs_plan),
-            seccomp,
-            console: None,
-            console_size: None,
-            start: StartWait::Channel,
-            preserve_fds,
-            no_new_keyring: opts.no_new_keyring,
-            setgroups_allowed,
-            protect_exe: ns::privileged(),
-            hostname: spec.hostname().clone(),
-            domainname: spec.domainname().clone(),
-            sysctl: linux
-                .sysctl()
-                .clone()
-                .unwrap_or_default()
-                .into_iter()
-                .collect(),
-            process_oom_score_adj: process.oom_score_adj(),
-            landlock: spec::landlock(spec)?,
-            time_offsets: time_offsets(&linux),
-            hooks_create_container: Vec::new(),
-            hooks_start_container: Vec::new(),
-            state_json: Vec::new(),
-            process,
-        };
+        let ctx = spec_context(spec, process, ns_plan, rootfs_plan, opts, setgroups_allowed)?;
         Ok(InPlace {
             ctx,
             uid_maps,
