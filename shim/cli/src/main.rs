@@ -9,11 +9,26 @@ mod progress;
 mod tty;
 mod verbs;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
 
 fn main() {
-    let args = cli::Cli::parse();
-    std::process::exit(run(args));
+    std::process::exit(run(parse()));
+}
+
+/// `Cli::parse()`, minus freeing clap's tables: the process exits (or execs) soon after.
+fn parse() -> cli::Cli {
+    let mut cmd = cli::Cli::command();
+    let parsed = cmd
+        .try_get_matches_from_mut(std::env::args_os())
+        .and_then(|mut m| {
+            let args = cli::Cli::from_arg_matches_mut(&mut m);
+            std::mem::forget(m);
+            args
+        })
+        .map_err(|e| e.format(&mut cmd));
+    let args = parsed.unwrap_or_else(|e| e.exit());
+    std::mem::forget(cmd);
+    args
 }
 
 fn run(args: cli::Cli) -> i32 {
@@ -33,7 +48,6 @@ fn run(args: cli::Cli) -> i32 {
         }
     };
     let Some(cmd) = args.command else {
-        use clap::CommandFactory;
         let _ = cli::Cli::command().print_help();
         return 2;
     };

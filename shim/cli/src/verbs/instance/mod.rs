@@ -308,7 +308,7 @@ mod tests {
     fn parse(args: &[&str]) -> Result<super::InstanceCommand, clap::Error> {
         let cli = Cli::try_parse_from([&["husk", "instance"], args].concat())?;
         match cli.command {
-            Some(Command::Instance(a)) => Ok(a.command),
+            Some(Command::Instance(a)) => Ok(a.0.command),
             other => panic!("{other:?}"),
         }
     }
