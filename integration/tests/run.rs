@@ -11,6 +11,7 @@ both!(
     run_removes_container,
     keep_leaves_stopped_container,
     process_starts_with_no_blocked_or_ignored_signals,
+    cgroup_namespace_is_rooted_at_the_containers_cgroup,
 );
 
 fn run(t: &Ctx, args: &[&str]) -> crate::harness::Out {
@@ -110,4 +111,49 @@ fn process_starts_with_no_blocked_or_ignored_signals(t: &Ctx) {
         0,
         "SIGPIPE ignored in the container: {out}"
     );
+}
+
+/// The init makes its cgroup namespace only once the parent has moved it into the container's
+/// cgroup, so every hierarchy's path inside is "/" (as with runc), for the init and for `exec`.
+/// (Root's init was once born in husk's own cgroup namespace and saw /husk/ID.)
+fn cgroup_namespace_is_rooted_at_the_containers_cgroup(t: &Ctx) {
+    let b = t
+        .bundle()
+        .edit(|c| {
+            let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+            ns.retain(|n| n["type"] != "cgroup");
+            ns.push(serde_json::json!({"type": "cgroup"}));
+        })
+        .probe(&["read", "/proc/self/cgroup"]);
+    let paths = |text: &str| -> Vec<String> {
+        text.lines()
+            .filter_map(|l| l.splitn(3, ':').nth(2))
+            .map(str::to_string)
+            .collect()
+    };
+    let id = t.id("cgns");
+    let dir = t.write(&b);
+    let r = t
+        .rt(&["run", "--bundle", dir.to_str().unwrap(), &id])
+        .ok()
+        .probe();
+    let text = r.get("data").as_str().unwrap_or_default().to_string();
+    let seen = paths(&text);
+    assert!(!seen.is_empty(), "no /proc/self/cgroup lines: {}", r.0);
+    assert!(seen.iter().all(|p| p == "/"), "init sees {seen:?}");
+
+    let b = t.bundle().probe(&["sleep", "600"]).edit(|c| {
+        let ns = c["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "cgroup");
+        ns.push(serde_json::json!({"type": "cgroup"}));
+    });
+    let id = t.start_running(&b, "cgnsx");
+    let r = t
+        .rt(&["exec", &id, "/bin/husk-probe", "read", "/proc/self/cgroup"])
+        .ok()
+        .probe();
+    let seen = paths(r.get("data").as_str().unwrap_or_default());
+    assert!(!seen.is_empty(), "no /proc/self/cgroup lines: {}", r.0);
+    assert!(seen.iter().all(|p| p == "/"), "exec sees {seen:?}");
+    t.rt(&["delete", "--force", &id]).ok();
 }

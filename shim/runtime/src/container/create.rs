@@ -147,8 +147,6 @@ fn build(
         rootless: g.rootless,
         setgroups_allowed,
     };
-    // Saved before clone: if husk dies from here on, delete --force still knows the cgroup.
-    dir.save(&record)?;
     let hooks = spec.hooks().clone().unwrap_or_default();
     let ctx = InitContext {
         console,
@@ -160,19 +158,35 @@ fn build(
         hooks_create_container: hooks.create_container().clone().unwrap_or_default(),
         hooks_start_container: hooks.start_container().clone().unwrap_or_default(),
         state_json: state_json(&record, Status::Creating),
+        overlap_cgroup_setup: hooks.prestart().as_deref().unwrap_or_default().is_empty()
+            && hooks
+                .create_runtime()
+                .as_deref()
+                .unwrap_or_default()
+                .is_empty()
+            && hooks
+                .create_container()
+                .as_deref()
+                .unwrap_or_default()
+                .is_empty(),
         ..base
     };
     let resources = linux.resources().clone();
     let userns_new = ctx.ns.new_userns();
-    let spawned = process::spawn_init(&ctx, |pid: Pid| -> Result<(), ContainerError> {
+    let map = |pid: Pid| -> Result<(), ContainerError> {
         if userns_new {
             ns::write_id_maps(pid, &uid_maps, &gid_maps)?;
         }
+        Ok(())
+    };
+    let spawned = process::spawn_init(&ctx, map, |pid: Pid| -> Result<(), ContainerError> {
         record.pid = pid.as_raw();
         record.pid_start = state::pid_start_time(pid.as_raw()).unwrap_or(0);
+        // Saved before the cgroup is made: if husk dies from here on, delete --force knows the
+        // init and the cgroup. (Dying earlier leaves no cgroup, and the init dies with us.)
+        dir.save(&record)?;
         *cgroup_made = Some(cgroup.clone());
         cgroup.enter(pid.as_raw(), resources.as_ref())?;
-        dir.save(&record)?;
         let json = state_json(&record, Status::Creating);
         hooks::run(
             "prestart",
@@ -192,11 +206,13 @@ fn build(
             l.reason.as_deref().unwrap_or("unknown reason")
         ));
     }
-    record.phase = Phase::Created;
-    // `run` saves the record again as Started a moment later (Created::release): one write less
-    // on the start path. `create` must record Created: the caller exits here.
+    // `create` must record Created: the caller exits here. `run` marks the start instead
+    // (Created::release).
     let saved = match mode {
-        CreateMode::Create => dir.save(&record).map_err(ContainerError::from),
+        CreateMode::Create => {
+            record.phase = Phase::Created;
+            dir.save(&record).map_err(ContainerError::from)
+        }
         CreateMode::Run => Ok(()),
     };
     if let Err(e) = saved.and_then(|()| write_pid_file(opts.pid_file.as_deref(), spawned.pid)) {
@@ -218,8 +234,8 @@ impl Created {
     /// returned for the CLI to log).
     pub fn release(&mut self) -> Result<Vec<String>, ContainerError> {
         process::release(&self.spawned)?;
+        self.dir.mark_started()?;
         self.record.phase = Phase::Started;
-        self.dir.save(&self.record)?;
         Ok(poststart(&self.spec, &self.record))
     }
 }
@@ -263,6 +279,7 @@ pub(super) fn spec_context(
             .into_iter()
             .collect(),
         process_oom_score_adj: process.oom_score_adj(),
+        overlap_cgroup_setup: false,
         landlock: spec::landlock(spec)?,
         time_offsets: time_offsets(&linux),
         hooks_create_container: Vec::new(),

@@ -87,13 +87,28 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     // Die with husk until the container is created; cleared at [2].
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(sys("set pdeathsig"))?;
-    // [1] wait for the parent: id maps, cgroup, prestart/createRuntime hooks.
-    match chan.recv().map_err(sys("sync [1]"))? {
-        Some(Msg::Go) => {}
-        other => return Err(InitError::Protocol(other)),
+    // [1a] with a new user namespace nothing can be done before the parent has written its maps.
+    if ctx.ns.new_userns() {
+        match chan.recv().map_err(sys("sync [1a]"))? {
+            Some(Msg::Mapped) => {}
+            other => return Err(InitError::Protocol(other)),
+        }
+    }
+    let unshare = super::init_unshares(ctx);
+    if !unshare.is_empty() {
+        nix::sched::unshare(unshare).map_err(sys("unshare namespaces"))?;
+    }
+    let mut gate = CgroupGate {
+        ctx,
+        chan: Some(chan),
+        passed: false,
+    };
+    if !ctx.overlap_cgroup_setup {
+        gate.pass()?;
     }
     enter(ctx)?;
-    build_root(ctx)?;
+    build_root(ctx, &mut gate)?;
+    gate.pass()?;
     setup_session(ctx)?;
     let exe = find_executable(&ctx.process)?;
     apply_apparmor(&ctx.process)?;
@@ -114,6 +129,33 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         &ctx.state_json,
     )?;
     finish_and_exec(ctx, &exe)
+}
+
+/// Sync point [1b]: the parent has put us in the container's cgroup (and saved the state, run its
+/// hooks). Only then may the cgroup namespace be made: its root is the cgroup we are in.
+struct CgroupGate<'a> {
+    ctx: &'a InitContext,
+    /// None: nothing to wait for (the in-place run).
+    chan: Option<&'a Channel>,
+    passed: bool,
+}
+
+impl CgroupGate<'_> {
+    fn pass(&mut self) -> Result<(), InitError> {
+        let Some(chan) = self.chan.filter(|_| !self.passed) else {
+            return Ok(());
+        };
+        self.passed = true;
+        match chan.recv().map_err(sys("sync [1b]"))? {
+            Some(Msg::Go) => {}
+            other => return Err(InitError::Protocol(other)),
+        }
+        let cgroupns = nix::sched::CloneFlags::CLONE_NEWCGROUP;
+        if self.ctx.ns.clone_flags.contains(cgroupns) {
+            nix::sched::unshare(cgroupns).map_err(sys("unshare cgroup namespace"))?;
+        }
+        Ok(())
+    }
 }
 
 /// After the id maps are written: joins, identity inside the user namespace, time namespace,
@@ -158,14 +200,15 @@ fn enter(ctx: &InitContext) -> Result<(), InitError> {
 
 /// The root filesystem: mounts, createContainer hooks, pivot_root, sysctls, masked and read-only
 /// paths (or a plain chroot without a mount namespace).
-fn build_root(ctx: &InitContext) -> Result<(), InitError> {
+/// `gate` is passed before the first cgroup mount (and before any hook).
+fn build_root(ctx: &InitContext, gate: &mut CgroupGate<'_>) -> Result<(), InitError> {
     if let Some(plan) = ctx.rootfs.as_ref().filter(|_| !ctx.ns.has_mount_ns()) {
         // No mount namespace: mounting would change the host's mount table, so the rootfs is only
         // entered with chroot (the parent warned that config mounts are not applied).
         nix::unistd::chroot(&plan.rootfs).map_err(sys("chroot into rootfs"))?;
         nix::unistd::chdir("/").map_err(sys("chdir to /"))?;
     } else if let Some(plan) = &ctx.rootfs {
-        plan.prepare()?;
+        plan.prepare_gated(&mut || gate.pass())?;
         hooks::run(
             "createContainer",
             &ctx.hooks_create_container,
@@ -187,7 +230,13 @@ fn build_root(ctx: &InitContext) -> Result<(), InitError> {
 /// terminal), no hooks (the caller checked there are none), no sync points. Returns only on error.
 pub fn in_place(ctx: &InitContext) -> Result<Infallible, InitError> {
     enter(ctx)?;
-    build_root(ctx)?;
+    // The caller unshared every namespace itself; there is no parent to wait for.
+    let mut gate = CgroupGate {
+        ctx,
+        chan: None,
+        passed: true,
+    };
+    build_root(ctx, &mut gate)?;
     let exe = find_executable(&ctx.process)?;
     apply_apparmor(&ctx.process)?;
     if let Some(writable) = &ctx.landlock {

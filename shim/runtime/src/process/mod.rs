@@ -70,6 +70,9 @@ pub struct InitContext {
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
     pub process_oom_score_adj: Option<i32>,
+    /// No prestart/createRuntime/createContainer hooks: the init sets up its mounts while the
+    /// parent does the cgroup and state work, waiting for [1b] only where the cgroup matters.
+    pub overlap_cgroup_setup: bool,
     /// Annotation run.husk.landlock.write: the only paths the container may write under.
     pub landlock: Option<Vec<std::path::PathBuf>>,
     /// `linux.timeOffsets` as /proc/PID/timens_offsets lines, for a new time namespace.
@@ -89,26 +92,51 @@ pub struct Spawned {
     pub landlock: Option<crate::security::landlock::Status>,
 }
 
-/// Clones the init into its new namespaces. `after_clone` runs in the parent between clone and
-/// sync point [1] (id maps, cgroup, state, prestart/createRuntime hooks). On any failure the child is
-/// killed and reaped before the error returns, so nothing is left running.
+/// The new namespaces made by clone(2) itself; the init unshares the others ([`init_unshares`]).
+/// The cgroup namespace is always the init's to make, once it is in its cgroup. Without hooks the
+/// parent has nothing to do in the container's namespaces before [1b], so only the pid and user
+/// namespaces are cloned (the init must be born in them) and the init makes its mount, network,
+/// UTS and IPC namespaces itself, while the parent does the cgroup and state work.
+fn clone_flags(ctx: &InitContext) -> CloneFlags {
+    let all = ctx.ns.clone_flags - CloneFlags::CLONE_NEWCGROUP;
+    if ctx.overlap_cgroup_setup {
+        all & (CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUSER)
+    } else {
+        all
+    }
+}
+
+/// What the init unshares itself, before joining namespaces by path (see [`clone_flags`]).
+pub(crate) fn init_unshares(ctx: &InitContext) -> CloneFlags {
+    ctx.ns.clone_flags - CloneFlags::CLONE_NEWCGROUP - clone_flags(ctx)
+}
+
+/// Clones the init into its new namespaces ([`clone_flags`]; the init makes the rest). In the parent, between clone and the sync points: `map` ([1a]: id maps)
+/// and then `after_map` ([1b]: cgroup, state, prestart/createRuntime hooks). On any failure the
+/// child is killed and reaped before the error returns, so nothing is left running.
 pub fn spawn_init<E: From<ProcessError>>(
     ctx: &InitContext,
-    after_clone: impl FnOnce(Pid) -> Result<(), E>,
+    map: impl FnOnce(Pid) -> Result<(), E>,
+    after_map: impl FnOnce(Pid) -> Result<(), E>,
 ) -> Result<Spawned, E> {
     let (parent, child) = sync::pair().map_err(ProcessError::Sync)?;
     ctx.ns
         .join_pid_for_children()
         .map_err(|e| ProcessError::Init(e.to_string()))?;
-    match clone_fork(ctx.ns.clone_flags).map_err(ProcessError::Clone)? {
+    match clone_fork(clone_flags(ctx)).map_err(ProcessError::Clone)? {
         Forked::Child => {
             drop(parent);
             init::main(ctx, &child)
         }
         Forked::Parent(pid) => {
             drop(child);
-            let res = after_clone(pid).and_then(|()| {
-                // [1] go.
+            let res = map(pid).and_then(|()| {
+                if ctx.ns.new_userns() {
+                    // [1a] mapped.
+                    parent.send(&Msg::Mapped).map_err(ProcessError::Sync)?;
+                }
+                after_map(pid)?;
+                // [1b] go.
                 parent.send(&Msg::Go).map_err(ProcessError::Sync)?;
                 // [2] created (after Landlock's status, when asked for).
                 let mut landlock = None;

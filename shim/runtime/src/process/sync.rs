@@ -2,7 +2,11 @@
 //! No serde on this path: a tag byte and a fixed or string payload.
 //!
 //! Sync points (the same number is used in the parent's and the child's comments):
-//! - [1] parent → child `Go`: id maps written, cgroup joined, prestart/createRuntime hooks run.
+//! - [1a] parent → child `Mapped` (only with a new user namespace): id maps written.
+//! - [1b] parent → child `Go`: cgroup joined, state saved, prestart/createRuntime hooks run. Without
+//!   hooks the child waits for it only just before its first cgroup mount (or at the end of the
+//!   rootfs), so its mounts overlap the parent's cgroup work; it unshares its cgroup namespace
+//!   after it, so the namespace's root is the container's cgroup.
 //! - [2] child → parent `Created` (or `Failed(msg)`): rootfs, pivot, console done; argv resolved.
 //!   With Landlock asked for, a `Landlock(status JSON)` comes just before it.
 //! - [3] parent → child `Start` (run only; create/start uses exec.fifo instead).
@@ -13,6 +17,7 @@ use std::os::fd::{AsRawFd, OwnedFd};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
+    Mapped,
     Go,
     Created,
     Start,
@@ -27,6 +32,7 @@ const CREATED: u8 = 2;
 const START: u8 = 3;
 const PID: u8 = 4;
 const LANDLOCK: u8 = 5;
+const MAPPED: u8 = 6;
 const FAILED: u8 = 0xff;
 
 /// One end of the channel.
@@ -47,6 +53,7 @@ pub fn pair() -> nix::Result<(Channel, Channel)> {
 impl Msg {
     fn encode(&self) -> Vec<u8> {
         match self {
+            Msg::Mapped => vec![MAPPED],
             Msg::Go => vec![GO],
             Msg::Created => vec![CREATED],
             Msg::Start => vec![START],
@@ -71,6 +78,7 @@ impl Msg {
     fn decode(buf: &[u8]) -> Option<Msg> {
         let (&tag, rest) = buf.split_first()?;
         Some(match tag {
+            MAPPED => Msg::Mapped,
             GO => Msg::Go,
             CREATED => Msg::Created,
             START => Msg::Start,
@@ -111,6 +119,7 @@ mod tests {
     fn messages_round_trip() {
         let (a, b) = pair().unwrap();
         for m in [
+            Msg::Mapped,
             Msg::Go,
             Msg::Created,
             Msg::Start,

@@ -66,7 +66,10 @@ fn rootfs_path(plan: &Plan) -> Result<PathBuf, RootfsError> {
     })
 }
 
-pub fn prepare(plan: &Plan) -> Result<(), RootfsError> {
+pub fn prepare<E: From<RootfsError>>(
+    plan: &Plan,
+    before_cgroup: &mut dyn FnMut() -> Result<(), E>,
+) -> Result<(), E> {
     let propagate = |path: &Path, flags| {
         mount(None::<&str>, path, None::<&str>, flags, None::<&str>).map_err(|source| {
             RootfsError::Propagation {
@@ -98,6 +101,9 @@ pub fn prepare(plan: &Plan) -> Result<(), RootfsError> {
     })?;
     let root = open_dir(&rootfs)?;
     for op in &plan.mounts {
+        if matches!(op.kind, MountKind::Cgroup { .. }) {
+            before_cgroup()?;
+        }
         log::debug!("rootfs: mount {op:?}");
         apply(root.as_fd(), op)?;
     }

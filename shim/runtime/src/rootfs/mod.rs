@@ -307,7 +307,15 @@ pub(crate) fn clean(path: &Path) -> PathBuf {
 impl Plan {
     /// In the child, in its new mount namespace: propagation, rootfs bind, `mounts`, devices.
     pub fn prepare(&self) -> Result<(), RootfsError> {
-        exec::prepare(self)
+        exec::prepare(self, &mut || Ok(()))
+    }
+
+    /// [`Plan::prepare`], calling `before_cgroup` just before the first cgroup mount (if any).
+    pub fn prepare_gated<E: From<RootfsError>>(
+        &self,
+        before_cgroup: &mut dyn FnMut() -> Result<(), E>,
+    ) -> Result<(), E> {
+        exec::prepare(self, before_cgroup)
     }
 
     /// In the child, after the createContainer hooks: makes the rootfs `/`.

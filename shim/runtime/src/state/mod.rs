@@ -124,6 +124,7 @@ pub struct Dir {
 pub const FIFO: &str = "exec.fifo";
 pub const SAVED_CONFIG: &str = "config.json";
 const STATE: &str = "state.json";
+const STARTED: &str = "started";
 
 /// runc's id rule: `^[\w+.-]+$`, and not "." or "..".
 pub fn validate_id(id: &str) -> Result<(), StateError> {
@@ -194,6 +195,18 @@ impl Dir {
 
     pub fn fifo(&self) -> PathBuf {
         self.path.join(FIFO)
+    }
+
+    /// `run`'s mark that its init has exec'd: an empty file, so the record is written only once
+    /// (a rewrite is a rename over the old file: on ext4 that forces a block allocation, and
+    /// deleting the blocks later waits for a discard where the filesystem is mounted with it).
+    pub fn mark_started(&self) -> Result<(), StateError> {
+        let p = self.path.join(STARTED);
+        File::create(&p).map(drop).map_err(io("create", &p))
+    }
+
+    fn started(&self) -> bool {
+        self.path.join(STARTED).exists()
     }
 
     pub fn saved_config(&self) -> PathBuf {
@@ -287,7 +300,7 @@ impl Record {
             };
         }
         match self.phase {
-            Phase::Creating => Status::Creating,
+            Phase::Creating if !dir.started() => Status::Creating,
             _ if self.cgroup.is_frozen().unwrap_or(false) => Status::Paused,
             _ if dir.fifo().exists() => Status::Created,
             _ => Status::Running,

@@ -135,11 +135,8 @@ fn spawn_watcher(
             );
         }
         if let Ok(c) = Container::open(opts, &rec.id) {
-            if c.status() == Status::Running
-                && c.record
-                    .as_ref()
-                    .is_some_and(|r| r.phase == husk_runtime::state::Phase::Started)
-            {
+            // Running: the init has exec'd (the record is past creating, or `run` marked it).
+            if c.status() == Status::Running {
                 return Ok(());
             }
         }
