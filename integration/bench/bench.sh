@@ -59,14 +59,25 @@ chmod 755 "$OUT/crun"
 sed 's|/usr/bin/crun "\$@"|true|' "$OUT/crun" >"$OUT/crun-wrapper-only"
 chmod 755 "$OUT/crun-wrapper-only"
 
+# State roots (--root, and the rootless XDG_RUNTIME_DIR) go on a tmpfs, as /run and /run/user are
+# on any systemd host. On this VM /run is ext4 mounted with discard: deleting a state directory
+# there waits for a discard (every runtime pays it, husk once per run); STATE_ON_DISK=1 keeps them
+# under $OUT to measure that too.
+ST=$OUT/state
+mkdir -p "$ST"
+if [ -z "${STATE_ON_DISK:-}" ]; then
+  mountpoint -q "$ST" || mount -t tmpfs -o mode=1777 tmpfs "$ST"
+  trap 'umount -l "$ST" 2>/dev/null || true' EXIT
+fi
+
 # `run` deletes the container when it exits, so one fixed id per runtime is reused run after run.
 hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$OUT/root.json" \
   -n floor -n husk -n husk-dynamic -n runc -n crun -n crun-wrapper-cost \
   "unshare -Urmpf true" \
-  "$HUSK --root $OUT/st-husk run --bundle $OUT/b-root bench" \
-  "$HUSK_DYN --root $OUT/st-husk run --bundle $OUT/b-root bench2" \
-  "runc --root $OUT/st-runc run --bundle $OUT/b-root bench" \
-  "$OUT/crun --root $OUT/st-crun run --bundle $OUT/b-root bench" \
+  "$HUSK --root $ST/st-husk run --bundle $OUT/b-root bench" \
+  "$HUSK_DYN --root $ST/st-husk run --bundle $OUT/b-root bench2" \
+  "runc --root $ST/st-runc run --bundle $OUT/b-root bench" \
+  "$OUT/crun --root $ST/st-crun run --bundle $OUT/b-root bench" \
   "$OUT/crun-wrapper-only" >"$OUT/root.txt" 2>&1 || true
 
 # The same, root, without the wrapper's per-call cost: hyperfine itself runs in one private mount
@@ -76,32 +87,32 @@ unshare -m --propagation private sh -c "mount -t tmpfs none /sys/fs/cgroup/unifi
   hyperfine -N --warmup 10 --runs $RUNS --export-json $OUT/root-v1ns.json \
   -n floor -n husk -n husk-dynamic -n runc -n crun \
   'unshare -Urmpf true' \
-  '$HUSK --root $OUT/st-husk run --bundle $OUT/b-root bench' \
-  '$HUSK_DYN --root $OUT/st-husk run --bundle $OUT/b-root bench2' \
-  'runc --root $OUT/st-runc run --bundle $OUT/b-root bench' \
-  '/usr/bin/crun --root $OUT/st-crun run --bundle $OUT/b-root bench' && \
-  /usr/bin/time -f 'crun-root-direct %M' /usr/bin/crun --root $OUT/st-crun run --bundle $OUT/b-root rss3 2>$OUT/rss-crun-direct.txt" \
+  '$HUSK --root $ST/st-husk run --bundle $OUT/b-root bench' \
+  '$HUSK_DYN --root $ST/st-husk run --bundle $OUT/b-root bench2' \
+  'runc --root $ST/st-runc run --bundle $OUT/b-root bench' \
+  '/usr/bin/crun --root $ST/st-crun run --bundle $OUT/b-root bench' && \
+  /usr/bin/time -f 'crun-root-direct %M' /usr/bin/crun --root $ST/st-crun run --bundle $OUT/b-root rss3 2>$OUT/rss-crun-direct.txt" \
   >"$OUT/root-v1ns.txt" 2>&1 || true
 
-mkdir -p "$OUT/xdg" && chown "$TUSER" "$OUT/xdg"
-su "$TUSER" -s /bin/bash -c "cd $OUT && XDG_RUNTIME_DIR=$OUT/xdg hyperfine -N --warmup 10 --runs $RUNS \
+mkdir -p "$ST/xdg" && chown "$TUSER" "$ST/xdg"
+su "$TUSER" -s /bin/bash -c "cd $OUT && XDG_RUNTIME_DIR=$ST/xdg hyperfine -N --warmup 10 --runs $RUNS \
   --export-json $OUT/rootless.json -n floor -n husk -n husk-dynamic -n runc -n crun -n crun-wrapper-cost \
   'unshare -Urmpf true' \
-  '$HUSK --root $OUT/xdg/husk run --bundle $OUT/b-rootless bench' \
-  '$HUSK_DYN --root $OUT/xdg/husk run --bundle $OUT/b-rootless bench2' \
-  'runc --root $OUT/xdg/runc run --bundle $OUT/b-rootless bench' \
-  '$OUT/crun --root $OUT/xdg/crun run --bundle $OUT/b-rootless bench' \
+  '$HUSK --root $ST/xdg/husk run --bundle $OUT/b-rootless bench' \
+  '$HUSK_DYN --root $ST/xdg/husk run --bundle $OUT/b-rootless bench2' \
+  'runc --root $ST/xdg/runc run --bundle $OUT/b-rootless bench' \
+  '$OUT/crun --root $ST/xdg/crun run --bundle $OUT/b-rootless bench' \
   '$OUT/crun-wrapper-only'" >"$OUT/rootless.txt" 2>&1 || true
 
 # Peak RSS (max resident set, KiB) of one run each.
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }
 {
-  echo "husk-root $(rss "$HUSK" --root "$OUT/st-husk" run --bundle "$OUT/b-root" rss1)"
-  echo "husk-dynamic-root $(rss "$HUSK_DYN" --root "$OUT/st-husk" run --bundle "$OUT/b-root" rss1)"
-  echo "crun-root $(rss "$OUT/crun" --root "$OUT/st-crun" run --bundle "$OUT/b-root" rss1)  (max over the wrapper's unshare, sh and crun)"
-  echo "runc-root $(rss runc --root "$OUT/st-runc" run --bundle "$OUT/b-root" rss1)"
-  echo "husk-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M $HUSK --root $OUT/xdg/husk run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
-  echo "runc-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M runc --root $OUT/xdg/runc run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
+  echo "husk-root $(rss "$HUSK" --root "$ST/st-husk" run --bundle "$OUT/b-root" rss1)"
+  echo "husk-dynamic-root $(rss "$HUSK_DYN" --root "$ST/st-husk" run --bundle "$OUT/b-root" rss1)"
+  echo "crun-root $(rss "$OUT/crun" --root "$ST/st-crun" run --bundle "$OUT/b-root" rss1)  (max over the wrapper's unshare, sh and crun)"
+  echo "runc-root $(rss runc --root "$ST/st-runc" run --bundle "$OUT/b-root" rss1)"
+  echo "husk-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M $HUSK --root $ST/xdg/husk run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
+  echo "runc-rootless $(su "$TUSER" -c "cd $OUT && /usr/bin/time -f %M runc --root $ST/xdg/runc run --bundle $OUT/b-rootless rss2 2>&1 >/dev/null | tail -1")"
   tail -1 "$OUT/rss-crun-direct.txt" 2>/dev/null || true
 } >"$OUT/rss.txt"
 
