@@ -20,11 +20,21 @@ pub struct HostFacts {
     pub cwd: PathBuf,
     /// The launcher's environment, in order.
     pub env: Vec<(String, String)>,
+    /// The kernel's release, major and minor (0.0 when unreadable).
+    pub kernel: (u32, u32),
+    /// overlayfs is there (/sys/module/overlay: loaded or built in).
+    pub overlayfs: bool,
 }
 
 impl HostFacts {
     pub fn is_root(&self) -> bool {
         self.uid == 0
+    }
+
+    /// Can a read-only overlay be mounted, in a user namespace or not? Unprivileged overlayfs
+    /// came with Linux 5.11 (before it, a user namespace's root could not mount one).
+    pub fn overlay_in(&self, userns: bool) -> bool {
+        self.overlayfs && (!userns || self.kernel >= (5, 11))
     }
 
     /// Reads the effective ids, passwd entry, $HOME, cwd and environment.
@@ -54,7 +64,23 @@ impl HostFacts {
             home,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             env,
+            kernel: nix::sys::utsname::uname()
+                .ok()
+                .and_then(|u| u.release().to_str().map(kernel_version))
+                .unwrap_or((0, 0)),
+            overlayfs: Path::new("/sys/module/overlay").exists(),
         }
+    }
+}
+
+/// "6.1.0-18-amd64" → (6, 1); (0, 0) when it does not start with two numbers.
+pub fn kernel_version(release: &str) -> (u32, u32) {
+    let mut n = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (n.next().flatten(), n.next().flatten()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (0, 0),
     }
 }
 
@@ -150,5 +176,33 @@ impl Fs for RealFs {
             nix::sys::stat::major(rdev),
             nix::sys::stat::minor(rdev),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(kernel_version("6.1.0-18-amd64"), (6, 1));
+        assert_eq!(kernel_version("5.10.0"), (5, 10));
+        assert_eq!(kernel_version("6.18.44-fc-v769"), (6, 18));
+        assert_eq!(kernel_version("garbage"), (0, 0));
+        let h = |kernel, overlayfs| HostFacts {
+            uid: 1000,
+            gid: 1000,
+            user: "u".into(),
+            gecos: String::new(),
+            home: "/home/u".into(),
+            cwd: "/".into(),
+            env: vec![],
+            kernel,
+            overlayfs,
+        };
+        assert!(h((5, 11), true).overlay_in(true));
+        assert!(!h((5, 10), true).overlay_in(true));
+        assert!(h((5, 10), true).overlay_in(false));
+        assert!(!h((6, 1), false).overlay_in(false));
     }
 }
