@@ -32,7 +32,7 @@ current directory are bound in, /etc/resolv.conf and /etc/hosts read-only, and /
 \fB\-\-writable\fR): the container's root is the image, bound read-only; a directory of it that
 lacks a mount point ($HOME, /etc/hosts, a \fB\-\-bind\fR destination) gets a read-only overlay
 of the image's directory over one holding the missing entries (Linux 5.11 or later in a user
-namespace), or else is rebuilt in the launch directory with the image's entries bound into it; when /
+namespace; an image on a local filesystem, tmpfs, squashfs, NFS or FUSE), or else is rebuilt in the launch directory with the image's entries bound into it; when /
 itself lacks one, the root is such a rebuilt directory. The image cache adds empty mount points
 (/proc, /sys, /dev, /tmp, /home, /etc/hosts, /etc/resolv.conf...) to the images it unpacks, so
 those need neither. The host environment passes through except PATH, LD_PRELOAD,

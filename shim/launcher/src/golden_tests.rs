@@ -267,8 +267,8 @@ fn fuse_and_x11() {
 }
 
 /// The underlay of a rootless exec from /scratch/run1 (so / lacks /scratch) on a host like
-/// [`host`]'s but for the kernel, and with or without --writable.
-fn underlay_with(kernel: (u32, u32), writable: bool) -> crate::underlay::Underlay {
+/// [`host`]'s but for the kernel and the image's filesystem, and with or without --writable.
+fn underlay_with(kernel: (u32, u32), fs_type: i64, writable: bool) -> crate::underlay::Underlay {
     let mut opts = Options::new(Verb::Exec {
         command: vec!["true".into()],
     });
@@ -280,7 +280,10 @@ fn underlay_with(kernel: (u32, u32), writable: bool) -> crate::underlay::Underla
         &image(ImageConfig::default()),
         &opts,
         &h,
-        &fs(),
+        &FakeFs {
+            fs_type: Some(fs_type),
+            ..fs()
+        },
         "/run/user/1001/husk-launch/husk-1-0".as_ref(),
     )
     .unwrap();
@@ -320,11 +323,17 @@ fn overlays_only_where_the_kernel_and_options_allow() {
             .filter(|m| matches!(m, Layer::Overlay(_)))
             .count()
     };
+    const EXT4: i64 = 0xEF53;
     // /etc lacks hosts and resolv.conf, /home lacks alice: one overlay each on 5.11 and later.
-    let u = underlay_with((5, 11), false);
+    let u = underlay_with((5, 11), EXT4, false);
     assert_eq!((overlaid(&u), split(&u).len()), (2, 0));
-    // Before 5.11 a user namespace cannot mount overlayfs; --writable needs writable binds.
-    for u in [underlay_with((5, 10), false), underlay_with((6, 1), true)] {
+    // Before 5.11 a user namespace cannot mount overlayfs; --writable needs writable binds; an
+    // image on a filesystem not known to work as a lower layer (Lustre here) gets binds too.
+    for u in [
+        underlay_with((5, 10), EXT4, false),
+        underlay_with((6, 1), EXT4, true),
+        underlay_with((6, 1), 0x0BD0_0BD0, false),
+    ] {
         assert_eq!(overlaid(&u), 0);
         assert_eq!(split(&u), [PathBuf::from("/etc"), "/home".into()]);
         assert!(u.skeleton_root);

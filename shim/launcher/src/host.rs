@@ -106,6 +106,10 @@ pub trait Fs {
     fn mode(&self, _path: &Path) -> Option<(u32, u32)> {
         None
     }
+    /// The filesystem type (statfs f_type) `path` is on; None when unknown.
+    fn fs_type(&self, _path: &Path) -> Option<i64> {
+        None
+    }
     /// A device node's type ('c' or 'b'), major and minor (stat, following links); None otherwise.
     fn device(&self, _path: &Path) -> Option<(char, u64, u64)> {
         None
@@ -157,6 +161,11 @@ impl Fs for RealFs {
         use std::os::unix::fs::MetadataExt;
         let m = std::fs::metadata(path).ok()?;
         Some((m.mode() & 0o7777, m.uid()))
+    }
+
+    fn fs_type(&self, path: &Path) -> Option<i64> {
+        let st = nix::sys::statfs::statfs(path).ok()?;
+        Some(st.filesystem_type().0 as i64)
     }
 
     fn device(&self, path: &Path) -> Option<(char, u64, u64)> {

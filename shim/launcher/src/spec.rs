@@ -133,6 +133,7 @@ pub fn build(
     } else {
         let overlay = !opts.writable
             && host.overlay_in(userns)
+            && underlay::overlay_lower(fs.fs_type(&image.rootfs))
             && underlay::overlay_safe(&image.rootfs)
             && underlay::overlay_safe(&bundle.join(UNDER));
         // --writable keeps the skeleton root of old: a new top-level entry lands in the launch

@@ -76,7 +76,8 @@ pub struct Underlay {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Mode {
     /// Read-only overlays can be mounted (overlayfs there, Linux 5.11 or later in a user
-    /// namespace) and the image is mounted read-only.
+    /// namespace, the image on a filesystem known to work as a lower layer: [`overlay_lower`])
+    /// and the image is mounted read-only.
     pub overlay: bool,
     /// Always the skeleton root with every top-level entry bound (--writable keeps new top-level
     /// entries out of the image; --writable-tmpfs and --overlay turn the binds into writable
@@ -160,6 +161,29 @@ fn walk(
         }
     }
     Some(out)
+}
+
+/// Filesystems an image may sit on to be an overlay's lower layer (statfs f_type): local disks,
+/// tmpfs, squashfs, erofs, overlayfs itself, NFS and FUSE. Anything else (a cluster filesystem,
+/// say) gets the binds of a split directory instead, which work on any filesystem.
+const OVERLAY_LOWERS: &[i64] = &[
+    0xEF53,      // ext2/3/4
+    0x5846_5342, // xfs
+    0x9123_683E, // btrfs
+    0xF2F5_2010, // f2fs
+    0x2FC1_2FC1, // zfs
+    0x0102_1994, // tmpfs
+    0x8584_58F6, // ramfs
+    0x7371_7368, // squashfs
+    0xE0F5_E1E2, // erofs
+    0x794C_7630, // overlayfs
+    0x6969,      // nfs
+    0x6573_5546, // fuse
+];
+
+/// Can an image on a filesystem of this type be an overlay's lower layer?
+pub fn overlay_lower(fs_type: Option<i64>) -> bool {
+    fs_type.is_some_and(|t| OVERLAY_LOWERS.contains(&t))
 }
 
 /// A path overlayfs can take in its lowerdir option.
@@ -314,6 +338,8 @@ pub(crate) mod fake {
     pub struct FakeFs {
         pub nodes: BTreeMap<PathBuf, Kind>,
         pub files: BTreeMap<PathBuf, String>,
+        /// statfs f_type of every path (default ext4).
+        pub fs_type: Option<i64>,
     }
 
     impl FakeFs {
@@ -366,6 +392,9 @@ pub(crate) mod fake {
         }
         fn read(&self, path: &Path) -> Option<String> {
             self.files.get(path).cloned()
+        }
+        fn fs_type(&self, _path: &Path) -> Option<i64> {
+            Some(self.fs_type.unwrap_or(0xEF53))
         }
     }
 }
