@@ -124,26 +124,12 @@ pub fn build(
         .collect();
     // Overlaid, the image's directories are writable without touching it: the engine makes the
     // missing mount points in the upper directory, and nothing needs splitting.
-    let (dests, mode) = if opts.overlay.is_some() {
-        let mode = underlay::Mode {
-            overlay: false,
-            skeleton_root: true,
-        };
-        (Vec::new(), mode)
+    let dests = if opts.overlay.is_some() {
+        Vec::new()
     } else {
-        let overlay = !opts.writable
-            && host.overlay_in(userns)
-            && underlay::overlay_lower(fs.fs_type(&image.rootfs))
-            && underlay::overlay_safe(&image.rootfs)
-            && underlay::overlay_safe(&bundle.join(UNDER));
-        // --writable keeps the skeleton root of old: a new top-level entry lands in the launch
-        // directory as before, not in the image.
-        let mode = underlay::Mode {
-            overlay,
-            skeleton_root: opts.writable,
-        };
-        (dests, mode)
+        dests
     };
+    let mode = underlay_mode(opts, host, fs, &image.rootfs, bundle, userns);
     let under = underlay::plan(&image.rootfs, &dests, mode, fs)?;
     let upper = opts.overlay.as_ref().map(|o| match o {
         Overlay::Tmpfs => bundle.join("overlay"),
@@ -234,6 +220,34 @@ pub fn build(
         warnings,
         dirs,
     })
+}
+
+/// What the underlay may do for this launch ([`underlay::Mode`]).
+fn underlay_mode(
+    opts: &Options,
+    host: &HostFacts,
+    fs: &dyn Fs,
+    rootfs: &Path,
+    bundle: &Path,
+    userns: bool,
+) -> underlay::Mode {
+    if opts.overlay.is_some() {
+        return underlay::Mode {
+            overlay: false,
+            skeleton_root: true,
+        };
+    }
+    let overlay = !opts.writable
+        && host.overlay_in(userns)
+        && underlay::overlay_lower(fs.fs_type(rootfs))
+        && underlay::overlay_safe(rootfs)
+        && underlay::overlay_safe(&bundle.join(UNDER));
+    // --writable keeps the skeleton root of old: a new top-level entry lands in the launch
+    // directory as before, not in the image.
+    underlay::Mode {
+        overlay,
+        skeleton_root: opts.writable,
+    }
 }
 
 /// The launch directory's skeleton root (when the root is not the image itself).

@@ -201,6 +201,105 @@ fn insert(tree: &mut BTreeMap<PathBuf, Entry>, p: &Path, e: Entry) {
     tree.insert(p.to_path_buf(), e);
 }
 
+/// The image directory made path `p` hangs from: its first ancestor that is not made.
+fn split_of(made: &BTreeMap<PathBuf, Entry>, p: &Path) -> PathBuf {
+    let mut q = p.parent().unwrap_or(Path::new("/"));
+    while made.contains_key(q) {
+        q = q.parent().unwrap_or(Path::new("/"));
+    }
+    q.to_path_buf()
+}
+
+/// Everything the engine would create for `needed` (in mount order), container path → entry.
+fn missing(rootfs: &Path, needed: &[(&Path, bool)], fs: &dyn Fs) -> BTreeMap<PathBuf, Entry> {
+    let mut made: BTreeMap<PathBuf, Entry> = BTreeMap::new();
+    for (i, &dest) in needed.iter().enumerate() {
+        let earlier: Vec<&Path> = needed[..i].iter().map(|(d, _)| *d).collect();
+        for (p, e) in walk(rootfs, dest, &earlier, &made, fs).unwrap_or_default() {
+            made.entry(p).or_insert(e);
+        }
+    }
+    made
+}
+
+/// The plan being laid out: what is missing and how each split point gets it.
+struct Layout<'a> {
+    rootfs: &'a Path,
+    made: BTreeMap<PathBuf, Entry>,
+    overlays: Vec<PathBuf>,
+    splits: BTreeSet<PathBuf>,
+    /// The mount points: a listing does not bind the image's entry there.
+    dests: BTreeSet<&'a Path>,
+    destinations: &'a [(PathBuf, bool)],
+}
+
+impl Layout<'_> {
+    /// Mounted by the underlay itself: a listing leaves it as an empty directory.
+    fn own(&self, p: &Path) -> bool {
+        self.splits.contains(p) || self.overlays.iter().any(|o| o == p)
+    }
+
+    /// Lays out `dir` (/, an overlay or a split directory) into `u`.
+    fn dir(&self, u: &mut Underlay, dir: &Path, fs: &dyn Fs) -> Result<(), UnderlayError> {
+        let root = dir == Path::new("/");
+        let overlay = self.overlays.iter().any(|o| o == dir);
+        let tree = if root { &mut u.skeleton } else { &mut u.under };
+        insert(tree, dir, Entry::Dir);
+        // An overlay's layer holds what its split points below lack too.
+        let mine = |p: &Path| {
+            let at = split_of(&self.made, p);
+            if overlay {
+                at.starts_with(dir)
+            } else {
+                at == dir
+            }
+        };
+        for (p, e) in self.made.iter().filter(|(p, _)| mine(p)) {
+            insert(tree, p, e.clone());
+        }
+        if overlay {
+            u.mounts.push(Layer::Overlay(dir.to_path_buf()));
+            return Ok(());
+        }
+        if !root && !dir.parent().is_some_and(|p| self.splits.contains(p)) {
+            u.mounts.push(Layer::Split(dir.to_path_buf()));
+        }
+        let path = in_image(self.rootfs, dir);
+        let listing = fs.list(&path).map_err(|source| UnderlayError {
+            path: path.clone(),
+            destination: self.a_destination_in(dir),
+            source,
+        })?;
+        for (name, kind) in listing {
+            let p = dir.join(name);
+            let entry = match kind {
+                _ if self.own(&p) => Entry::Dir,
+                Kind::Symlink(t) => Entry::Symlink(t),
+                Kind::Dir => Entry::Dir,
+                Kind::File => Entry::File,
+            };
+            // Something is mounted right here anyway: the image's copy would only be covered.
+            let covered = self.own(&p) || self.dests.contains(p.as_path());
+            if !covered && !matches!(entry, Entry::Symlink(_)) {
+                u.mounts.push(Layer::Image(p.clone()));
+            }
+            tree.insert(p, entry);
+        }
+        Ok(())
+    }
+
+    /// A mount point `dir` is listed for, for an error message.
+    fn a_destination_in(&self, dir: &Path) -> PathBuf {
+        let mut all = self
+            .made
+            .keys()
+            .chain(self.destinations.iter().map(|(d, _)| d));
+        all.find(|p| p.starts_with(dir))
+            .cloned()
+            .unwrap_or_else(|| dir.to_path_buf())
+    }
+}
+
 /// `destinations`: every mount point (absolute, clean) in mount order, and whether it is a
 /// directory.
 pub fn plan(
@@ -219,108 +318,44 @@ pub fn plan(
         })
         .map(|(d, is_dir)| (d.as_path(), *is_dir))
         .collect();
-    let mut made: BTreeMap<PathBuf, Entry> = BTreeMap::new();
-    for (i, &dest) in needed.iter().enumerate() {
-        let earlier: Vec<&Path> = needed[..i].iter().map(|(d, _)| *d).collect();
-        for (p, e) in walk(rootfs, dest, &earlier, &made, fs).unwrap_or_default() {
-            made.entry(p).or_insert(e);
-        }
-    }
-    // The image directory each made path hangs from.
-    let split_of = |p: &Path| -> PathBuf {
-        let mut q = p.parent().unwrap_or(Path::new("/"));
-        while made.contains_key(q) {
-            q = q.parent().unwrap_or(Path::new("/"));
-        }
-        q.to_path_buf()
+    let made = missing(rootfs, &needed, fs);
+    let root = Path::new("/");
+    let points: BTreeSet<PathBuf> = made.keys().map(|p| split_of(&made, p)).collect();
+    let mut l = Layout {
+        rootfs,
+        made,
+        overlays: Vec::new(),
+        splits: BTreeSet::new(),
+        dests: needed.iter().map(|(d, _)| *d).collect(),
+        destinations,
     };
-    let points: BTreeSet<PathBuf> = made.keys().map(|p| split_of(p)).collect();
-    let mut overlays: Vec<PathBuf> = Vec::new();
-    let mut splits: BTreeSet<PathBuf> = BTreeSet::new();
-    for p in points.iter().filter(|p| *p != Path::new("/")) {
-        if overlays.iter().any(|a| p.starts_with(a)) {
+    for p in points.iter().filter(|p| *p != root) {
+        if l.overlays.iter().any(|a| p.starts_with(a)) {
             continue;
         }
         if mode.overlay && overlay_safe(p) {
-            overlays.push(p.clone());
+            l.overlays.push(p.clone());
         } else {
-            splits.insert(p.clone());
+            l.splits.insert(p.clone());
         }
     }
-    let root = Path::new("/");
-    let skeleton_root = mode.skeleton_root || points.contains(root) || !splits.is_empty();
+    let skeleton_root = mode.skeleton_root || points.contains(root) || !l.splits.is_empty();
     let mut u = Underlay {
         skeleton_root,
         ..Underlay::default()
     };
-    // Paths mounted by the underlay itself: a listing leaves them as empty directories.
-    let own: BTreeSet<&Path> = splits
+    // Parents before children: a mount inside another comes after it.
+    let mut order: BTreeSet<&Path> = l
+        .splits
         .iter()
-        .chain(&overlays)
-        .map(PathBuf::as_path)
+        .chain(&l.overlays)
+        .map(|p| p.as_path())
         .collect();
-    let dests: BTreeSet<&Path> = needed.iter().map(|(d, _)| *d).collect();
-    let listed = splits.iter().map(PathBuf::as_path);
-    let mut order: BTreeSet<&Path> = listed.chain(own.iter().copied()).collect();
     if skeleton_root {
         order.insert(root);
     }
     for dir in order {
-        let mine = |p: &Path| -> bool {
-            if dir == root || splits.contains(dir) {
-                split_of(p) == dir
-            } else {
-                split_of(p).starts_with(dir)
-            }
-        };
-        let tree = if dir == root {
-            &mut u.skeleton
-        } else {
-            &mut u.under
-        };
-        insert(tree, dir, Entry::Dir);
-        for (p, e) in made.iter().filter(|(p, _)| mine(p)) {
-            insert(tree, p, e.clone());
-        }
-        if overlays.iter().any(|o| o == dir) {
-            u.mounts.push(Layer::Overlay(dir.to_path_buf()));
-            continue;
-        }
-        if dir != root && !dir.parent().is_some_and(|p| splits.contains(p)) {
-            u.mounts.push(Layer::Split(dir.to_path_buf()));
-        }
-        let listing = fs
-            .list(&in_image(rootfs, dir))
-            .map_err(|source| UnderlayError {
-                path: in_image(rootfs, dir),
-                destination: made
-                    .keys()
-                    .find(|p| p.starts_with(dir))
-                    .or_else(|| {
-                        destinations
-                            .iter()
-                            .map(|(d, _)| d)
-                            .find(|d| d.starts_with(dir))
-                    })
-                    .cloned()
-                    .unwrap_or_else(|| dir.to_path_buf()),
-                source,
-            })?;
-        for (name, kind) in listing {
-            let p = dir.join(name);
-            let entry = match kind {
-                _ if own.contains(p.as_path()) => Entry::Dir,
-                Kind::Symlink(t) => Entry::Symlink(t),
-                Kind::Dir => Entry::Dir,
-                Kind::File => Entry::File,
-            };
-            // Something is mounted right here anyway: the image's copy would only be covered.
-            let covered = own.contains(p.as_path()) || dests.contains(p.as_path());
-            if !covered && !matches!(entry, Entry::Symlink(_)) {
-                u.mounts.push(Layer::Image(p.clone()));
-            }
-            tree.insert(p, entry);
-        }
+        l.dir(&mut u, dir, fs)?;
     }
     u.skeleton.remove(root);
     Ok(u)
