@@ -112,7 +112,10 @@ container process starts. Without a cgroup (rootless on a host without delegatio
 resource limits. On cgroup v2, device rules are not enforced (no eBPF device filter).
 The annotation \fBrun.husk.landlock.write\fR=\fIPATH\fR[:\fIPATH\fR...] adds Landlock: the
 container may write only under those paths (best effort by the kernel's Landlock ABI; a warning,
-not a failure, without Landlock). A new network namespace gets its loopback interface up.
+not a failure, without Landlock). The annotation \fBrun.husk.rootfs.early\-readonly\fR=true (the
+launcher sets it) makes a read-only root read-only right after it is bound, before the other
+mounts, so that no missing mount point can ever be created in it (EROFS instead). A new network
+namespace gets its loopback interface up.
 \fB\-\-sandbox\fR uses both (writes only to /workspace, /tmp, /dev/shm), and run by root maps the
 program's root to an unprivileged host id (\fB\-\-host\-id\fR, default 1000000000); see
 docs/sandbox.md for what it does and does not protect.
