@@ -54,6 +54,9 @@ for set in busybox debian; do
 	fi
 	if [ \$set = debian ]; then
 		cmds+=(-n husk-cached "$HUSK --cache-dir \$cache exec \$image true")
+		if [ -x "$HUSK_STATIC" ]; then
+			cmds+=(-n husk-static-cached "$HUSK_STATIC --cache-dir \$cache exec \$image true")
+		fi
 	fi
 	hyperfine -N -w 10 -r $RUNS --export-json "$OUT/\$set.json" "\${cmds[@]}" >"$OUT/\$set.txt" 2>&1
 	# The commands alone, one per line, for the CPU-time pass below.

@@ -6,7 +6,7 @@
 //! fail under HUSK_REQUIRE_PRIVILEGED=1.
 
 use crate::both;
-use crate::harness::{debian, host, shared_dir, skip, Ctx, Launch, Mode, Out};
+use crate::harness::{debian, host, overlayfs_for, shared_dir, skip, Ctx, Launch, Mode, Out};
 use nix::fcntl::OFlag;
 use nix::pty::PtyMaster;
 use serde_json::{json, Value};
@@ -26,6 +26,7 @@ both!(
     progress_bar_only_on_a_terminal,
     bundle_runs_through_the_oci_face,
     sandbox_takes_every_source,
+    mount_points_for_cached_images_and_rootfs_dirs,
 );
 
 /// The image's PATH (make-rootfs sets it; /usr/games tells it from husk's default).
@@ -478,5 +479,61 @@ fn bundle_runs_through_the_oci_face(t: &Ctx) {
     let dir = t.write(&b);
     let out = t.rt(&["run", "--bundle", dir.to_str().unwrap(), &id]).ok();
     assert_eq!(out.stdout, "uid 0\n", "{out}");
+    t.assert_nothing_left();
+}
+
+/// The filesystem type of the mount at `target` in a mountinfo text (the last one wins).
+fn fstype_at(mountinfo: &str, target: &str) -> Option<String> {
+    mountinfo
+        .lines()
+        .rev()
+        .filter(|l| l.split(' ').nth(4) == Some(target))
+        .find_map(|l| l.split(" - ").nth(1)?.split(' ').next().map(String::from))
+}
+
+/// The fixture's rootfs has no /etc/hosts: run in place, its /etc gets a read-only overlay (and
+/// is not written to); imported, the cache adds the empty mount point, and /etc is the image's.
+fn mount_points_for_cached_images_and_rootfs_dirs(t: &Ctx) {
+    let Some(d) = shared(t) else { return };
+    let etc = d.rootfs.join("etc");
+    assert!(!etc.join("hosts").exists(), "the fixture has /etc/hosts");
+    let names = |dir: &Path| {
+        let mut v: Vec<String> = std::fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let mtime =
+        |p: &Path| std::os::unix::fs::MetadataExt::mtime_nsec(&std::fs::metadata(p).unwrap());
+    let (before, before_mtime) = (names(&etc), mtime(&etc));
+    let hosts = std::fs::read_to_string("/etc/hosts").unwrap();
+    let rootfs = d.rootfs.display().to_string();
+    let (img, _) = d.pull(t, &d.archive);
+    let cached = PathBuf::from(img["rootfs"].as_str().unwrap());
+    assert_eq!(std::fs::read(cached.join("etc/hosts")).unwrap(), b"");
+    for (src, in_place) in [(rootfs.as_str(), true), (d.archive.as_str(), false)] {
+        let out = d.rt(t, &["exec", src, "cat", "/etc/hosts"]).ok();
+        assert_eq!(out.stdout, hosts, "{src}");
+        let info = d
+            .rt(t, &["exec", src, "cat", "/proc/self/mountinfo"])
+            .ok()
+            .stdout;
+        let etc_type = fstype_at(&info, "/etc");
+        if !in_place {
+            assert_eq!(etc_type, None, "{src}: {info}");
+        } else if overlayfs_for(t.mode) {
+            assert_eq!(etc_type.as_deref(), Some("overlay"), "{src}: {info}");
+        } else {
+            // Rebuilt in the launch directory instead: a bind of it.
+            assert!(etc_type.is_some(), "{src}: {info}");
+        }
+        assert!(fstype_at(&info, "/etc/hosts").is_some(), "{src}: {info}");
+        let ro = d.rt(t, &["exec", src, "touch", "/etc/new"]);
+        assert!(ro.stderr.contains("Read-only file system"), "{src}: {ro}");
+    }
+    assert_eq!(names(&etc), before);
+    assert_eq!(mtime(&etc), before_mtime);
     t.assert_nothing_left();
 }

@@ -926,3 +926,13 @@ pub fn has_cgroups(mode: Mode) -> bool {
         }
     }
 }
+
+/// Can `mode`'s launches mount read-only overlays (overlayfs there; Linux 5.11+ in a user
+/// namespace)? The launcher uses them for directories an image lacks mount points in.
+pub fn overlayfs_for(mode: Mode) -> bool {
+    let release = fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut n = release.split(|c: char| !c.is_ascii_digit());
+    let mut num = || n.next().and_then(|x| x.parse::<u32>().ok()).unwrap_or(0);
+    let version = (num(), num());
+    Path::new("/sys/module/overlay").exists() && (mode == Mode::Root || version >= (5, 11))
+}

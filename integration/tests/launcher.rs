@@ -179,7 +179,12 @@ fn bundle_then_run_by_id(t: &Ctx) {
     let dir = t.dir.join("bundle");
     let d = dir.to_str().unwrap();
     t.rt(&["bundle", image(), d, "/bin/husk-probe"]).ok();
-    assert!(dir.join("config.json").is_file() && dir.join("rootfs").is_dir());
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("config.json")).unwrap()).unwrap();
+    // busybox has every top-level mount point: the root is the image itself; its /etc lacks hosts,
+    // which the bundle's under/ holds.
+    assert_eq!(config["root"]["path"], image(), "{config}");
+    assert!(dir.join("under/etc/hosts").is_file());
     let id = t.id("bundle");
     let p = t.rt(&["run", "--bundle", d, &id]).ok().probe();
     assert_eq!(p.get("uid").as_u64(), Some(caller(t).0), "{}", p.0);

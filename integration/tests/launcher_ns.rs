@@ -37,12 +37,55 @@ fn hostname_gets_its_own_uts_namespace(t: &Ctx) {
 }
 
 fn ipc_is_the_hosts_unless_asked(t: &Ctx) {
+    let host_ipc = host_ns("self", "ipc");
     let p = probe(t, &[]);
-    assert_eq!(p.ns("ipc"), host_ns("self", "ipc"), "{}", p.0);
-    for flags in [&["--ipc"][..], &["--containall"][..]] {
+    assert_eq!(p.ns("ipc"), host_ipc, "{}", p.0);
+    // A bare --ipc before the IMAGE (Apptainer's flag) still means a new namespace.
+    for flags in [
+        &["--ipc"][..],
+        &["--ipc", "private"],
+        &["--ipc=private"],
+        &["--containall"],
+    ] {
         let p = probe(t, flags);
-        assert_ne!(p.ns("ipc"), host_ns("self", "ipc"), "{flags:?}: {}", p.0);
+        assert_ne!(p.ns("ipc"), host_ipc, "{flags:?}: {}", p.0);
     }
+    // host: the host's, also over --containall and a profile with its own.
+    for flags in [
+        &["--ipc", "host"][..],
+        &["--ipc=host"],
+        &["--containall", "--ipc", "host"],
+        &["--profile", "default", "--ipc=host"],
+    ] {
+        let p = probe(t, flags);
+        assert_eq!(p.ns("ipc"), host_ipc, "{flags:?}: {}", p.0);
+    }
+    assert_ne!(probe(t, &["--profile", "default"]).ns("ipc"), host_ipc);
+    // The other verbs read the mode the same way.
+    let img = host().rootfs.to_str().unwrap();
+    let ns = |out: crate::harness::Out| out.ok().probe().ns("ipc");
+    assert_eq!(
+        ns(t.rt(&["run", "--ipc", "host", img, "/bin/husk-probe"])),
+        host_ipc
+    );
+    assert_ne!(
+        ns(t.rt(&["run", "--ipc", img, "/bin/husk-probe"])),
+        host_ipc
+    );
+    let shell = |flags: &[&str]| {
+        let mut args = vec!["shell", "--shell", "/bin/husk-probe"];
+        args.extend_from_slice(flags);
+        args.push(img);
+        ns(t.rt_stdin(&args, ""))
+    };
+    assert_eq!(shell(&["--ipc", "host"]), host_ipc);
+    assert_ne!(shell(&["--ipc"]), host_ipc);
+    // A bad mode is a one-line usage error.
+    let out = t.rt(&["exec", "--ipc=shared", img, "true"]).code(2);
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
+    assert!(out.stderr.contains("--ipc"), "{out}");
+    t.rt(&["shell", "--ipc", "host", img, "extra"]).code(2);
+    t.assert_nothing_left();
 }
 
 fn net_host_and_none(t: &Ctx) {

@@ -36,6 +36,7 @@ mod launcher;
 mod launcher_errors;
 mod launcher_fastpath;
 mod launcher_ns;
+mod launcher_underlay;
 mod lifecycle;
 mod limits;
 mod overlay;

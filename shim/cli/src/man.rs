@@ -29,8 +29,13 @@ your uid and gid; no capabilities), or as root inside with \fB\-\-fakeroot\fR; a
 with no user namespace. By default the host's /proc, /sys (read-only), /dev, /tmp, $HOME and the
 current directory are bound in, /etc/resolv.conf and /etc/hosts read-only, and /etc/passwd and
 /etc/group are the image's with your entry added. The image is never written to (unless
-\fB\-\-writable\fR): the container's root is a skeleton in the launch directory, with the image's
-entries bound into it. The host environment passes through except PATH, LD_PRELOAD,
+\fB\-\-writable\fR): the container's root is the image, bound read-only; a directory of it that
+lacks a mount point ($HOME, /etc/hosts, a \fB\-\-bind\fR destination) gets a read-only overlay
+of the image's directory over one holding the missing entries (Linux 5.11 or later in a user
+namespace; an image on a local filesystem, tmpfs, squashfs, NFS or FUSE), or else is rebuilt in the launch directory with the image's entries bound into it; when /
+itself lacks one, the root is such a rebuilt directory. The image cache adds empty mount points
+(/proc, /sys, /dev, /tmp, /home, /etc/hosts, /etc/resolv.conf...) to the images it unpacks, so
+those need neither. The host environment passes through except PATH, LD_PRELOAD,
 LD_LIBRARY_PATH, LD_AUDIT and PS1; the image's Env, then \fBHUSKENV_\fR\fINAME\fR variables, then
 \fB\-\-env\-file\fR and \fB\-\-env\fR override it. Without resource flags an unprivileged launch
 uses no cgroup.
@@ -77,7 +82,8 @@ The exact config.json the container was created from.
 Present between create and start.
 .TP
 \fI$XDG_RUNTIME_DIR/husk\-launch/<id>/\fR (root: \fI/run/husk\-launch/<id>/\fR)
-A launch's bundle (config.json, the skeleton rootfs, passwd, group; with
+A launch's bundle (config.json, passwd, group, the rebuilt directories: \fIrootfs\fR when the
+root is not the image itself, \fIunder\fR for the overlays' layers and split directories; with
 \fB\-\-writable\-tmpfs\fR the overlays' \fIoverlay/upper\fR and \fIoverlay/work\fR), removed when it
 exits; the container id is \fIhusk\-<pid>\-<random>\fR. A launch run in place writes its
 files into a tmpfs mounted there in its own mount namespace only.
@@ -106,7 +112,10 @@ container process starts. Without a cgroup (rootless on a host without delegatio
 resource limits. On cgroup v2, device rules are not enforced (no eBPF device filter).
 The annotation \fBrun.husk.landlock.write\fR=\fIPATH\fR[:\fIPATH\fR...] adds Landlock: the
 container may write only under those paths (best effort by the kernel's Landlock ABI; a warning,
-not a failure, without Landlock). A new network namespace gets its loopback interface up.
+not a failure, without Landlock). The annotation \fBrun.husk.rootfs.early\-readonly\fR=true (the
+launcher sets it) makes a read-only root read-only right after it is bound, before the other
+mounts, so that no missing mount point can ever be created in it (EROFS instead). A new network
+namespace gets its loopback interface up.
 \fB\-\-sandbox\fR uses both (writes only to /workspace, /tmp, /dev/shm), and run by root maps the
 program's root to an unprivileged host id (\fB\-\-host\-id\fR, default 1000000000); see
 docs/sandbox.md for what it does and does not protect.

@@ -54,6 +54,67 @@ pub(crate) fn apply_layer(
     a.copy_dir_meta(&src, &dst, rootfs)
 }
 
+/// The launcher's mount points (relative to the rootfs; true for a directory): created empty
+/// where an image lacks them, so that a launch of a cached image needs no overlay or split
+/// directory for them (husk-launcher's underlay). Docker images, for one, come without
+/// /etc/hosts and /etc/resolv.conf.
+pub(crate) const MOUNT_POINTS: &[(&str, bool)] = &[
+    ("dev", true),
+    ("etc", true),
+    ("home", true),
+    ("proc", true),
+    ("sys", true),
+    ("tmp", true),
+    ("etc/group", false),
+    ("etc/hosts", false),
+    ("etc/passwd", false),
+    ("etc/resolv.conf", false),
+];
+
+/// Creates the [`MOUNT_POINTS`] `rootfs` lacks: directories mode 0755 (/tmp 1777), files empty,
+/// mode 0644. Anything already there, a symlink included, is left alone, and nothing is created
+/// through a symlink (an /etc that is one gets no files).
+pub(crate) fn add_mount_points(rootfs: &Path) -> Result<()> {
+    let root = fsx::open_tree(rootfs).ctx("open dir", rootfs)?;
+    for (rel, is_dir) in MOUNT_POINTS {
+        let rel = Path::new(rel);
+        let path = rootfs.join(rel);
+        let (Some(parent), Some(name)) = (rel.parent(), rel.file_name()) else {
+            continue;
+        };
+        let dir = if parent.as_os_str().is_empty() {
+            root.try_clone().ctx("open dir", rootfs)?
+        } else {
+            match fsx::open_subdir(root.as_fd(), parent.as_os_str(), nix::fcntl::OFlag::O_PATH) {
+                Ok(fd) => fd,
+                Err(Errno::ENOENT | Errno::ENOTDIR | Errno::ELOOP) => continue,
+                Err(e) => return Err(e).ctx("open dir", rootfs.join(parent)),
+            }
+        };
+        if fsx::lstat_at(dir.as_fd(), name)
+            .ctx("stat", &path)?
+            .is_some()
+        {
+            continue;
+        }
+        let file = if *is_dir {
+            mkdirat(Some(dir.as_raw_fd()), name, Mode::from_bits_truncate(0o755))
+                .ctx("create", &path)?;
+            fsx::open_dir_file(dir.as_fd(), name).ctx("open dir", &path)?
+        } else {
+            fsx::create_file(dir.as_fd(), name).ctx("create", &path)?
+        };
+        let mode = match (*is_dir, name == "tmp") {
+            (true, true) => 0o1777,
+            (true, false) => 0o755,
+            (false, _) => 0o644,
+        };
+        file.set_permissions(Permissions::from_mode(mode))
+            .ctx("chmod", &path)?;
+    }
+    Ok(())
+}
+
 struct Applier<'a> {
     layer: &'a Path,
     rootfs: &'a Path,

@@ -8,7 +8,10 @@
 //! layers/<algo>/<hex>/      a layer unpacked once, keyed by its diff_id (uncompressed digest), so
 //!                           the same layer from an OCI blob and from a docker-archive is shared
 //! rootfs/<hex>/             an image's layers stacked, keyed by the manifest digest (hardlinks
-//!                           into layers/: use it read-only or under an overlay)
+//!                           into layers/: use it read-only or under an overlay), plus the
+//!                           launcher's mount points the image lacks, created empty
+//!                           ([`crate::assemble::MOUNT_POINTS`]: /proc, /sys, /dev, /tmp, /home,
+//!                           /etc/hosts, /etc/resolv.conf...; ours, not the image's content)
 //! images/<hex>.json         the record: digests, config, rootfs path, layers, sources
 //! tmp/                      work in progress; renamed into place when complete
 //! ```
@@ -283,6 +286,7 @@ impl Cache {
             for d in &dirs {
                 assemble::apply_layer(d, &work.path, self.opts.same_owner, &mut img.warnings)?;
             }
+            assemble::add_mount_points(&work.path)?;
             work.commit(&rootfs)?;
         }
         self.write_record(&img)?;

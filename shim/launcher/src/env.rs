@@ -113,6 +113,8 @@ mod tests {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            kernel: (6, 1),
+            overlayfs: true,
         }
     }
 

@@ -5,6 +5,7 @@
 use crate::image::{ImageConfig, ResolvedImage};
 use crate::options::{parse_binds, Net, Options, Resources, Verb};
 use crate::underlay::fake::FakeFs;
+use crate::underlay::Layer;
 use crate::{build, templates, HostFacts};
 use std::path::PathBuf;
 
@@ -31,6 +32,8 @@ fn host(uid: u32) -> HostFacts {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect(),
+        kernel: (6, 1),
+        overlayfs: true,
     }
 }
 
@@ -75,9 +78,14 @@ fn check(name: &str, uid: u32, image: ResolvedImage, opts: Options) {
     )
     .unwrap();
     let mut text = l.config_json();
-    text.push_str("--- skeleton\n");
-    for (p, e) in &l.underlay.skeleton {
-        text.push_str(&format!("{} {e:?}\n", p.display()));
+    for (name, tree) in [
+        ("rootfs", &l.underlay.skeleton),
+        ("under", &l.underlay.under),
+    ] {
+        text.push_str(&format!("--- {name}\n"));
+        for (p, e) in tree {
+            text.push_str(&format!("{} {e:?}\n", p.display()));
+        }
     }
     for (name, body) in &l.files {
         text.push_str(&format!("--- {name}\n{body}"));
@@ -256,4 +264,78 @@ fn fuse_and_x11() {
     no_display.env.clear();
     let l = build_with(&img, &opts, &no_display).unwrap();
     assert_eq!(l.warnings, ["--x11: DISPLAY is not set"]);
+}
+
+/// The underlay of a rootless exec from /scratch/run1 (so / lacks /scratch) on a host like
+/// [`host`]'s but for the kernel and the image's filesystem, and with or without --writable.
+fn underlay_with(kernel: (u32, u32), fs_type: i64, writable: bool) -> crate::underlay::Underlay {
+    let mut opts = Options::new(Verb::Exec {
+        command: vec!["true".into()],
+    });
+    opts.writable = writable;
+    let mut h = host(1001);
+    h.kernel = kernel;
+    let l = build(
+        templates::render(templates::DEFAULT_PROFILE, 1001, 1001).unwrap(),
+        &image(ImageConfig::default()),
+        &opts,
+        &h,
+        &FakeFs {
+            fs_type: Some(fs_type),
+            ..fs()
+        },
+        "/run/user/1001/husk-launch/husk-1-0".as_ref(),
+    )
+    .unwrap();
+    let readonly = l.config["root"]["readonly"].as_bool();
+    assert_eq!(readonly, Some(!writable));
+    let kinds: Vec<&str> = l.config["mounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["type"].as_str())
+        .collect();
+    assert_eq!(
+        kinds.contains(&"overlay"),
+        l.underlay
+            .mounts
+            .iter()
+            .any(|m| matches!(m, Layer::Overlay(_)))
+    );
+    l.underlay
+}
+
+#[test]
+fn overlays_only_where_the_kernel_and_options_allow() {
+    let split = |u: &crate::underlay::Underlay| -> Vec<PathBuf> {
+        let mut v: Vec<PathBuf> = u
+            .mounts
+            .iter()
+            .filter(|m| matches!(m, Layer::Split(_)))
+            .map(|m| m.path().to_path_buf())
+            .collect();
+        v.sort();
+        v
+    };
+    let overlaid = |u: &crate::underlay::Underlay| {
+        u.mounts
+            .iter()
+            .filter(|m| matches!(m, Layer::Overlay(_)))
+            .count()
+    };
+    const EXT4: i64 = 0xEF53;
+    // /etc lacks hosts and resolv.conf, /home lacks alice: one overlay each on 5.11 and later.
+    let u = underlay_with((5, 11), EXT4, false);
+    assert_eq!((overlaid(&u), split(&u).len()), (2, 0));
+    // Before 5.11 a user namespace cannot mount overlayfs; --writable needs writable binds; an
+    // image on a filesystem not known to work as a lower layer (Lustre here) gets binds too.
+    for u in [
+        underlay_with((5, 10), EXT4, false),
+        underlay_with((6, 1), EXT4, true),
+        underlay_with((6, 1), 0x0BD0_0BD0, false),
+    ] {
+        assert_eq!(overlaid(&u), 0);
+        assert_eq!(split(&u), [PathBuf::from("/etc"), "/home".into()]);
+        assert!(u.skeleton_root);
+    }
 }

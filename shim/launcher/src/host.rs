@@ -20,11 +20,21 @@ pub struct HostFacts {
     pub cwd: PathBuf,
     /// The launcher's environment, in order.
     pub env: Vec<(String, String)>,
+    /// The kernel's release, major and minor (0.0 when unreadable).
+    pub kernel: (u32, u32),
+    /// overlayfs is there (/sys/module/overlay: loaded or built in).
+    pub overlayfs: bool,
 }
 
 impl HostFacts {
     pub fn is_root(&self) -> bool {
         self.uid == 0
+    }
+
+    /// Can a read-only overlay be mounted, in a user namespace or not? Unprivileged overlayfs
+    /// came with Linux 5.11 (before it, a user namespace's root could not mount one).
+    pub fn overlay_in(&self, userns: bool) -> bool {
+        self.overlayfs && (!userns || self.kernel >= (5, 11))
     }
 
     /// Reads the effective ids, passwd entry, $HOME, cwd and environment.
@@ -54,7 +64,23 @@ impl HostFacts {
             home,
             cwd: std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/")),
             env,
+            kernel: nix::sys::utsname::uname()
+                .ok()
+                .and_then(|u| u.release().to_str().map(kernel_version))
+                .unwrap_or((0, 0)),
+            overlayfs: Path::new("/sys/module/overlay").exists(),
         }
+    }
+}
+
+/// "6.1.0-18-amd64" → (6, 1); (0, 0) when it does not start with two numbers.
+pub fn kernel_version(release: &str) -> (u32, u32) {
+    let mut n = release
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|p| p.parse::<u32>().ok());
+    match (n.next().flatten(), n.next().flatten()) {
+        (Some(a), Some(b)) => (a, b),
+        _ => (0, 0),
     }
 }
 
@@ -78,6 +104,10 @@ pub trait Fs {
     fn read(&self, path: &Path) -> Option<String>;
     /// Permission bits and owner uid (stat); None when missing or not known.
     fn mode(&self, _path: &Path) -> Option<(u32, u32)> {
+        None
+    }
+    /// The filesystem type (statfs f_type) `path` is on; None when unknown.
+    fn fs_type(&self, _path: &Path) -> Option<i64> {
         None
     }
     /// A device node's type ('c' or 'b'), major and minor (stat, following links); None otherwise.
@@ -133,6 +163,11 @@ impl Fs for RealFs {
         Some((m.mode() & 0o7777, m.uid()))
     }
 
+    fn fs_type(&self, path: &Path) -> Option<i64> {
+        let st = nix::sys::statfs::statfs(path).ok()?;
+        Some(st.filesystem_type().0 as i64)
+    }
+
     fn device(&self, path: &Path) -> Option<(char, u64, u64)> {
         use std::os::unix::fs::{FileTypeExt, MetadataExt};
         let m = std::fs::metadata(path).ok()?;
@@ -150,5 +185,33 @@ impl Fs for RealFs {
             nix::sys::stat::major(rdev),
             nix::sys::stat::minor(rdev),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kernel_versions() {
+        assert_eq!(kernel_version("6.1.0-18-amd64"), (6, 1));
+        assert_eq!(kernel_version("5.10.0"), (5, 10));
+        assert_eq!(kernel_version("6.18.44-fc-v769"), (6, 18));
+        assert_eq!(kernel_version("garbage"), (0, 0));
+        let h = |kernel, overlayfs| HostFacts {
+            uid: 1000,
+            gid: 1000,
+            user: "u".into(),
+            gecos: String::new(),
+            home: "/home/u".into(),
+            cwd: "/".into(),
+            env: vec![],
+            kernel,
+            overlayfs,
+        };
+        assert!(h((5, 11), true).overlay_in(true));
+        assert!(!h((5, 10), true).overlay_in(true));
+        assert!(h((5, 10), true).overlay_in(false));
+        assert!(!h((6, 1), false).overlay_in(false));
     }
 }

@@ -333,6 +333,8 @@ mod tests {
             home: "/home/u".into(),
             cwd: cwd.into(),
             env: vec![],
+            kernel: (6, 1),
+            overlayfs: true,
         }
     }
 

@@ -36,6 +36,15 @@ pub enum Net {
     None,
 }
 
+/// `--ipc`: which IPC namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipc {
+    /// The host's, even with --containall or a profile that has its own.
+    Host,
+    /// A new one.
+    Private,
+}
+
 /// One `--bind`: SRC (host, relative to the cwd when relative), DST (container, default SRC).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
@@ -80,7 +89,8 @@ pub struct Options {
     pub containall: bool,
     pub pwd: Option<PathBuf>,
     pub pid: bool,
-    pub ipc: bool,
+    /// None: the profile's (a new one with --containall).
+    pub ipc: Option<Ipc>,
     pub net: Option<Net>,
     pub hostname: Option<String>,
     /// Map the caller to root in a user namespace.
@@ -116,7 +126,7 @@ impl Options {
             containall: false,
             pwd: None,
             pid: false,
-            ipc: false,
+            ipc: None,
             net: None,
             hostname: None,
             fakeroot: false,

@@ -27,7 +27,7 @@
 //!
 //! Pure: nothing here touches the system.
 
-use crate::options::{parse_memory, Bind, Net, Options, OptionsError, Resources};
+use crate::options::{parse_memory, Bind, Ipc, Net, Options, OptionsError, Resources};
 use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
@@ -176,7 +176,7 @@ impl Sandbox {
         o.cleanenv = true;
         o.no_home = true;
         o.pid = true;
-        o.ipc = true;
+        o.ipc = Some(Ipc::Private);
         o.net = Some(Net::None);
         o.writable = false;
         o.fakeroot = false;

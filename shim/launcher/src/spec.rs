@@ -16,10 +16,10 @@ use crate::env::environment;
 use crate::host::{Fs, HostFacts};
 use crate::image::ResolvedImage;
 use crate::mounts::{self, MountError};
-use crate::options::{Net, Options, Overlay, Verb};
+use crate::options::{Ipc, Net, Options, Overlay, Verb};
 use crate::passwd;
 use crate::templates::TemplateError;
-use crate::underlay::{self, Entry, Underlay, UnderlayError};
+use crate::underlay::{self, Entry, Layer, Underlay, UnderlayError};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
@@ -129,27 +129,38 @@ pub fn build(
     } else {
         dests
     };
-    let under = underlay::plan(&image.rootfs, &dests, fs)?;
+    let mode = underlay_mode(opts, host, fs, &image.rootfs, bundle, userns);
+    let under = underlay::plan(&image.rootfs, &dests, mode, fs)?;
     let upper = opts.overlay.as_ref().map(|o| match o {
         Overlay::Tmpfs => bundle.join("overlay"),
         Overlay::Dir(d) => mounts::clean(&host.cwd, d),
     });
-    let (image_mounts, dirs) = image_mounts(
-        &under,
-        &image.rootfs,
+    let ctx = ImageMounts {
+        rootfs: &image.rootfs,
+        bundle,
         opts,
-        upper.as_deref(),
+        upper: upper.as_deref(),
         userns,
-        &plan.mounts,
-        fs,
-    )?;
+        later: &plan.mounts,
+    };
+    let (image_mounts, dirs) = ctx.build(&under, fs)?;
     let mut all = image_mounts;
     all.extend(plan.mounts.iter().map(|m| {
         json!({"destination": m.destination, "type": m.typ, "source": m.source, "options": m.options})
     }));
     all.extend(devices.mounts.iter().cloned());
     t["mounts"] = Value::Array(all);
-    t["root"] = json!({"path": "rootfs", "readonly": !opts.writable});
+    let root = if under.skeleton_root {
+        PathBuf::from(SKELETON)
+    } else {
+        image.rootfs.clone()
+    };
+    t["root"] = json!({"path": root, "readonly": !opts.writable});
+    if opts.overlay.is_none() {
+        // Every mount point exists (the underlay saw to it): the engine may make the root
+        // read-only before mounting anything, so that nothing can be created in the image.
+        t["annotations"][EARLY_READONLY] = json!("true");
+    }
     if has("uts") {
         if let Some(h) = &opts.hostname {
             t["hostname"] = json!(h);
@@ -179,10 +190,8 @@ pub fn build(
     linux(&mut t, opts, host, &nss, userns);
     let mut warnings = plan.warnings;
     apply_cdi(&mut t, &devices, &opts.cdi, userns, &mut warnings);
-    if !image.config.labels.is_empty() || t.get("annotations").is_some() {
-        for (k, v) in &image.config.labels {
-            t["annotations"][k] = json!(v);
-        }
+    for (k, v) in &image.config.labels {
+        t["annotations"][k] = json!(v);
     }
     serde_json::from_value::<oci_spec::runtime::Spec>(t.clone()).map_err(PlanError::Spec)?;
     let etc = |name: &str| fs.read(&image.rootfs.join("etc").join(name));
@@ -213,54 +222,126 @@ pub fn build(
     })
 }
 
-/// The image's entries, mounted first (everything else is mounted over them): read-only binds, or
-/// with an upper directory an overlay per directory (`upper/P` and `work/P` for image path P;
-/// `userxattr` in a user namespace, where trusted.* xattrs are out of reach), except where a later
-/// mount covers the directory whole (/proc, /dev, /tmp...). Also returns the host directories the
-/// overlays need.
-fn image_mounts(
-    under: &Underlay,
-    rootfs: &Path,
+/// What the underlay may do for this launch ([`underlay::Mode`]).
+fn underlay_mode(
     opts: &Options,
-    upper: Option<&Path>,
-    userns: bool,
-    later: &[mounts::Mount],
+    host: &HostFacts,
     fs: &dyn Fs,
-) -> Result<(Vec<Value>, Vec<PathBuf>), PlanError> {
-    let covered = |p: &Path| later.iter().any(|m| m.is_dir && m.destination == p);
-    let image_opts: &[&str] = if opts.writable {
-        &["rbind"]
-    } else {
-        &["rbind", "ro"]
-    };
-    let mut out = Vec::new();
-    let mut dirs = Vec::new();
-    for p in &under.binds {
-        let rel = p.strip_prefix("/").unwrap_or(p);
-        let src = rootfs.join(rel);
-        match upper {
-            Some(base) if !covered(p) && fs.stat(&src) == Some(crate::host::Kind::Dir) => {
-                let (up, work) = (base.join("upper").join(rel), base.join("work").join(rel));
-                let mut o = Vec::new();
-                for (k, v) in [("lowerdir", &src), ("upperdir", &up), ("workdir", &work)] {
-                    let text = v.to_str().filter(|t| !t.contains([',', ':', '\\']));
-                    let text = text.ok_or_else(|| PlanError::OverlayPath(v.clone()))?;
-                    o.push(format!("{k}={text}"));
-                }
-                if userns {
-                    o.push("userxattr".into());
-                }
-                out.push(
-                    json!({"destination": p, "type": "overlay", "source": "overlay", "options": o}),
-                );
-                dirs.extend([up, work]);
-            }
-            _ => out.push(
-                json!({"destination": p, "type": "bind", "source": src, "options": image_opts}),
-            ),
-        }
+    rootfs: &Path,
+    bundle: &Path,
+    userns: bool,
+) -> underlay::Mode {
+    if opts.overlay.is_some() {
+        return underlay::Mode {
+            overlay: false,
+            skeleton_root: true,
+        };
     }
-    Ok((out, dirs))
+    let overlay = !opts.writable
+        && host.overlay_in(userns)
+        && underlay::overlay_lower(fs.fs_type(rootfs))
+        && underlay::overlay_safe(rootfs)
+        && underlay::overlay_safe(&bundle.join(UNDER));
+    // --writable keeps the skeleton root of old: a new top-level entry lands in the launch
+    // directory as before, not in the image.
+    underlay::Mode {
+        overlay,
+        skeleton_root: opts.writable,
+    }
+}
+
+/// The launch directory's skeleton root (when the root is not the image itself).
+pub const SKELETON: &str = "rootfs";
+/// The launch directory's split directories and overlay layers ([`underlay`]).
+pub const UNDER: &str = "under";
+/// The engine's annotation: every mount point exists, make a read-only root read-only first
+/// (husk_runtime::rootfs::EARLY_READONLY).
+pub const EARLY_READONLY: &str = "run.husk.rootfs.early-readonly";
+
+/// What the underlay's mounts are made of.
+struct ImageMounts<'a> {
+    rootfs: &'a Path,
+    bundle: &'a Path,
+    opts: &'a Options,
+    /// --writable-tmpfs or --overlay: where the upper and work directories go.
+    upper: Option<&'a Path>,
+    userns: bool,
+    /// The mounts after the underlay.
+    later: &'a [mounts::Mount],
+}
+
+/// An overlay's options: `head`, then each (option, paths joined with ':'); no path may hold ',',
+/// ':' or '\\'. `userxattr` in a user namespace, where trusted.* xattrs are out of reach.
+fn overlay_options(
+    head: &[&str],
+    layers: &[(&str, &[&Path])],
+    userns: bool,
+) -> Result<Vec<String>, PlanError> {
+    let mut o: Vec<String> = head.iter().map(|s| s.to_string()).collect();
+    for (k, paths) in layers {
+        let mut texts = Vec::new();
+        for p in *paths {
+            let t = p.to_str().filter(|_| underlay::overlay_safe(p));
+            texts.push(t.ok_or_else(|| PlanError::OverlayPath(p.to_path_buf()))?);
+        }
+        o.push(format!("{k}={}", texts.join(":")));
+    }
+    if userns {
+        o.push("userxattr".into());
+    }
+    Ok(o)
+}
+
+impl ImageMounts<'_> {
+    /// The underlay's mounts, first (everything else is mounted over them): read-only binds of the
+    /// image's entries and of split directories, read-only overlays for missing entries. With an
+    /// upper directory each directory bound from the image is an overlay instead (`upper/P` and
+    /// `work/P` for image path P), except where a later mount covers the directory whole (/proc,
+    /// /dev, /tmp...). Also returns the host directories those overlays need.
+    fn build(
+        &self,
+        under: &Underlay,
+        fs: &dyn Fs,
+    ) -> Result<(Vec<Value>, Vec<PathBuf>), PlanError> {
+        let covered = |p: &Path| self.later.iter().any(|m| m.is_dir && m.destination == p);
+        let ro: &[&str] = if self.opts.writable { &[] } else { &["ro"] };
+        let mut out = Vec::new();
+        let mut dirs = Vec::new();
+        for layer in &under.mounts {
+            let p = layer.path();
+            let rel = p.strip_prefix("/").unwrap_or(p);
+            let src = self.rootfs.join(rel);
+            let skeleton = self.bundle.join(UNDER).join(rel);
+            let bind = |source: &Path, first: &str| {
+                let o: Vec<&str> = std::iter::once(first).chain(ro.iter().copied()).collect();
+                json!({"destination": p, "type": "bind", "source": source, "options": o})
+            };
+            match (layer, self.upper) {
+                (Layer::Split(_), _) => out.push(bind(&skeleton, "bind")),
+                (Layer::Overlay(_), _) => {
+                    // The image's P on top: P keeps its owner and mode.
+                    let lower: &[&Path] = &[&src, &skeleton];
+                    let o = overlay_options(&["ro"], &[("lowerdir", lower)], self.userns)?;
+                    out.push(json!({"destination": p, "type": "overlay", "source": "overlay", "options": o}));
+                }
+                (Layer::Image(_), Some(base))
+                    if !covered(p) && fs.stat(&src) == Some(crate::host::Kind::Dir) =>
+                {
+                    let (up, work) = (base.join("upper").join(rel), base.join("work").join(rel));
+                    let layers: [(&str, &[&Path]); 3] = [
+                        ("lowerdir", &[&src]),
+                        ("upperdir", &[&up]),
+                        ("workdir", &[&work]),
+                    ];
+                    let o = overlay_options(&[], &layers, self.userns)?;
+                    out.push(json!({"destination": p, "type": "overlay", "source": "overlay", "options": o}));
+                    dirs.extend([up, work]);
+                }
+                (Layer::Image(_), _) => out.push(bind(&src, "rbind")),
+            }
+        }
+        Ok((out, dirs))
+    }
 }
 
 fn strings(v: &Value) -> Vec<String> {
@@ -306,12 +387,17 @@ fn namespaces(t: &Value, opts: &Options, userns: bool) -> Vec<String> {
     add("mount", true);
     add("user", userns);
     add("pid", opts.containall || opts.pid);
-    add("ipc", opts.containall || opts.ipc);
+    add("ipc", opts.ipc == Some(Ipc::Private) || opts.containall);
     add("uts", opts.hostname.is_some());
-    match opts.net {
-        Some(Net::None) => add("network", true),
-        Some(Net::Host) => want.retain(|n| n != "network"),
-        None => {}
+    if opts.net == Some(Net::None) {
+        add("network", true);
+    }
+    // An explicit "host" wins over the profile and --containall.
+    if opts.ipc == Some(Ipc::Host) {
+        want.retain(|n| n != "ipc");
+    }
+    if opts.net == Some(Net::Host) {
+        want.retain(|n| n != "network");
     }
     NS_ORDER
         .iter()
@@ -411,7 +497,7 @@ impl Launch {
         serde_json::to_string_pretty(&self.config).expect("a Value serialises") + "\n"
     }
 
-    /// Writes config.json, the /etc files and the session root skeleton into `dir` (which exists).
+    /// Writes config.json, the /etc files and the underlay's directories into `dir` (which exists).
     pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
         let cfg = dir.join("config.json");
         std::fs::write(&cfg, self.config_json()).map_err(|source| WriteError {
@@ -435,16 +521,29 @@ impl Launch {
         for d in &self.dirs {
             std::fs::create_dir_all(d).map_err(err("create", d))?;
         }
-        let root = dir.join("rootfs");
-        std::fs::create_dir(&root).map_err(err("create", &root))?;
-        for (path, entry) in &self.underlay.skeleton {
-            let p = root.join(path.strip_prefix("/").unwrap_or(path));
-            match entry {
-                Entry::Dir => std::fs::create_dir(&p),
-                Entry::File => std::fs::File::create(&p).map(drop),
-                Entry::Symlink(target) => std::os::unix::fs::symlink(target, &p),
+        let trees = [
+            (
+                SKELETON,
+                &self.underlay.skeleton,
+                self.underlay.skeleton_root,
+            ),
+            (UNDER, &self.underlay.under, !self.underlay.under.is_empty()),
+        ];
+        for (name, tree, wanted) in trees {
+            if !wanted {
+                continue;
             }
-            .map_err(err("create", &p))?;
+            let base = dir.join(name);
+            std::fs::create_dir(&base).map_err(err("create", &base))?;
+            for (path, entry) in tree {
+                let p = base.join(path.strip_prefix("/").unwrap_or(path));
+                match entry {
+                    Entry::Dir => std::fs::create_dir(&p),
+                    Entry::File => std::fs::File::create(&p).map(drop),
+                    Entry::Symlink(target) => std::os::unix::fs::symlink(target, &p),
+                }
+                .map_err(err("create", &p))?;
+            }
         }
         Ok(())
     }
@@ -469,4 +568,41 @@ pub fn remove_launch_dir(dir: &Path) -> std::io::Result<()> {
         open_up(&work)?;
     }
     std::fs::remove_dir_all(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn nss(profile: &[&str], edit: impl FnOnce(&mut Options)) -> Vec<String> {
+        let list: Vec<Value> = profile.iter().map(|n| json!({"type": n})).collect();
+        let t = json!({"linux": {"namespaces": list}});
+        let mut o = Options::new(Verb::Exec {
+            command: vec!["true".into()],
+        });
+        edit(&mut o);
+        namespaces(&t, &o, false)
+    }
+
+    #[test]
+    fn ipc_host_private_and_containall() {
+        assert_eq!(nss(&["mount"], |_| {}), ["mount"]);
+        let private = |o: &mut Options| o.ipc = Some(Ipc::Private);
+        assert_eq!(nss(&["mount"], private), ["ipc", "mount"]);
+        assert_eq!(
+            nss(&["mount"], |o| o.containall = true),
+            ["pid", "ipc", "mount"]
+        );
+        // An explicit host wins over --containall and over the profile's own namespace.
+        let host = |o: &mut Options| {
+            o.containall = true;
+            o.ipc = Some(Ipc::Host);
+        };
+        assert_eq!(nss(&["mount"], host), ["pid", "mount"]);
+        let host = |o: &mut Options| o.ipc = Some(Ipc::Host);
+        assert_eq!(
+            nss(&["ipc", "network", "mount"], host),
+            ["network", "mount"]
+        );
+    }
 }

@@ -31,7 +31,19 @@ pub struct BundleArgs {
     pub launch: LaunchFlags,
 }
 
-pub fn run(g: &Global, a: BundleArgs) -> anyhow::Result<i32> {
+pub fn run(g: &Global, mut a: BundleArgs) -> anyhow::Result<i32> {
+    if a.launch.ipc.as_deref() == Some("") {
+        let mut words = vec![std::mem::take(&mut a.image), a.dir.display().to_string()];
+        words.append(&mut a.args);
+        launch::ipc_mode_from(&mut a.launch, &mut words);
+        if words.len() > 1 {
+            a.image = words.remove(0);
+            a.dir = PathBuf::from(words.remove(0));
+            a.args = words;
+        } else {
+            a.image = words.remove(0);
+        }
+    }
     if a.launch.sandbox.sandbox {
         // The preset is a config plus a supervisor (timeout, output caps, record): run it.
         return Err(usage("bundle: --sandbox applies to run and exec"));

@@ -115,6 +115,11 @@ fn run_image(g: &Global, a: ExecArgs) -> anyhow::Result<i32> {
 }
 
 pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
+    let mut words = vec![std::mem::take(&mut a.id)];
+    words.append(&mut a.command);
+    launch::ipc_mode_from(&mut a.launch, &mut words);
+    a.id = words.remove(0);
+    a.command = words;
     if let Some(name) = husk_launcher::instance::from_uri(&a.id) {
         a.id = husk_launcher::instance::container_id(name);
     } else if husk_launcher::image::is_image_arg(&a.id) {

@@ -53,7 +53,9 @@ pub fn features() -> serde_json::Value {
             "org.opencontainers.runtime-spec.features.husk.commit": env!("HUSK_COMMIT"),
             "org.opencontainers.runtime-spec.features.husk.cgroupv2-devices": "not enforced (no eBPF device filter)",
             "org.opencontainers.runtime-spec.features.husk.annotation.run.husk.landlock.write":
-                "PATH[:PATH...]: Landlock limits writes to these container paths (and the standard devices); best effort by kernel ABI, a warning without Landlock"
+                "PATH[:PATH...]: Landlock limits writes to these container paths (and the standard devices); best effort by kernel ABI, a warning without Landlock",
+            "org.opencontainers.runtime-spec.features.husk.annotation.run.husk.rootfs.early-readonly":
+                "true: every mount point exists in the rootfs and /dev is a mount; a read-only root is made read-only before the mounts, so nothing is ever created in it"
         }
     })
 }

@@ -9,7 +9,7 @@ use clap::{Args, ValueEnum};
 use husk_launcher::image::{CachedImages, ImageSource};
 use husk_launcher::options::{parse_binds, parse_cpus, parse_env, parse_env_file, parse_memory};
 use husk_launcher::{
-    cdi, templates, HostFacts, Launch, Net, Options, Overlay, RealFs, Resources, Verb,
+    cdi, templates, HostFacts, Ipc, Launch, Net, Options, Overlay, RealFs, Resources, Verb,
 };
 use husk_runtime::cgroup::Driver;
 use husk_runtime::CreateOptions;
@@ -43,9 +43,16 @@ pub struct LaunchFlags {
     /// New pid namespace (the program is pid 1)
     #[arg(long)]
     pub pid: bool,
-    /// New ipc namespace
-    #[arg(long)]
-    pub ipc: bool,
+    /// IPC namespace: host (the host's) or private (a new one; so is a bare --ipc), given as
+    /// --ipc=MODE or --ipc MODE [default: the profile's]
+    #[arg(
+        long,
+        value_name = "MODE",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = ""
+    )]
+    pub ipc: Option<String>,
     /// Network: the host's, or none (a new namespace with only loopback, up)
     /// [default: the profile's]
     #[arg(long, value_enum, value_name = "MODE")]
@@ -142,6 +149,17 @@ pub struct Request {
     pub engine: CreateOptions,
 }
 
+/// `--ipc host IMAGE ...`: clap takes the mode only after `=` (so that `husk exec --ipc IMAGE CMD`
+/// keeps meaning a new namespace), which leaves a bare --ipc and "host" or "private" as the first
+/// of `positionals`. When more follow, that word is the mode: take it off. (An image directory
+/// named host or private, after a bare --ipc, is then written ./host.)
+pub fn ipc_mode_from(flags: &mut LaunchFlags, positionals: &mut Vec<String>) {
+    let bare = flags.ipc.as_deref() == Some("");
+    if bare && positionals.len() > 1 && matches!(positionals[0].as_str(), "host" | "private") {
+        flags.ipc = Some(positionals.remove(0));
+    }
+}
+
 /// Checks a positional that would have been an IMAGE and says what went wrong with an id.
 pub fn reject_for_id(verb: &str, id: &str, flags: &LaunchFlags) -> anyhow::Result<()> {
     if flags.given() {
@@ -190,7 +208,16 @@ pub fn options(req: &Request) -> anyhow::Result<Options> {
     o.containall = f.containall;
     o.pwd = f.pwd.clone();
     o.pid = f.pid;
-    o.ipc = f.ipc;
+    o.ipc = match f.ipc.as_deref() {
+        None => None,
+        Some("" | "private") => Some(Ipc::Private),
+        Some("host") => Some(Ipc::Host),
+        Some(other) => {
+            return Err(usage(format!(
+                "--ipc {other:?}: unknown mode (host or private)"
+            )))
+        }
+    };
     o.net = f.net.map(|n| match n {
         NetArg::Host => Net::Host,
         NetArg::None => Net::None,

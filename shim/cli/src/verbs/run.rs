@@ -41,7 +41,12 @@ pub struct RunArgs {
     pub launch: LaunchFlags,
 }
 
-pub fn run(g: &Global, a: RunArgs) -> anyhow::Result<i32> {
+pub fn run(g: &Global, mut a: RunArgs) -> anyhow::Result<i32> {
+    let mut words = vec![std::mem::take(&mut a.b.id)];
+    words.append(&mut a.args);
+    launch::ipc_mode_from(&mut a.launch, &mut words);
+    a.b.id = words.remove(0);
+    a.args = words;
     if is_image_arg(&a.b.id) {
         return run_image(g, a);
     }

@@ -21,11 +21,23 @@ pub struct ShellArgs {
     /// Image: a rootfs directory such as ./rootfs, or docker://REF, oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE; or instance://NAME for a shell in a running instance
     #[arg(value_name = "IMAGE")]
     pub image: String,
+    /// Nothing, but the IMAGE after `--ipc host` (see [`launch::ipc_mode_from`])
+    #[arg(hide = true)]
+    pub rest: Vec<String>,
     #[command(flatten)]
     pub launch: LaunchFlags,
 }
 
-pub fn run(g: &Global, a: ShellArgs) -> anyhow::Result<i32> {
+pub fn run(g: &Global, mut a: ShellArgs) -> anyhow::Result<i32> {
+    let mut words = vec![std::mem::take(&mut a.image)];
+    words.append(&mut a.rest);
+    launch::ipc_mode_from(&mut a.launch, &mut words);
+    if let Some(extra) = words.get(1) {
+        return Err(super::usage(format!(
+            "shell: unexpected argument {extra:?}"
+        )));
+    }
+    a.image = words.remove(0);
     let tty = a.tty || std::io::stdin().is_terminal();
     if husk_launcher::instance::from_uri(&a.image).is_some() {
         launch::reject_for_id("shell", &a.image, &a.launch)?;

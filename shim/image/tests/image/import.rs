@@ -415,6 +415,67 @@ fn progress_reports_each_layer_to_completion() {
 }
 
 #[test]
+fn launcher_mount_points_are_added_to_the_cached_rootfs() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    let mut layout = Layout::new(&e.dir.join("oci"));
+    // Like a docker image: no /etc/hosts, /etc/resolv.conf a dangling link, no /tmp or /home.
+    let layer = Layer::new()
+        .dir("etc", 0o755)
+        .file("etc/passwd", b"root:x:0:0::/root:/bin/sh\n", 0o644)
+        .symlink("etc/resolv.conf", "../run/resolv.conf")
+        .tar();
+    layout.image("v1", &[layer]);
+    let img = e.cache.import(&oci(&layout.dir, "v1")).unwrap();
+    let r = &img.rootfs;
+    let mode = |p: &str| {
+        std::fs::symlink_metadata(r.join(p))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o7777
+    };
+    assert_eq!(std::fs::read(r.join("etc/hosts")).unwrap(), b"");
+    assert_eq!(mode("etc/hosts"), 0o644);
+    assert_eq!(mode("tmp"), 0o1777);
+    for d in ["proc", "sys", "dev", "home"] {
+        assert!(r.join(d).is_dir(), "{d}");
+        assert_eq!(mode(d), 0o755, "{d}");
+    }
+    // What the image has is left as it is, a link included (nothing made through it).
+    assert_eq!(
+        std::fs::read_to_string(r.join("etc/passwd")).unwrap(),
+        "root:x:0:0::/root:/bin/sh\n"
+    );
+    assert_eq!(
+        std::fs::read_link(r.join("etc/resolv.conf")).unwrap(),
+        Path::new("../run/resolv.conf")
+    );
+    assert!(!r.join("run").exists());
+    // The layer itself (shared with other images) gets nothing.
+    let layer_dir = e
+        .cache
+        .root()
+        .join("layers/sha256")
+        .join(img.layers[0].hex());
+    assert!(!layer_dir.join("etc/hosts").exists());
+
+    // An image whose /etc is a link gets no files through it.
+    let layer = Layer::new().dir("real", 0o755).symlink("etc", "real").tar();
+    layout.image("v2", &[layer]);
+    let img = e.cache.import(&oci(&layout.dir, "v2")).unwrap();
+    assert!(std::fs::symlink_metadata(img.rootfs.join("etc"))
+        .unwrap()
+        .file_type()
+        .is_symlink());
+    assert!(std::fs::read_dir(img.rootfs.join("real"))
+        .unwrap()
+        .next()
+        .is_none());
+    assert!(img.rootfs.join("tmp").is_dir());
+}
+
+#[test]
 fn list_remove_clean() {
     let e = env();
     let mut layout = Layout::new(&e.dir.join("oci"));

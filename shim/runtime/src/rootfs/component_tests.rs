@@ -34,6 +34,10 @@ enum Scenario {
     SymlinkProc,
     /// Like Userns, with MS_MOVE + chroot instead of pivot_root.
     NoPivot,
+    /// [`EARLY_READONLY`]: the root is read-only as soon as it is bound, before the mounts.
+    EarlyReadonly,
+    /// [`EARLY_READONLY`] with a mount point missing: refused, nothing created in the rootfs.
+    EarlyReadonlyMissing,
 }
 
 impl Scenario {
@@ -44,6 +48,8 @@ impl Scenario {
             Scenario::Rootless => "rootless",
             Scenario::SymlinkProc => "symlink-proc",
             Scenario::NoPivot => "no-pivot",
+            Scenario::EarlyReadonly => "early-readonly",
+            Scenario::EarlyReadonlyMissing => "early-readonly-missing",
         }
     }
 
@@ -54,6 +60,8 @@ impl Scenario {
             Scenario::Rootless,
             Scenario::SymlinkProc,
             Scenario::NoPivot,
+            Scenario::EarlyReadonly,
+            Scenario::EarlyReadonlyMissing,
         ]
         .into_iter()
         .find(|c| c.name() == s)
@@ -68,7 +76,34 @@ impl Scenario {
     }
 }
 
+/// The early read-only scenarios: few mounts, /newdir only when it is to be missing.
+fn early_config(scenario: Scenario) -> Spec {
+    let mut mounts = vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc"}),
+        json!({"destination": "/tmp", "type": "tmpfs", "source": "tmpfs"}),
+        // The default devices and /dev links are made in /dev: a mount of its own.
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}),
+    ];
+    if scenario == Scenario::EarlyReadonlyMissing {
+        mounts.push(json!({"destination": "/newdir", "type": "tmpfs", "source": "tmpfs"}));
+    }
+    let v = json!({
+        "ociVersion": "1.0.2",
+        "root": {"path": "rootfs", "readonly": true},
+        "annotations": {EARLY_READONLY: "true"},
+        "mounts": mounts,
+        "linux": {"namespaces": [{"type": "pid"}, {"type": "mount"}]}
+    });
+    serde_json::from_value(v).unwrap()
+}
+
 fn config(dir: &Path, scenario: Scenario) -> Spec {
+    if matches!(
+        scenario,
+        Scenario::EarlyReadonly | Scenario::EarlyReadonlyMissing
+    ) {
+        return early_config(scenario);
+    }
     let mut devices = vec![];
     if scenario == Scenario::Root {
         devices.push(
@@ -141,6 +176,31 @@ fn run_child(dir: &Path, scenario: Scenario) -> Result<(), String> {
         return match plan.prepare() {
             Err(e) if e.to_string().contains("resolve /proc in rootfs") => Ok(()),
             other => Err(format!("expected a refusal to mount proc, got {other:?}")),
+        };
+    }
+    if scenario == Scenario::EarlyReadonlyMissing {
+        return match plan.prepare() {
+            Err(e) if e.to_string().contains("resolve /newdir in rootfs: EROFS") => Ok(()),
+            other => Err(format!("expected EROFS for /newdir, got {other:?}")),
+        };
+    }
+    if scenario == Scenario::EarlyReadonly {
+        plan.prepare().map_err(|e| format!("prepare: {e}"))?;
+        let rootfs = dir.join("rootfs");
+        let ro_at_once = is_ro(rootfs.to_str().unwrap());
+        plan.pivot().map_err(|e| format!("pivot: {e}"))?;
+        plan.finalize().map_err(|e| format!("finalize: {e}"))?;
+        let checks = [
+            ("read-only before pivot", ro_at_once),
+            ("root read-only", erofs("/newfile")),
+            ("/tmp writable", std::fs::write("/tmp/f", "x").is_ok()),
+            ("proc mounted", fs_is("/proc", PROC_SUPER_MAGIC)),
+        ];
+        let failed: Vec<_> = checks.iter().filter(|c| !c.1).map(|c| c.0).collect();
+        return if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(format!("failed checks: {failed:?}"))
         };
     }
     plan.prepare().map_err(|e| format!("prepare: {e}"))?;
@@ -425,6 +485,7 @@ fn run(scenario: Scenario) {
                 .map(|e| e.unwrap().file_name()),
         )
         .collect();
+    let newdir = dir.join("rootfs/newdir").exists();
     let realproc_empty =
         std::fs::read_dir(dir.join("rootfs/realproc")).map_or(true, |mut d| d.next().is_none());
     let _ = std::fs::remove_dir_all(&dir);
@@ -440,6 +501,10 @@ fn run(scenario: Scenario) {
         "{test}: escaped into outside: {leaked:?}"
     );
     assert!(realproc_empty, "{test}: proc reached through a symlink");
+    assert!(
+        !newdir,
+        "{test}: a mount point was created in a read-only root"
+    );
 }
 
 #[test]
@@ -465,4 +530,14 @@ fn executor_no_pivot() {
 #[test]
 fn proc_through_symlink_refused() {
     run(Scenario::SymlinkProc);
+}
+
+#[test]
+fn early_readonly_root() {
+    run(Scenario::EarlyReadonly);
+}
+
+#[test]
+fn early_readonly_root_creates_nothing() {
+    run(Scenario::EarlyReadonlyMissing);
 }

@@ -100,6 +100,10 @@ pub fn prepare<E: From<RootfsError>>(
         source,
     })?;
     let root = open_dir(&rootfs)?;
+    if plan.readonly_early {
+        log::debug!("rootfs: remount / read-only before the mounts");
+        remount_bind(root.as_fd(), Path::new("/"), &read_only())?;
+    }
     for op in &plan.mounts {
         if matches!(op.kind, MountKind::Cgroup { .. }) {
             before_cgroup()?;
@@ -214,6 +218,11 @@ pub fn remount_bind(
     let base = MsFlags::MS_BIND | MsFlags::MS_REMOUNT;
     let want = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     let kept = kept_flags(st.flags(), o.cleared, o.atime_given);
+    if unchanged(st.flags(), want | kept) {
+        // The mount has these flags already (a bind of /proc asking for nosuid,noexec,nodev).
+        log::trace!("remount({dest:?}): flags already {:?}", want | kept);
+        return Ok(());
+    }
     let run = |flags: MsFlags| {
         log::trace!("remount({dest:?}, {flags:?})");
         mount(
@@ -232,6 +241,19 @@ pub fn remount_bind(
         path: dest.into(),
         source,
     })
+}
+
+/// Would a remount to `flags` leave a mount whose statvfs flags are `st` as it is? Only for flags
+/// statvfs reports (a strictatime, say, cannot be seen there: always remounted).
+fn unchanged(st: FsFlags, flags: MsFlags) -> bool {
+    let seen = MsFlags::MS_RDONLY
+        | MsFlags::MS_NOSUID
+        | MsFlags::MS_NODEV
+        | MsFlags::MS_NOEXEC
+        | MsFlags::MS_NOATIME
+        | MsFlags::MS_NODIRATIME
+        | MsFlags::MS_RELATIME;
+    seen.contains(flags) && kept_flags(st, MsFlags::empty(), false) == flags
 }
 
 /// The mount flags of an existing mount (statvfs `f_flag`) that a remount must repeat, minus those
@@ -344,15 +366,18 @@ pub fn finalize(plan: &Plan) -> Result<(), RootfsError> {
         log::debug!("rootfs: readonly {path:?}");
         readonly(root, path)?;
     }
-    if plan.readonly {
+    if plan.readonly && !plan.readonly_early {
         log::debug!("rootfs: remount / read-only");
-        let ro = MountOptions {
-            flags: MsFlags::MS_RDONLY,
-            ..MountOptions::default()
-        };
-        remount_bind(root, Path::new("/"), &ro)?;
+        remount_bind(root, Path::new("/"), &read_only())?;
     }
     Ok(())
+}
+
+fn read_only() -> MountOptions {
+    MountOptions {
+        flags: MsFlags::MS_RDONLY,
+        ..MountOptions::default()
+    }
 }
 
 fn missing(e: Errno) -> bool {
@@ -417,11 +442,7 @@ fn readonly(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
         "",
         path,
     )?;
-    let ro = MountOptions {
-        flags: MsFlags::MS_RDONLY,
-        ..MountOptions::default()
-    };
-    remount_bind(root, path, &ro)
+    remount_bind(root, path, &read_only())
 }
 
 #[cfg(test)]
@@ -439,6 +460,19 @@ mod tests {
             kept_flags(st, MsFlags::MS_RDONLY, true),
             MsFlags::MS_NOSUID | MsFlags::MS_NODEV
         );
+    }
+
+    #[test]
+    fn remount_skipped_only_when_nothing_changes() {
+        let proc =
+            FsFlags::ST_NOSUID | FsFlags::ST_NODEV | FsFlags::ST_NOEXEC | FsFlags::ST_RELATIME;
+        let same =
+            MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME;
+        assert!(unchanged(proc, same));
+        assert!(!unchanged(proc, same | MsFlags::MS_RDONLY));
+        // Clearing a flag (the config said "suid") is a change.
+        assert!(!unchanged(proc, same & !MsFlags::MS_NOSUID));
+        assert!(!unchanged(proc, same | MsFlags::MS_STRICTATIME));
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! inside the container's new mount namespace.
 //!
 //! CONTRACT (used by process/init, in the child, in this order):
-//! `Plan::prepare` (propagation, bind the rootfs onto itself, every `mounts` entry, default devices,
-//! /dev symlinks and ptmx) → [createContainer hooks] → `Plan::pivot` (pivot_root, or MS_MOVE+chroot with
+//! `Plan::prepare` (propagation, bind the rootfs onto itself, read-only at once with
+//! [`EARLY_READONLY`], every `mounts` entry, default devices, /dev symlinks and ptmx) → [createContainer hooks] → `Plan::pivot` (pivot_root, or MS_MOVE+chroot with
 //! no_pivot) → `Plan::finalize` (masked paths, readonly paths, readonly root).
 //!
 //! Invariants:
@@ -88,6 +88,13 @@ pub enum RootfsError {
     },
 }
 
+/// Annotation: "true" says every mount point already exists in the rootfs and /dev is a mount of
+/// its own (husk's launcher sees to both), so a read-only root is made read-only right after it is
+/// bound, before any mount: nothing can then be created in it, whatever the mounts ask (a missing
+/// mount point is EROFS). Without it a read-only root is remounted last, as runc does, after
+/// missing mount points and the default devices were created.
+pub const EARLY_READONLY: &str = "run.husk.rootfs.early-readonly";
+
 /// How the rootfs is to be set up.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
@@ -128,6 +135,8 @@ pub struct MountOp {
 pub struct Plan {
     pub rootfs: PathBuf,
     pub readonly: bool,
+    /// Make the read-only root read-only before the mounts ([`EARLY_READONLY`]).
+    pub readonly_early: bool,
     pub options: Options,
     /// Propagation of `/` in the new mount namespace (`linux.rootfsPropagation`, default rprivate).
     pub propagation: MsFlags,
@@ -172,9 +181,16 @@ pub fn plan(spec: &Spec, bundle: &Path, options: &Options) -> Result<Plan, Rootf
             .map(|p| clean(Path::new(p)))
             .collect()
     };
+    let readonly = root.readonly().unwrap_or(false);
+    let early = spec
+        .annotations()
+        .as_ref()
+        .and_then(|a| a.get(EARLY_READONLY))
+        .is_some_and(|v| v == "true");
     Ok(Plan {
         rootfs: bundle.join(root.path()),
-        readonly: root.readonly().unwrap_or(false),
+        readonly,
+        readonly_early: readonly && early,
         options: options.clone(),
         propagation,
         mounts,

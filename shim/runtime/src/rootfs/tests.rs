@@ -271,3 +271,13 @@ fn plan_is_printable() {
     let s = format!("{p:?}");
     assert!(s.contains("MS_STRICTATIME"), "{s}");
 }
+
+#[test]
+fn early_readonly_needs_the_annotation_and_a_readonly_root() {
+    let early = |extra| plan_of(&spec(extra), Options::default()).readonly_early;
+    assert!(!early(json!({})));
+    assert!(early(json!({"annotations": {EARLY_READONLY: "true"}})));
+    assert!(!early(json!({"annotations": {EARLY_READONLY: "yes"}})));
+    let rw = json!({"annotations": {EARLY_READONLY: "true"}, "root": {"readonly": false}});
+    assert!(!early(rw));
+}

@@ -20,7 +20,16 @@ use std::time::Duration;
 /// How long the watcher gives the program after SIGTERM when the TTL passes.
 pub const TTL_GRACE: Duration = Duration::from_secs(10);
 
-pub fn start(g: &Global, a: StartArgs) -> anyhow::Result<i32> {
+pub fn start(g: &Global, mut a: StartArgs) -> anyhow::Result<i32> {
+    let mut words = vec![std::mem::take(&mut a.image), std::mem::take(&mut a.name)];
+    words.append(&mut a.args);
+    launch::ipc_mode_from(&mut a.launch, &mut words);
+    if words.len() < 2 {
+        return Err(usage("instance start: IMAGE and NAME needed"));
+    }
+    a.image = words.remove(0);
+    a.name = words.remove(0);
+    a.args = words;
     inst::validate_name(&a.name).map_err(|e| usage(e.to_string()))?;
     if a.launch.sandbox.sandbox {
         return Err(usage("instance start: --sandbox is not supported"));
