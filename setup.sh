@@ -38,6 +38,8 @@ fi
 
 step build
 cargo build --release -p husk
+# The binary to install: static, non-PIE, hot code packed (README "Static build").
+cargo build-static
 # The probe runs inside a rootfs without libc: static, gnu target (no musl here); --target keeps
 # RUSTFLAGS off the host build scripts. See shim/probe/src/main.rs.
 RUSTFLAGS='-C target-feature=+crt-static' \
