@@ -148,6 +148,8 @@ fn build(
         setgroups_allowed,
     };
     let hooks = spec.hooks().clone().unwrap_or_default();
+    let none =
+        |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_deref().unwrap_or_default().is_empty();
     let ctx = InitContext {
         console,
         console_size: process
@@ -158,17 +160,9 @@ fn build(
         hooks_create_container: hooks.create_container().clone().unwrap_or_default(),
         hooks_start_container: hooks.start_container().clone().unwrap_or_default(),
         state_json: state_json(&record, Status::Creating),
-        overlap_cgroup_setup: hooks.prestart().as_deref().unwrap_or_default().is_empty()
-            && hooks
-                .create_runtime()
-                .as_deref()
-                .unwrap_or_default()
-                .is_empty()
-            && hooks
-                .create_container()
-                .as_deref()
-                .unwrap_or_default()
-                .is_empty(),
+        overlap_cgroup_setup: none(hooks.prestart())
+            && none(hooks.create_runtime())
+            && none(hooks.create_container()),
         ..base
     };
     let resources = linux.resources().clone();

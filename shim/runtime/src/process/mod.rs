@@ -111,9 +111,10 @@ pub(crate) fn init_unshares(ctx: &InitContext) -> CloneFlags {
     ctx.ns.clone_flags - CloneFlags::CLONE_NEWCGROUP - clone_flags(ctx)
 }
 
-/// Clones the init into its new namespaces ([`clone_flags`]; the init makes the rest). In the parent, between clone and the sync points: `map` ([1a]: id maps)
-/// and then `after_map` ([1b]: cgroup, state, prestart/createRuntime hooks). On any failure the
-/// child is killed and reaped before the error returns, so nothing is left running.
+/// Clones the init into its new namespaces ([`clone_flags`]; the init makes the rest). In the
+/// parent, between clone and the sync points: `map` ([1a]: id maps) and then `after_map` ([1b]:
+/// cgroup, state, prestart/createRuntime hooks). On any failure the child is killed and reaped
+/// before the error returns, so nothing is left running.
 pub fn spawn_init<E: From<ProcessError>>(
     ctx: &InitContext,
     map: impl FnOnce(Pid) -> Result<(), E>,
