@@ -81,6 +81,10 @@ The exact config.json the container was created from.
 \fI<root>/<id>/exec.fifo\fR
 Present between create and start.
 .TP
+\fI<root>/<id>/started\fR
+Empty; made by \fBrun\fR once the container's process has exec'd (instead of rewriting
+state.json).
+.TP
 \fI$XDG_RUNTIME_DIR/husk\-launch/<id>/\fR (root: \fI/run/husk\-launch/<id>/\fR)
 A launch's bundle (config.json, passwd, group, the rebuilt directories: \fIrootfs\fR when the
 root is not the image itself, \fIunder\fR for the overlays' layers and split directories; with
