@@ -6,11 +6,10 @@ use super::create::BundleArgs;
 use super::launch::{self, LaunchFlags};
 use super::{context_id, options, usage, warn_all};
 use crate::cli::Global;
-use anyhow::Context;
 use clap::Args;
 use husk_launcher::image::is_image_arg;
-use husk_runtime::container::{create, delete, CreateMode};
-use husk_runtime::{process, Container, CreateOptions, GlobalOptions};
+use husk_runtime::container::{create, CreateMode};
+use husk_runtime::{process, CreateOptions, GlobalOptions};
 
 #[derive(Debug, Args)]
 #[command(trailing_var_arg = true)]
@@ -115,8 +114,7 @@ pub fn foreground(
         return result;
     }
     // Foreground (or failed detach): the container is over; remove it.
-    let c = Container::open(opts, id).with_context(|| format!("run container {id}"))?;
-    match delete(&c, true) {
+    match created.remove() {
         Ok(w) => warn_all(&w),
         Err(e) => log::warn!("clean up container {id}: {e}"),
     }

@@ -78,7 +78,6 @@ fn build(
     cgroup_made: &mut Option<Cgroup>,
 ) -> Result<Created, ContainerError> {
     let spec = loaded.spec;
-    dir.write_file(state::SAVED_CONFIG, &loaded.raw)?;
     let linux = spec.linux().clone().unwrap_or_default();
     let process = spec.process().clone().unwrap_or_default();
     let mut warnings = Vec::new();
@@ -136,7 +135,8 @@ fn build(
         bundle: bundle.to_path_buf(),
         rootfs: rootfs_path,
         created: state::now_rfc3339(),
-        owner: owner_name(euid.as_raw()),
+        // Filled in after clone, with the other work the init does not wait for.
+        owner: String::new(),
         annotations: spec
             .annotations()
             .clone()
@@ -177,7 +177,10 @@ fn build(
         record.pid = pid.as_raw();
         record.pid_start = state::pid_start_time(pid.as_raw()).unwrap_or(0);
         // Saved before the cgroup is made: if husk dies from here on, delete --force knows the
-        // init and the cgroup. (Dying earlier leaves no cgroup, and the init dies with us.)
+        // init and the cgroup. (Dying earlier leaves no cgroup, and the init dies with us.) The
+        // saved config first: whoever finds the record may read it.
+        dir.write_file(state::SAVED_CONFIG, &loaded.raw)?;
+        record.owner = owner_name(euid.as_raw());
         dir.save(&record)?;
         *cgroup_made = Some(cgroup.clone());
         cgroup.enter(pid.as_raw(), resources.as_ref())?;
@@ -224,6 +227,17 @@ fn build(
 }
 
 impl Created {
+    /// `run` in the foreground, once the container is over: [`super::ops::delete`] (forced) from
+    /// what is in memory, without reading the record and the config back.
+    pub fn remove(self) -> Result<Vec<String>, ContainerError> {
+        let spec = self.spec;
+        let c = super::Container {
+            dir: self.dir,
+            record: Some(self.record),
+        };
+        super::ops::delete_with(&c, true, Some(&spec))
+    }
+
     /// `run`: lets the init exec, records it as started, runs poststart hooks (failures are warnings,
     /// returned for the CLI to log).
     pub fn release(&mut self) -> Result<Vec<String>, ContainerError> {

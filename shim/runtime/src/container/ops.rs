@@ -121,6 +121,16 @@ pub fn kill(c: &Container, sig: Signal, all: bool) -> Result<(), ContainerError>
 /// Removes a stopped container (with `force`, kills it first): processes, cgroup, state.
 /// poststop hook failures are returned as warnings.
 pub fn delete(c: &Container, force: bool) -> Result<Vec<String>, ContainerError> {
+    delete_with(c, force, None)
+}
+
+/// [`delete`], with the container's spec at hand (`run` still holds it) instead of reading the
+/// saved config back for the poststop hooks.
+pub(super) fn delete_with(
+    c: &Container,
+    force: bool,
+    spec: Option<&oci_spec::runtime::Spec>,
+) -> Result<Vec<String>, ContainerError> {
     let _lock = c.dir.lock()?;
     let Some(rec) = &c.record else {
         // create died before writing state: nothing ran, only the directory is left.
@@ -142,8 +152,14 @@ pub fn delete(c: &Container, force: bool) -> Result<Vec<String>, ContainerError>
         }
     }
     let mut warnings = Vec::new();
-    if let Ok(loaded) = crate::spec::load_file(&c.dir.saved_config()) {
-        if let Some(h) = loaded.spec.hooks() {
+    let loaded = match spec {
+        Some(s) => Some(std::borrow::Cow::Borrowed(s)),
+        None => crate::spec::load_file(&c.dir.saved_config())
+            .ok()
+            .map(|l| std::borrow::Cow::Owned(l.spec)),
+    };
+    if let Some(spec) = loaded {
+        if let Some(h) = spec.hooks() {
             let json = state_json(rec, Status::Stopped);
             warnings = hooks::run_all(
                 "poststop",
