@@ -41,7 +41,7 @@ pub enum ContainerError {
         status: Status,
         op: &'static str,
     },
-    #[error("container {0} has no state (its create did not finish); delete --force removes it")]
+    #[error("container {0} has no state yet (its create is still running, or died); delete --force removes it")]
     Incomplete(String),
     #[error("{op} {path}: {source}")]
     Io {
