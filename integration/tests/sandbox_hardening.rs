@@ -217,11 +217,14 @@ fn landlock_annotation_bad_value_fails_create_cleanly(t: &Ctx) {
 }
 
 fn loopback_is_up_and_nothing_else_is_reachable(t: &Ctx) {
-    // A server and a client inside, over 127.0.0.1; the client retries until the server listens
-    // (a poll bounded by 100 tries, not a sleep).
-    let script = "nc -l -p 9999 > /tmp/got & \
-        for i in $(seq 100); do echo over-lo | nc 127.0.0.1 9999 && break; usleep 50000; done; \
-        wait; echo got=$(cat /tmp/got); echo flags=$(cat /sys/class/net/lo/flags); \
+    // A server and a client inside, over 127.0.0.1; the client retries until the server listens,
+    // then the output is polled for what arrived (each poll bounded by 100 tries, not a sleep).
+    // The server's stdin is a pipe that stays open: busybox's small nc exits as soon as its stdin
+    // reads EOF, which raced with the data arriving (a background job's stdin is /dev/null).
+    let script = "sleep 600 | nc -l -p 9999 > /tmp/got & \
+        for i in $(seq 100); do echo over-lo | nc 127.0.0.1 9999 2>/dev/null && break; usleep 50000; done; \
+        for i in $(seq 100); do grep -q over-lo /tmp/got && break; usleep 50000; done; \
+        echo got=$(cat /tmp/got); echo flags=$(cat /sys/class/net/lo/flags); \
         nc -w 2 192.0.2.1 80 </dev/null 2>&1; echo outside=$?; cat /proc/net/route";
     let out = sandbox(t, &["--json"], script).ok();
     let text = stdout_of(&out.json());
