@@ -160,14 +160,7 @@ fn image_cmd_env_and_label_are_honoured(t: &Ctx) {
         let script = "echo \"bash=${BASH_VERSION%%.*} path=$PATH\"; exit 3";
         let env = [("PATH", "/opt/husk-test/bin:/usr/bin:/bin")];
         let args = d.args(&["run", src]);
-        let launch = Launch {
-            env: env
-                .iter()
-                .map(|(k, v)| (k.to_string(), v.to_string()))
-                .collect(),
-            ..Launch::default()
-        };
-        let out = t.spawn_with(&args, Some(script), &launch).wait().code(3);
+        let out = t.spawn_env(&args, Some(script), &env).wait().code(3);
         assert_eq!(out.stdout, format!("bash=5 path={IMAGE_PATH}\n"), "{out}");
     }
     // The label: in the cache's record and as an annotation of the spec.

@@ -309,9 +309,8 @@ impl ImageMounts<'_> {
         let mut dirs = Vec::new();
         for layer in &under.mounts {
             let p = layer.path();
-            let rel = p.strip_prefix("/").unwrap_or(p);
-            let src = self.rootfs.join(rel);
-            let skeleton = self.bundle.join(UNDER).join(rel);
+            let src = underlay::inside(self.rootfs, p);
+            let skeleton = underlay::inside(&self.bundle.join(UNDER), p);
             let bind = |source: &Path, first: &str| {
                 let o: Vec<&str> = std::iter::once(first).chain(ro.iter().copied()).collect();
                 json!({"destination": p, "type": "bind", "source": source, "options": o})
@@ -327,7 +326,10 @@ impl ImageMounts<'_> {
                 (Layer::Image(_), Some(base))
                     if !covered(p) && fs.stat(&src) == Some(crate::host::Kind::Dir) =>
                 {
-                    let (up, work) = (base.join("upper").join(rel), base.join("work").join(rel));
+                    let (up, work) = (
+                        underlay::inside(&base.join("upper"), p),
+                        underlay::inside(&base.join("work"), p),
+                    );
                     let layers: [(&str, &[&Path]); 3] = [
                         ("lowerdir", &[&src]),
                         ("upperdir", &[&up]),
@@ -536,7 +538,7 @@ impl Launch {
             let base = dir.join(name);
             std::fs::create_dir(&base).map_err(err("create", &base))?;
             for (path, entry) in tree {
-                let p = base.join(path.strip_prefix("/").unwrap_or(path));
+                let p = underlay::inside(&base, path);
                 match entry {
                     Entry::Dir => std::fs::create_dir(&p),
                     Entry::File => std::fs::File::create(&p).map(drop),

@@ -88,8 +88,9 @@ pub struct Mode {
 /// Symlinks followed in one resolution, as the engine's resolver and the kernel allow.
 const MAX_LINKS: usize = 40;
 
-fn in_image(rootfs: &Path, p: &Path) -> PathBuf {
-    rootfs.join(p.strip_prefix("/").unwrap_or(p))
+/// Container path `p` under the directory `root` (the image, the skeleton, a layer).
+pub(crate) fn inside(root: &Path, p: &Path) -> PathBuf {
+    root.join(p.strip_prefix("/").unwrap_or(p))
 }
 
 /// Queues the components of `path` before what is already queued ("." and "/" dropped).
@@ -132,7 +133,7 @@ fn walk(
         let kind = match known.or_else(|| made.get(&next)) {
             Some(Entry::Dir) => Some(Kind::Dir),
             Some(_) => Some(Kind::File),
-            None => fs.lstat(&in_image(rootfs, &next)),
+            None => fs.lstat(&inside(rootfs, &next)),
         };
         match kind {
             Some(Kind::Dir) => done = next,
@@ -264,7 +265,7 @@ impl Layout<'_> {
         if !root && !dir.parent().is_some_and(|p| self.splits.contains(p)) {
             u.mounts.push(Layer::Split(dir.to_path_buf()));
         }
-        let path = in_image(self.rootfs, dir);
+        let path = inside(self.rootfs, dir);
         let listing = fs.list(&path).map_err(|source| UnderlayError {
             path: path.clone(),
             destination: self.a_destination_in(dir),

@@ -101,7 +101,6 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     let mut gate = CgroupGate {
         ctx,
         chan: Some(chan),
-        passed: false,
     };
     if !ctx.overlap_cgroup_setup {
         gate.pass()?;
@@ -135,17 +134,15 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
 /// hooks). Only then may the cgroup namespace be made: its root is the cgroup we are in.
 struct CgroupGate<'a> {
     ctx: &'a InitContext,
-    /// None: nothing to wait for (the in-place run).
+    /// None once passed, or with nothing to wait for (the in-place run).
     chan: Option<&'a Channel>,
-    passed: bool,
 }
 
 impl CgroupGate<'_> {
     fn pass(&mut self) -> Result<(), InitError> {
-        let Some(chan) = self.chan.filter(|_| !self.passed) else {
+        let Some(chan) = self.chan.take() else {
             return Ok(());
         };
-        self.passed = true;
         match chan.recv().map_err(sys("sync [1b]"))? {
             Some(Msg::Go) => {}
             other => return Err(InitError::Protocol(other)),
@@ -231,11 +228,7 @@ fn build_root(ctx: &InitContext, gate: &mut CgroupGate<'_>) -> Result<(), InitEr
 pub fn in_place(ctx: &InitContext) -> Result<Infallible, InitError> {
     enter(ctx)?;
     // The caller unshared every namespace itself; there is no parent to wait for.
-    let mut gate = CgroupGate {
-        ctx,
-        chan: None,
-        passed: true,
-    };
+    let mut gate = CgroupGate { ctx, chan: None };
     build_root(ctx, &mut gate)?;
     let exe = find_executable(&ctx.process)?;
     apply_apparmor(&ctx.process)?;

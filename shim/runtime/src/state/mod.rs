@@ -293,11 +293,7 @@ impl Record {
     /// Works the status out from liveness, the fifo and the freezer.
     pub fn status(&self, dir: &Dir) -> Status {
         if !self.alive() {
-            return if self.phase == Phase::Creating && self.pid == 0 {
-                Status::Creating
-            } else {
-                Status::Stopped
-            };
+            return Status::Stopped;
         }
         match self.phase {
             Phase::Creating if !dir.started() => Status::Creating,
