@@ -104,9 +104,19 @@ pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<(), CgroupError> {
     let pid = pid.to_string();
     for dir in dirs {
         let procs = dir.join(PROCS);
-        fs::write(&procs, &pid).map_err(io("add pid to", &procs))?;
+        write_existing(&procs, &pid).map_err(io("add pid to", &procs))?;
     }
     Ok(())
+}
+
+/// Writes `value` to an existing file in one write(2): no O_CREAT or O_TRUNC, which a cgroupfs
+/// file ignores anyway.
+fn write_existing(path: &Path, value: &str) -> std::io::Result<()> {
+    use std::io::Write;
+    fs::OpenOptions::new()
+        .write(true)
+        .open(path)?
+        .write_all(value.as_bytes())
 }
 
 /// Every controller libcgroups drives, with the first mount point that serves it.
@@ -172,35 +182,59 @@ pub fn ensure_unused(dir: &Path) -> Result<(), CgroupError> {
     }
 }
 
-pub fn create_v1(dirs: &[PathBuf]) -> Result<(), CgroupError> {
-    for dir in dirs {
-        fs::create_dir_all(dir).map_err(io("create cgroup", dir))?;
-        fill_cpuset(dir)?;
+/// Creates the container's directory in each v1 hierarchy (`(controller, dir)` as `leaf_dirs`
+/// gives them). A directory that already exists must hold no process; a fresh one is empty by
+/// definition, so the common case costs one mkdir per hierarchy.
+pub fn create_v1(leaf: &[(String, PathBuf)]) -> Result<(), CgroupError> {
+    // A cpuset co-mounted with a controller that sorts next to it is listed under that one's name.
+    let cpuset_listed = leaf.iter().any(|(c, _)| c == "cpuset");
+    for (ctrl, dir) in leaf {
+        match fs::create_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => ensure_unused(dir)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                fs::create_dir_all(dir).map_err(io("create cgroup", dir))?;
+                // Another creator may have won the race for the leaf itself.
+                ensure_unused(dir)?;
+            }
+            Err(e) => return Err(io("create cgroup", dir)(e)),
+        }
+        if ctrl == "cpuset" || !cpuset_listed {
+            fill_cpuset(dir)?;
+        }
     }
     Ok(())
 }
 
 /// A new v1 cpuset cgroup starts with empty cpuset.cpus/mems, and no task can join it (nor can a
-/// child be given CPUs) until they are set: copy them down from the nearest parent that has them,
-/// as runc does. A no-op outside the cpuset hierarchy.
+/// child be given CPUs) until they are set: copy them down from the nearest ancestor that has them,
+/// as runc does.
 fn fill_cpuset(dir: &Path) -> Result<(), CgroupError> {
-    if !dir.join("cpuset.cpus").exists() {
-        return Ok(());
-    }
-    let Some(parent) = dir.parent().filter(|p| p.join("cpuset.cpus").exists()) else {
-        return Ok(());
-    };
-    fill_cpuset(parent)?;
     for file in ["cpuset.cpus", "cpuset.mems"] {
-        let mine = dir.join(file);
-        let current = fs::read_to_string(&mine).map_err(io("read", &mine))?;
-        if current.trim().is_empty() {
-            let from = parent.join(file);
-            let value = fs::read_to_string(&from).map_err(io("read", &from))?;
-            fs::write(&mine, value.trim()).map_err(io("write", &mine))?;
-        }
+        cpuset_value(dir, file)?;
     }
     Ok(())
+}
+
+/// `dir/file`'s value, first copied down from the nearest ancestor with one if it is empty. Above
+/// the hierarchy's root (no such file) the value is empty and nothing is written.
+fn cpuset_value(dir: &Path, file: &str) -> Result<String, CgroupError> {
+    let mine = dir.join(file);
+    let Some(current) = read_opt(&mine)? else {
+        return Ok(String::new());
+    };
+    let current = current.trim();
+    if !current.is_empty() {
+        return Ok(current.to_string());
+    }
+    let Some(parent) = dir.parent() else {
+        return Ok(String::new());
+    };
+    let value = cpuset_value(parent, file)?;
+    if !value.is_empty() {
+        fs::write(&mine, &value).map_err(io("write", &mine))?;
+    }
+    Ok(value)
 }
 
 /// Creates `root/rel` one level at a time and enables, in the root and every intermediate level, all
@@ -434,6 +468,44 @@ mod tests {
         assert!(!t.path("empty").exists());
         remove_dir(&t.path("empty")).unwrap();
         assert!(remove_dir(&t.path("a")).is_err(), "non-empty dir must stay");
+    }
+
+    #[test]
+    fn cpuset_is_copied_down_to_empty_levels_only() {
+        let t = TempTree::new("cpuset");
+        t.file("cpuset.cpus", "0-3\n");
+        t.file("cpuset.mems", "0\n");
+        t.file("husk/cpuset.cpus", "");
+        t.file("husk/cpuset.mems", "1\n");
+        t.file("husk/c1/cpuset.cpus", "");
+        t.file("husk/c1/cpuset.mems", "");
+        fill_cpuset(&t.path("husk/c1")).unwrap();
+        assert_eq!(t.read("husk/cpuset.cpus"), "0-3");
+        assert_eq!(t.read("husk/c1/cpuset.cpus"), "0-3");
+        assert_eq!(
+            t.read("husk/cpuset.mems"),
+            "1\n",
+            "a set level is left alone"
+        );
+        assert_eq!(t.read("husk/c1/cpuset.mems"), "1");
+        // Outside a cpuset hierarchy there is nothing to read and nothing is written.
+        fs::create_dir(t.path("plain")).unwrap();
+        fill_cpuset(&t.path("plain")).unwrap();
+        assert!(!t.path("plain/cpuset.cpus").exists());
+    }
+
+    #[test]
+    fn v1_leaves_are_made_and_a_populated_one_refused() {
+        let t = TempTree::new("leaves");
+        let leaf = |rel: &str| vec![("pids".to_string(), t.path(rel))];
+        create_v1(&leaf("a/b/c")).unwrap();
+        assert!(t.path("a/b/c").is_dir());
+        create_v1(&leaf("a/b/c")).unwrap();
+        t.file("a/b/c/cgroup.procs", "42\n");
+        assert!(matches!(
+            create_v1(&leaf("a/b/c")),
+            Err(CgroupError::InUse { .. })
+        ));
     }
 
     #[test]

@@ -489,10 +489,10 @@ impl Cgroup {
             Driver::Cgroupfs => {
                 let leaf = self.leaf_dirs()?;
                 let dirs: Vec<PathBuf> = leaf.iter().map(|(_, d)| d.clone()).collect();
-                for dir in &dirs {
-                    fs::ensure_unused(dir)?;
-                }
                 if self.layout != Layout::V1 {
+                    for dir in &dirs {
+                        fs::ensure_unused(dir)?;
+                    }
                     fs::create_v2(&self.mount_root, &self.path)?;
                     let m = self.manager()?;
                     m.apply(&controller_opt(resources))
@@ -501,7 +501,7 @@ impl Cgroup {
                         .add_task(Pid::from_raw(pid))
                         .map_err(self.op_err("add pid to"));
                 }
-                fs::create_v1(&dirs)?;
+                fs::create_v1(&leaf)?;
                 let effective = with_deny_all(resources);
                 if only_devices(&effective) {
                     apply_v1_devices(&dirs_for(&leaf, "devices"), &effective)?;
@@ -655,7 +655,10 @@ impl Cgroup {
             if holds_us {
                 return Err(self.refuse("it holds this process"));
             }
-            if let Some(mount) = mount_of(&dir, &rel) {
+            // A v1 hierarchy comes from mountinfo's `cgroup` mounts, and cgroupfs cannot hold a
+            // symlink; any other root (v2, a test tree, systemd's) is checked.
+            let v1 = self.layout == Layout::V1 && self.driver == Driver::Cgroupfs;
+            if let Some(mount) = mount_of(&dir, &rel).filter(|_| !v1) {
                 if !stays_under(&mount, &rel) {
                     return Err(self.refuse("it resolves outside its hierarchy"));
                 }

@@ -261,8 +261,9 @@ fn host_v1_device_rules_match_libcgroups() {
             child: Some(child),
         };
         let effective = with_deny_all(&r);
-        let dirs: Vec<PathBuf> = cg.leaf_dirs().unwrap().into_iter().map(|d| d.1).collect();
-        fs::create_v1(&dirs).unwrap();
+        let leaf = cg.leaf_dirs().unwrap();
+        let dirs: Vec<PathBuf> = leaf.iter().map(|d| d.1.clone()).collect();
+        fs::create_v1(&leaf).unwrap();
         if use_libcgroups {
             cg.manager()
                 .unwrap()

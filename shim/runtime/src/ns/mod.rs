@@ -260,15 +260,17 @@ pub fn privileged() -> bool {
     nix::unistd::geteuid().is_root() && !in_user_ns()
 }
 
-/// True when we run inside a user namespace other than the initial one (uid_map is not the full map).
+/// True when husk was started inside a user namespace other than the initial one (uid_map is not
+/// the full map). Read once per process: callers ask before anything is unshared.
 pub fn in_user_ns() -> bool {
-    match std::fs::read_to_string("/proc/self/uid_map") {
+    static STARTED_IN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *STARTED_IN.get_or_init(|| match std::fs::read_to_string("/proc/self/uid_map") {
         Ok(s) => {
             let f: Vec<&str> = s.split_whitespace().collect();
             !(f.len() == 3 && f[0] == "0" && f[1] == "0" && f[2] == "4294967295")
         }
         Err(_) => false,
-    }
+    })
 }
 
 #[cfg(test)]

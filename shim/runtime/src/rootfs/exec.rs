@@ -115,14 +115,9 @@ pub fn prepare<E: From<RootfsError>>(
         return Ok(());
     }
     let bind = plan.options.rootless || plan.options.userns;
-    for d in &plan.devices {
-        log::debug!("rootfs: device {d:?} (bind: {bind})");
-        dev::create(root.as_fd(), d, bind)?;
-    }
-    dev::ptmx(root.as_fd())?;
-    for (target, link) in &plan.dev_symlinks {
-        dev::symlink(root.as_fd(), target, link)?;
-    }
+    log::debug!("rootfs: devices {:?} (bind: {bind})", plan.devices);
+    dev::create_all(root.as_fd(), &plan.devices, bind)?;
+    dev::symlinks_all(root.as_fd(), &plan.dev_symlinks)?;
     Ok(())
 }
 

@@ -67,9 +67,44 @@ fn open_with(
         ResolveFlag::empty()
     };
     match openat2(root, rel(path), how(OFlag::empty(), extra)) {
-        Err(Errno::ENOENT) if create != Create::No => walk(root, path, create, no_symlinks),
+        Err(Errno::ENOENT) if create != Create::No => {
+            match create_last(root, path, create, extra) {
+                Some(fd) => Ok(fd),
+                None => walk(root, path, create, no_symlinks),
+            }
+        }
         r => r,
     }
+}
+
+/// The common case of a missing mount target, in four calls instead of a walk from the root: the
+/// parent exists, so create the last component in it and open what was created, with no symlink
+/// allowed at that component. `None` sends every other case (a missing parent, a dangling symlink
+/// at the last component, `..`, any error) to [`walk`], which handles it or reports it.
+fn create_last(
+    root: BorrowedFd<'_>,
+    path: &Path,
+    create: Create,
+    extra: ResolveFlag,
+) -> Option<OwnedFd> {
+    let path = rel(path);
+    if !path.components().all(|c| matches!(c, Component::Normal(_))) {
+        return None;
+    }
+    let name = path.file_name()?;
+    let parent = path.parent().filter(|p| !p.as_os_str().is_empty());
+    let parent = openat2(
+        root,
+        parent.unwrap_or(Path::new(".")),
+        how(OFlag::O_DIRECTORY, extra),
+    )
+    .ok()?;
+    let at = std::os::fd::AsFd::as_fd(&parent);
+    make_in(at, name, create == Create::File).ok()?;
+    let beneath = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    openat2(at, Path::new(name), beneath).ok()
 }
 
 /// Component-by-component resolution with creation of what is missing.
@@ -132,13 +167,17 @@ fn make(root: BorrowedFd<'_>, dir: &Path, name: &OsString, file: bool) -> nix::R
         rel(dir),
         how(OFlag::O_DIRECTORY, ResolveFlag::empty()),
     )?;
+    make_in(std::os::fd::AsFd::as_fd(&parent), name, file)
+}
+
+/// Creates the single component `name` in the directory behind `parent`; never follows a symlink.
+fn make_in(parent: BorrowedFd<'_>, name: &std::ffi::OsStr, file: bool) -> nix::Result<()> {
     if file {
         // O_EXCL: fails on any existing entry, a symlink included, instead of following it.
         let how = OpenHow::new()
             .flags(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY | OFlag::O_CLOEXEC)
             .mode(Mode::from_bits_truncate(0o644))
             .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-        let parent = std::os::fd::AsFd::as_fd(&parent);
         openat2(parent, Path::new(name), how).map(drop)
     } else {
         mkdirat(
@@ -226,6 +265,30 @@ mod tests {
         let root = root_fd(&d);
         let fd = open(root.as_fd(), Path::new("/etc/resolv.conf"), Create::File).unwrap();
         assert_eq!(where_is(&fd), d.join("root/run/x/stub.conf"));
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn last_component_is_made_under_an_existing_parent() {
+        let d = tmp("last");
+        std::fs::create_dir_all(d.join("root/dev")).unwrap();
+        symlink("/real", d.join("root/lnk")).unwrap();
+        std::fs::create_dir(d.join("root/real")).unwrap();
+        let root = root_fd(&d);
+        let fd = open(root.as_fd(), Path::new("/dev/pts"), Create::Dir).unwrap();
+        assert_eq!(where_is(&fd), d.join("root/dev/pts"));
+        assert!(d.join("root/dev/pts").is_dir());
+        let fd = open(root.as_fd(), Path::new("/dev/null"), Create::File).unwrap();
+        assert!(where_is(&fd).is_file());
+        // A symlinked parent is followed inside the root, as by the walk.
+        let fd = open(root.as_fd(), Path::new("/lnk/x"), Create::Dir).unwrap();
+        assert_eq!(where_is(&fd), d.join("root/real/x"));
+        // no_symlinks: the parent may not be reached through one.
+        assert_eq!(
+            open_no_symlinks(root.as_fd(), Path::new("/lnk/y")).unwrap_err(),
+            Errno::ELOOP
+        );
+        assert!(!d.join("root/real/y").exists());
         std::fs::remove_dir_all(&d).unwrap();
     }
 

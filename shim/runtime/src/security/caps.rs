@@ -46,17 +46,24 @@ pub enum CapsError {
 
 /// Drops every capability not in `bounding` from the bounding set (needs CAP_SETPCAP, so before
 /// setuid). `bounding: None` keeps the bounding set as it is.
+///
+/// No read of the set first: dropping a capability that is already out of it succeeds. Only a
+/// failed drop is checked against the set, so without CAP_SETPCAP a set that already matches is
+/// still accepted.
 pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<(), CapsError> {
     let Some(bounding) = caps.bounding() else {
         return Ok(());
     };
-    let (supported, current) = bounding_now();
+    let supported = supported();
     let keep = to_kernel(bounding, "process.capabilities.bounding", &supported);
-    let mut drop: Vec<KernelCap> = current.difference(&keep).copied().collect();
+    let mut drop: Vec<KernelCap> = supported.difference(&keep).copied().collect();
     drop.sort_by_key(|c| c.index());
     for cap in drop {
-        caps::drop(None, CapSet::Bounding, cap)
-            .map_err(|source| CapsError::DropBounding { cap, source })?;
+        if let Err(source) = caps::drop(None, CapSet::Bounding, cap) {
+            if caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(true) {
+                return Err(CapsError::DropBounding { cap, source });
+            }
+        }
     }
     Ok(())
 }
@@ -118,39 +125,27 @@ fn apply_ambient(
     Ok(())
 }
 
-/// OCI capabilities → the ones this kernel supports; the others are skipped with a warning.
-/// The capabilities this kernel knows, and those of them in the bounding set, from one
-/// PR_CAPBSET_READ per capability (the kernel answers EINVAL for one it does not know). The
-/// `caps` crate's `thread_all_supported` plus `read(Bounding)` cost three passes.
-fn bounding_now() -> (CapsHashSet, CapsHashSet) {
-    let mut supported = CapsHashSet::new();
-    let mut current = CapsHashSet::new();
-    for cap in caps::all() {
-        match caps::has_cap(None, CapSet::Bounding, cap) {
-            Ok(true) => {
-                supported.insert(cap);
-                current.insert(cap);
-            }
-            Ok(false) => {
-                supported.insert(cap);
-            }
-            Err(_) => {}
-        }
-    }
-    let _ = SUPPORTED.set(supported.clone());
-    (supported, current)
-}
-
-static SUPPORTED: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
-
-/// The capabilities this kernel knows (dropping from the bounding set does not change it).
+/// The capabilities this kernel knows: they are numbered from 0 without gaps, and PR_CAPBSET_READ
+/// answers EINVAL past the last one, so a binary search over the `caps` crate's list finds the
+/// end in a few calls (one on a kernel that knows them all) instead of one call per capability.
 fn supported() -> CapsHashSet {
-    match SUPPORTED.get() {
-        Some(known) => known.clone(),
-        None => bounding_now().0,
-    }
+    static SUPPORTED: std::sync::OnceLock<CapsHashSet> = std::sync::OnceLock::new();
+    SUPPORTED
+        .get_or_init(|| {
+            let mut all = caps::all().into_iter().collect::<Vec<_>>();
+            all.sort_by_key(|c| c.index());
+            let known = |c: &KernelCap| caps::has_cap(None, CapSet::Bounding, *c).is_ok();
+            let n = match all.last() {
+                Some(last) if known(last) => all.len(),
+                _ => all.partition_point(known),
+            };
+            all.truncate(n);
+            all.into_iter().collect()
+        })
+        .clone()
 }
 
+/// OCI capabilities → the ones this kernel supports; the others are skipped with a warning.
 fn to_kernel(oci: &Capabilities, key: &str, supported: &CapsHashSet) -> CapsHashSet {
     let mut out = CapsHashSet::new();
     for cap in oci {

@@ -244,8 +244,21 @@ impl Dir {
         }
     }
 
-    /// Removes the directory and everything in it.
+    /// Removes the directory and everything in it: the files husk writes by name, then the
+    /// directory; only if something else is left, a full recursive removal.
     pub fn remove(&self) -> Result<(), StateError> {
+        for name in [STARTED, FIFO, SAVED_CONFIG, STATE] {
+            match std::fs::remove_file(self.path.join(name)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(_) => break,
+            }
+        }
+        match std::fs::remove_dir(&self.path) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => {}
+        }
         match std::fs::remove_dir_all(&self.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
