@@ -261,9 +261,7 @@ fn host_v1_device_rules_match_libcgroups() {
             child: Some(child),
         };
         let effective = with_deny_all(&r);
-        let leaf = cg.leaf_dirs().unwrap();
-        let dirs: Vec<PathBuf> = leaf.iter().map(|d| d.1.clone()).collect();
-        fs::create_v1(&leaf).unwrap();
+        fs::create_v1(&cg.leaf_dirs().unwrap()).unwrap();
         if use_libcgroups {
             cg.manager()
                 .unwrap()
