@@ -11,6 +11,7 @@
 
 pub mod cgroup;
 pub mod container;
+pub mod host;
 pub mod ns;
 pub mod process;
 pub mod rootfs;

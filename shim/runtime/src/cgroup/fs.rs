@@ -41,8 +41,8 @@ pub fn v1_mounts() -> Result<Vec<(String, PathBuf)>, CgroupError> {
         return Ok(m.clone());
     }
     let info = Path::new("/proc/self/mountinfo");
-    let text = fs::read_to_string(info).map_err(io("read", info))?;
-    let mounts = match_v1_controllers(&cgroup_v1_mount_points(&text));
+    let text = crate::host::mountinfo().map_err(io("read", info))?;
+    let mounts = match_v1_controllers(&cgroup_v1_mount_points(text));
     Ok(MOUNTS.get_or_init(|| mounts).clone())
 }
 

@@ -357,6 +357,11 @@ impl Cgroup {
                         return Ok((off, Some(warning)));
                     }
                 }
+                if layout == Layout::V1 {
+                    // Read now, before the init is cloned: it finds the table in its copy of
+                    // our memory when it mounts the hierarchies (crate::host).
+                    fs::v1_mounts()?;
+                }
                 Ok((cg, None))
             }
         }

@@ -15,7 +15,7 @@ use nix::errno::Errno;
 use nix::mount::MsFlags;
 use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 use nix::unistd::symlinkat;
-use std::os::fd::{AsRawFd, BorrowedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 const HOST: &str = "/sys/fs/cgroup";
@@ -99,19 +99,32 @@ fn mount_v1(root: BorrowedFd<'_>, op: &MountOp, cgroupns: bool) -> Result<(), Ro
         "mode=755",
         dest,
     )?;
-    let cgroups = read("/proc/self/cgroup")?;
-    let mountinfo = read("/proc/self/mountinfo")?;
-    for h in hierarchies(&mountinfo) {
-        let Some(own) = own_cgroup(&cgroups, &h.controllers) else {
-            continue;
-        };
+    // The tmpfs just mounted: nothing else can have put a symlink in it, so each hierarchy's
+    // directory is made right under it instead of being resolved from the root again.
+    let top = resolve::open(root, dest, resolve::Create::No).map_err(resolve_err(dest))?;
+    let mountinfo = crate::host::mountinfo().map_err(|source| RootfsError::Read {
+        path: "/proc/self/mountinfo".into(),
+        source,
+    })?;
+    // With its own cgroup namespace the init is at the root of every hierarchy; without, the bind
+    // source is its own cgroup directory.
+    let cgroups = if cgroupns {
+        String::new()
+    } else {
+        read("/proc/self/cgroup")?
+    };
+    for h in hierarchies(mountinfo) {
         let name = h.mount_point.file_name().unwrap_or_default();
         let sub = dest.join(name);
         if cgroupns {
             // In its own cgroup namespace a fresh mount of the hierarchy shows only our subtree;
             // binding host paths here would be wrong (/proc/self/cgroup is relative to the ns).
-            hierarchy_mount(root, &h.controllers, &sub, o)?;
+            let target = resolve::make_dir_in(top.as_fd(), name).map_err(resolve_err(&sub))?;
+            hierarchy_mount(&target, &h.controllers, &sub, o)?;
         } else {
+            let Some(own) = own_cgroup(&cgroups, &h.controllers) else {
+                continue;
+            };
             let rel = own.strip_prefix(&h.root).unwrap_or(&own);
             let source = h.mount_point.join(rel.strip_prefix("/").unwrap_or(rel));
             log::debug!("rootfs: cgroup v1 bind {source:?} on {sub:?}");
@@ -119,9 +132,8 @@ fn mount_v1(root: BorrowedFd<'_>, op: &MountOp, cgroupns: bool) -> Result<(), Ro
         }
         let name = name.to_string_lossy();
         if name.contains(',') {
-            let dir = resolve::open(root, dest, resolve::Create::No).map_err(resolve_err(dest))?;
             for link in name.split(',') {
-                match symlinkat(name.as_ref(), Some(dir.as_raw_fd()), link) {
+                match symlinkat(name.as_ref(), Some(top.as_raw_fd()), link) {
                     Ok(()) | Err(Errno::EEXIST) => {}
                     Err(source) => {
                         return Err(RootfsError::Symlink {
@@ -153,16 +165,11 @@ fn mount_v1(root: BorrowedFd<'_>, op: &MountOp, cgroupns: bool) -> Result<(), Ro
 
 /// A cgroup v1 mount of the existing hierarchy with `controllers` ("cpu,cpuacct", "name=systemd").
 fn hierarchy_mount(
-    root: BorrowedFd<'_>,
+    target: &OwnedFd,
     controllers: &str,
     dest: &Path,
     o: &MountOptions,
 ) -> Result<(), RootfsError> {
-    let target =
-        resolve::open(root, dest, resolve::Create::Dir).map_err(|source| RootfsError::Resolve {
-            path: dest.into(),
-            source,
-        })?;
     let data = if controllers.starts_with("name=") {
         format!("none,{controllers}")
     } else {
@@ -171,7 +178,7 @@ fn hierarchy_mount(
     let flags = o.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
     mount_at(
         Some(Path::new("cgroup")),
-        &target,
+        target,
         Some("cgroup"),
         flags,
         &data,

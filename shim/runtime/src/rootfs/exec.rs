@@ -60,6 +60,9 @@ fn resolve_err(path: &Path) -> impl FnOnce(Errno) -> RootfsError + '_ {
 }
 
 fn rootfs_path(plan: &Plan) -> Result<PathBuf, RootfsError> {
+    if let Some(real) = &plan.rootfs_real {
+        return Ok(real.clone());
+    }
     std::fs::canonicalize(&plan.rootfs).map_err(|source| RootfsError::Read {
         path: plan.rootfs.clone(),
         source,
@@ -353,9 +356,10 @@ pub fn pivot(plan: &Plan) -> Result<(), RootfsError> {
 pub fn finalize(plan: &Plan) -> Result<(), RootfsError> {
     let root = open_dir(Path::new("/"))?;
     let root = root.as_fd();
+    let mut null = None;
     for path in &plan.masked_paths {
         log::debug!("rootfs: mask {path:?}");
-        mask(root, path)?;
+        mask(root, path, &mut null)?;
     }
     for path in &plan.readonly_paths {
         log::debug!("rootfs: readonly {path:?}");
@@ -379,7 +383,9 @@ fn missing(e: Errno) -> bool {
     matches!(e, Errno::ENOENT | Errno::ENOTDIR)
 }
 
-fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
+/// Masks `path`: a read-only tmpfs on a directory, /dev/null bound on anything else (`null`
+/// holds the container's /dev/null once it was found and checked).
+fn mask(root: BorrowedFd<'_>, path: &Path, null: &mut Option<OwnedFd>) -> Result<(), RootfsError> {
     let target = match resolve::open(root, path, resolve::Create::No) {
         Err(e) if missing(e) => return Ok(()),
         r => r.map_err(resolve_err(path))?,
@@ -395,9 +401,12 @@ fn mask(root: BorrowedFd<'_>, path: &Path) -> Result<(), RootfsError> {
             path,
         );
     }
-    let null = null_device(root, path)?;
+    let null = match null {
+        Some(fd) => fd,
+        None => null.insert(null_device(root, path)?),
+    };
     mount_at(
-        Some(&fd_path(&null)),
+        Some(&fd_path(null)),
         &target,
         None,
         MsFlags::MS_BIND,

@@ -134,6 +134,9 @@ pub struct MountOp {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub rootfs: PathBuf,
+    /// `rootfs` with its symlinks resolved when the plan was made (the init inherits it instead of
+    /// resolving it twice more); `None` if it did not resolve then, so the init reports it.
+    pub rootfs_real: Option<PathBuf>,
     pub readonly: bool,
     /// Make the read-only root read-only before the mounts ([`EARLY_READONLY`]).
     pub readonly_early: bool,
@@ -187,8 +190,10 @@ pub fn plan(spec: &Spec, bundle: &Path, options: &Options) -> Result<Plan, Rootf
         .as_ref()
         .and_then(|a| a.get(EARLY_READONLY))
         .is_some_and(|v| v == "true");
+    let rootfs = bundle.join(root.path());
     Ok(Plan {
-        rootfs: bundle.join(root.path()),
+        rootfs_real: std::fs::canonicalize(&rootfs).ok(),
+        rootfs,
         readonly,
         readonly_early: readonly && early,
         options: options.clone(),

@@ -170,6 +170,19 @@ fn make(root: BorrowedFd<'_>, dir: &Path, name: &OsString, file: bool) -> nix::R
     make_in(std::os::fd::AsFd::as_fd(&parent), name, file)
 }
 
+/// An O_PATH fd of directory `name`, made in `parent` if missing; no symlink is followed. For a
+/// directory nothing else can write to (a tmpfs just mounted), where no walk is needed.
+pub fn make_dir_in(parent: BorrowedFd<'_>, name: &std::ffi::OsStr) -> nix::Result<OwnedFd> {
+    match make_in(parent, name, false) {
+        Ok(()) | Err(Errno::EEXIST) => {}
+        Err(e) => return Err(e),
+    }
+    let beneath = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
+    openat2(parent, Path::new(name), beneath)
+}
+
 /// Creates the single component `name` in the directory behind `parent`; never follows a symlink.
 fn make_in(parent: BorrowedFd<'_>, name: &std::ffi::OsStr, file: bool) -> nix::Result<()> {
     if file {
