@@ -9,6 +9,11 @@
 # namespace where an empty tmpfs hides /sys/fs/cgroup/unified (costs ~3 ms: reported separately).
 set -euo pipefail
 RUNS=${1:-200}
+# The runs are split into ROUNDS rounds, each timing every command in turn, so that a drift in the
+# machine's state (this VM's background work comes and goes) hits all commands alike; the report
+# merges the rounds. -i: a failed run is counted in the table instead of dropping its command.
+ROUNDS=${ROUNDS:-4}
+PER=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
 top=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-/tmp/husk-bench}
 TUSER=${TUSER:-tuser}
@@ -71,38 +76,43 @@ if [ -z "${STATE_ON_DISK:-}" ]; then
 fi
 
 # `run` deletes the container when it exits, so one fixed id per runtime is reused run after run.
-hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$OUT/root.json" \
+for r in $(seq "$ROUNDS"); do
+hyperfine -N -i --warmup 10 --runs "$PER" --export-json "$OUT/root.$r.json" \
   -n floor -n husk -n husk-dynamic -n runc -n crun -n crun-wrapper-cost \
   "unshare -Urmpf true" \
   "$HUSK --root $ST/st-husk run --bundle $OUT/b-root bench" \
   "$HUSK_DYN --root $ST/st-husk run --bundle $OUT/b-root bench2" \
   "runc --root $ST/st-runc run --bundle $OUT/b-root bench" \
   "$OUT/crun --root $ST/st-crun run --bundle $OUT/b-root bench" \
-  "$OUT/crun-wrapper-only" >"$OUT/root.txt" 2>&1 || true
+  "$OUT/crun-wrapper-only" >>"$OUT/root.txt" 2>&1 || true
+done
 
 # The same, root, without the wrapper's per-call cost: hyperfine itself runs in one private mount
 # namespace where /sys/fs/cgroup/unified is hidden, so every runtime sees plain cgroup v1 and crun
 # runs directly. The fair comparison on this host.
 unshare -m --propagation private sh -c "mount -t tmpfs none /sys/fs/cgroup/unified && \
-  hyperfine -N --warmup 10 --runs $RUNS --export-json $OUT/root-v1ns.json \
+  for r in \$(seq $ROUNDS); do hyperfine -N -i --warmup 10 --runs $PER \
+  --export-json $OUT/root-v1ns.\$r.json \
   -n floor -n husk -n husk-dynamic -n runc -n crun \
   'unshare -Urmpf true' \
   '$HUSK --root $ST/st-husk run --bundle $OUT/b-root bench' \
   '$HUSK_DYN --root $ST/st-husk run --bundle $OUT/b-root bench2' \
   'runc --root $ST/st-runc run --bundle $OUT/b-root bench' \
-  '/usr/bin/crun --root $ST/st-crun run --bundle $OUT/b-root bench' && \
+  '/usr/bin/crun --root $ST/st-crun run --bundle $OUT/b-root bench'; done && \
   /usr/bin/time -f 'crun-root-direct %M' /usr/bin/crun --root $ST/st-crun run --bundle $OUT/b-root rss3 2>$OUT/rss-crun-direct.txt" \
   >"$OUT/root-v1ns.txt" 2>&1 || true
 
 mkdir -p "$ST/xdg" && chown "$TUSER" "$ST/xdg"
-su "$TUSER" -s /bin/bash -c "cd $OUT && XDG_RUNTIME_DIR=$ST/xdg hyperfine -N --warmup 10 --runs $RUNS \
-  --export-json $OUT/rootless.json -n floor -n husk -n husk-dynamic -n runc -n crun -n crun-wrapper-cost \
+su "$TUSER" -s /bin/bash -c "cd $OUT && for r in \$(seq $ROUNDS); do \
+  XDG_RUNTIME_DIR=$ST/xdg hyperfine -N -i --warmup 10 --runs $PER \
+  --export-json $OUT/rootless.\$r.json -n floor -n husk -n husk-dynamic -n runc -n crun \
+  -n crun-wrapper-cost \
   'unshare -Urmpf true' \
   '$HUSK --root $ST/xdg/husk run --bundle $OUT/b-rootless bench' \
   '$HUSK_DYN --root $ST/xdg/husk run --bundle $OUT/b-rootless bench2' \
   'runc --root $ST/xdg/runc run --bundle $OUT/b-rootless bench' \
   '$OUT/crun --root $ST/xdg/crun run --bundle $OUT/b-rootless bench' \
-  '$OUT/crun-wrapper-only'" >"$OUT/rootless.txt" 2>&1 || true
+  '$OUT/crun-wrapper-only'; done" >"$OUT/rootless.txt" 2>&1 || true
 
 # Peak RSS (max resident set, KiB) of one run each.
 rss() { /usr/bin/time -f %M "$@" 2>&1 >/dev/null | tail -1; }

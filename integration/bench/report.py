@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
 """Turns the bench.sh results in OUT into the Markdown tables of BENCHMARKS.md."""
+import glob
 import json
 import statistics
 import sys
@@ -7,15 +8,31 @@ import sys
 out = sys.argv[1]
 
 
+def merged(name):
+    """Each command's run times and exit codes over every round (NAME.N.json) of a table."""
+    res = {}
+    for path in sorted(glob.glob(f"{out}/{name}.json") + glob.glob(f"{out}/{name}.*.json")):
+        try:
+            data = json.load(open(path))
+        except (OSError, ValueError):
+            continue
+        for r in data["results"]:
+            m = res.setdefault(r["command"], {"times": [], "exit_codes": []})
+            m["times"] += r["times"]
+            m["exit_codes"] += r.get("exit_codes", [])
+    return res
+
+
 def table(name):
-    try:
-        data = json.load(open(f"{out}/{name}.json"))
-    except (OSError, ValueError):
+    res = merged(name)
+    if not res:
         print(f"\n{name}: no results (see {out}/{name}.txt)")
         return
-    res = {r["command"]: r for r in data["results"]}
+    for v in res.values():
+        v["mean"] = statistics.mean(v["times"])
+        v["min"] = min(v["times"])
     med = {k: statistics.median(v["times"]) * 1000 for k, v in res.items()}
-    fails = {k: sum(1 for c in v.get("exit_codes", []) if c) for k, v in res.items()}
+    fails = {k: sum(1 for c in v["exit_codes"] if c) for k, v in res.items()}
     print(f"\n### {name}\n")
     print("| command | median ms | mean ms | min ms | runs | non-zero exits | ratio to crun |")
     print("|---|---|---|---|---|---|---|")
