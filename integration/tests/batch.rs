@@ -399,7 +399,7 @@ fn progress_line_only_on_a_terminal(t: &Ctx) {
     assert_eq!(results(&text).len(), 2, "{text}");
 }
 
-/// Where husk puts launch directories for the runtime's user (verbs/launch.rs: launch_base).
+/// Where husk puts launch directories for the runtime's user (supervise/launch.rs: launch_base).
 fn launch_base(t: &Ctx) -> PathBuf {
     match (t.mode, &host().user) {
         (crate::harness::Mode::Rootless, Some((uid, _, _))) if host().euid == 0 => {

@@ -1,11 +1,13 @@
 //! `husk`: the flag table (defined once, here and in verbs/), logging, exit codes. Every verb is a
-//! thin file that calls the engine in husk-runtime.
+//! thin file that calls the engine in husk-runtime (or husk-launcher); the launcher verbs hand
+//! their request to supervise/, which runs and watches the launch.
 
 mod cli;
 mod logger;
 #[cfg(test)]
 mod man;
 mod progress;
+mod supervise;
 mod tty;
 mod verbs;
 
@@ -67,7 +69,7 @@ fn run(args: cli::Cli) -> i32 {
             }
             if e.downcast_ref::<verbs::UsageError>().is_some() {
                 2
-            } else if e.downcast_ref::<verbs::launch::Failed>().is_some() {
+            } else if e.downcast_ref::<supervise::launch::Failed>().is_some() {
                 255
             } else {
                 failure_code

@@ -1,7 +1,7 @@
 //! `husk batch JOBS.jsonl`: the pure half. One JSON object per line is a job; [`parse_jobs`] turns
 //! the lines into validated [`Job`]s (or a [`JobError`] that becomes that job's result line),
 //! [`Job::exec_args`] into the `exec --sandbox` flags its worker runs with, and a finished job's
-//! record into a [`Status`], a result line and, over the batch, a [`Summary`]
+//! record into a [`Status`], a result line ([`worker_result`]) and, over the batch, a [`Summary`]
 //! (docs/sandbox.md, "Batches", holds the formats).
 //!
 //! Pure: nothing here touches the system.
@@ -13,6 +13,12 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 use std::collections::BTreeMap;
 use std::path::{Component, Path, PathBuf};
+
+mod worker;
+
+pub use worker::{
+    scratch_name, scratch_owner, worker_log, worker_result, Finished, LogLine, WorkerLog,
+};
 
 /// What is wrong with one input line; the line's result line carries the message.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]

@@ -228,6 +228,32 @@ pub fn parse_request(s: &str) -> Result<Request, CdiError> {
     }
 }
 
+/// The devices asked for: `--gpu` first, then each `--device` in order.
+pub fn requests(gpu: bool, devices: &[String]) -> Result<Vec<Request>, CdiError> {
+    let named = devices.iter().map(|d| parse_request(d));
+    gpu.then(Request::gpu)
+        .into_iter()
+        .map(Ok)
+        .chain(named)
+        .collect()
+}
+
+/// The merged edits of `requests`, from the spec files in `dirs` ([`DEFAULT_DIRS`] when empty);
+/// no request reads nothing.
+pub fn load_edits(dirs: &[PathBuf], requests: &[Request]) -> Result<Edits, CdiError> {
+    if requests.is_empty() {
+        return Ok(Edits::default());
+    }
+    let defaults: Vec<PathBuf>;
+    let dirs = if dirs.is_empty() {
+        defaults = DEFAULT_DIRS.iter().map(PathBuf::from).collect();
+        &defaults
+    } else {
+        dirs
+    };
+    Registry::load(dirs)?.resolve(requests)
+}
+
 /// Parses one spec file's text (YAML for `.yaml` and `.yml`, else JSON) and checks what husk
 /// relies on.
 pub fn parse(path: &Path, text: &str) -> Result<Spec, CdiError> {
@@ -549,6 +575,10 @@ mod tests {
         ] {
             assert!(parse_request(bad).is_err(), "{bad}");
         }
+        let asked = requests(true, &["x.com/fpga=1".into()]).unwrap();
+        assert_eq!(asked, [Request::gpu(), req("x.com/fpga=1")]);
+        assert!(requests(false, &["bad".into()]).is_err());
+        assert_eq!(load_edits(&[], &[]).unwrap(), Edits::default());
     }
 
     #[test]

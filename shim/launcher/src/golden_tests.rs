@@ -77,6 +77,8 @@ fn check(name: &str, uid: u32, image: ResolvedImage, opts: Options) {
         "/run/user/1001/husk-launch/husk-1-0".as_ref(),
     )
     .unwrap();
+    // Only real root (without --fakeroot or --userns, as in every golden case) has none.
+    assert_eq!(l.userns(), uid != 0, "{name}");
     let mut text = l.config_json();
     for (name, tree) in [
         ("rootfs", &l.underlay.skeleton),

@@ -1,5 +1,5 @@
 //! The launcher's options (what the CLI flags mean, without clap) and the parsers for their values:
-//! `--bind`, `--env`, `--env-file`, `--memory`, `--cpus`.
+//! `--bind`, `--env`, `--env-file`, `--memory`, `--cpus`, `--ipc`.
 
 use std::path::PathBuf;
 
@@ -15,6 +15,8 @@ pub enum OptionsError {
     Memory(String),
     #[error("parse --cpus {0:?}: want a positive number")]
     Cpus(String),
+    #[error("--ipc {0:?}: unknown mode (host or private)")]
+    Ipc(String),
 }
 
 /// What runs.
@@ -63,8 +65,30 @@ pub struct Resources {
 }
 
 impl Resources {
+    /// `--memory`, `--cpus` (checked in that order) and `--pids-limit`.
+    pub fn parse(
+        memory: Option<&str>,
+        cpus: Option<&str>,
+        pids: Option<i64>,
+    ) -> Result<Resources, OptionsError> {
+        Ok(Resources {
+            memory: memory.map(parse_memory).transpose()?,
+            cpus: cpus.map(parse_cpus).transpose()?,
+            pids,
+        })
+    }
+
     pub fn any(&self) -> bool {
         self.memory.is_some() || self.cpus.is_some() || self.pids.is_some()
+    }
+
+    /// `self`, with `fallback`'s limit where `self` sets none.
+    pub fn or(self, fallback: Resources) -> Resources {
+        Resources {
+            memory: self.memory.or(fallback.memory),
+            cpus: self.cpus.or(fallback.cpus),
+            pids: self.pids.or(fallback.pids),
+        }
     }
 }
 
@@ -258,6 +282,15 @@ pub fn parse_cpus(s: &str) -> Result<f64, OptionsError> {
     }
 }
 
+/// `--ipc MODE`: `host`, or `private` (so is a bare `--ipc`, which clap hands over as "").
+pub fn parse_ipc(mode: &str) -> Result<Ipc, OptionsError> {
+    match mode {
+        "" | "private" => Ok(Ipc::Private),
+        "host" => Ok(Ipc::Host),
+        other => Err(OptionsError::Ipc(other.to_string())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +336,24 @@ mod tests {
         assert!(parse_memory("0").is_err() && parse_memory("x").is_err());
         assert!((parse_cpus("1.5").unwrap() - 1.5).abs() < 1e-9);
         assert!(parse_cpus("-1").is_err());
+        let r = Resources::parse(Some("1k"), None, Some(3)).unwrap();
+        assert_eq!((r.memory, r.cpus, r.pids), (Some(1024), None, Some(3)));
+        let e = Resources::parse(Some("x"), Some("y"), None).unwrap_err();
+        assert_eq!(e, OptionsError::Memory("x".into()));
+        let d = Resources::parse(Some("2k"), Some("1"), None).unwrap();
+        let merged = r.or(d);
+        assert_eq!(
+            (merged.memory, merged.cpus, merged.pids),
+            (Some(1024), Some(1.0), Some(3))
+        );
+    }
+
+    #[test]
+    fn ipc_modes() {
+        assert_eq!(parse_ipc("").unwrap(), Ipc::Private);
+        assert_eq!(parse_ipc("private").unwrap(), Ipc::Private);
+        assert_eq!(parse_ipc("host").unwrap(), Ipc::Host);
+        let e = parse_ipc("shared").unwrap_err().to_string();
+        assert_eq!(e, "--ipc \"shared\": unknown mode (host or private)");
     }
 }

@@ -494,6 +494,13 @@ fn apply_cdi(
 }
 
 impl Launch {
+    /// Does the config ask for a user namespace? (A failed launch that did may owe it to the
+    /// host's sysctls: [`crate::userns::diagnose`].)
+    pub fn userns(&self) -> bool {
+        let nss = self.config["linux"]["namespaces"].as_array();
+        nss.is_some_and(|n| n.iter().any(|n| n["type"] == "user"))
+    }
+
     /// config.json's text.
     pub fn config_json(&self) -> String {
         serde_json::to_string_pretty(&self.config).expect("a Value serialises") + "\n"

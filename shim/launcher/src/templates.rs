@@ -37,6 +37,15 @@ pub enum TemplateError {
     },
 }
 
+/// Is `name` a profile? (`--profile` is checked before anything is resolved.)
+pub fn known(name: &str) -> Result<(), TemplateError> {
+    if PROFILES.iter().any(|(n, _)| *n == name) {
+        Ok(())
+    } else {
+        Err(TemplateError::Unknown(name.to_string()))
+    }
+}
+
 /// The template `name` with `{{UID}}`/`{{GID}}` replaced.
 pub fn render(name: &str, uid: u32, gid: u32) -> Result<Value, TemplateError> {
     let text = PROFILES
@@ -68,5 +77,6 @@ mod tests {
             assert_eq!(first["access"], "rwm", "{name}");
         }
         assert!(render("nope", 0, 0).is_err());
+        assert!(known("hpc").is_ok() && known("nope").is_err());
     }
 }

@@ -1,15 +1,12 @@
 //! `husk batch JOBS.jsonl`: many sandboxed jobs, N at a time, one result line each
-//! (docs/sandbox.md, "Batches"). Parsing and the summary are husk_launcher::batch; [`pool`] runs
-//! the jobs.
-//!
-//! Each job runs in its own worker process, `husk batch-job` (hidden): `exec --sandbox --json`
-//! with its signals blocked from the start. The sandbox supervisor is process-wide by design (it
-//! puts pipes on fds 1 and 2 while cloning, reaps any child, reads RUSAGE_CHILDREN, owns the
-//! signal mask) and the engine clones from a single-threaded process, so one process per job is
-//! what lets jobs run side by side; its cost (one exec of husk) is small beside a container's.
+//! (docs/sandbox.md, "Batches"). Parsing, result lines and the summary are husk_launcher::batch;
+//! [`Pool`] runs the jobs, each in its own worker process, `husk batch-job` (hidden): `exec
+//! --sandbox --json` with its signals blocked from the start (why one process per job: see
+//! [`crate::supervise::pool`]).
 
 use super::usage;
 use crate::cli::Global;
+use crate::supervise::pool::{self, Pool};
 use anyhow::Context;
 use clap::Args;
 use husk_launcher::batch::{self, Defaults, Limits};
@@ -17,8 +14,6 @@ use husk_launcher::options::parse_env;
 use std::io::{IsTerminal, Read, Write};
 use std::path::PathBuf;
 use std::time::Instant;
-
-mod pool;
 
 #[derive(Debug, Args)]
 pub struct BatchArgs {
@@ -124,7 +119,7 @@ pub fn run(g: &Global, a: BatchArgs) -> anyhow::Result<i32> {
     };
     let start = Instant::now();
     let bar = crate::progress::Counter::new(jobs.len(), std::io::stderr().is_terminal());
-    let ended = pool::Pool::new(g, parallel, out, bar)?.run(jobs.iter())?;
+    let ended = Pool::new(g, parallel, out, bar)?.run(jobs.iter())?;
     let summary = ended
         .tally
         .summary(jobs.len(), start.elapsed().as_millis() as u64, ended.signal);
@@ -143,16 +138,9 @@ pub fn run(g: &Global, a: BatchArgs) -> anyhow::Result<i32> {
     }
 }
 
-/// `husk batch-job`: run by [`pool`], never by hand.
+/// `husk batch-job`: run by [`Pool`], never by hand.
 pub fn job(g: &Global, a: JobArgs) -> anyhow::Result<i32> {
-    // First of all: a Ctrl-C for the batch (a terminal sends it to us too) must wait for the
-    // sandbox supervisor's signalfd, which forwards it and cleans up; it must never kill us
-    // half-way through creating the container.
-    husk_runtime::process::block_signals()?;
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGTERM)?;
-    if nix::unistd::getppid().as_raw() != a.parent {
-        anyhow::bail!("batch process {} is gone", a.parent);
-    }
+    pool::become_worker(a.parent)?;
     if !(a.exec.launch.sandbox.sandbox && a.exec.launch.sandbox.json) {
         return Err(usage("batch-job: runs with --sandbox --json only"));
     }

@@ -2,9 +2,10 @@
 //! session root DIR/rootfs, DIR/passwd, DIR/group), for `husk run --bundle DIR ID` or runc. The
 //! config names host paths ($HOME, the cwd, the image) as they are now.
 
-use super::launch::{self, Failed, LaunchFlags};
+use super::launch::{self, LaunchFlags};
 use super::usage;
 use crate::cli::Global;
+use crate::supervise::launch::{plan, Failed};
 use anyhow::Context;
 use clap::Args;
 use std::path::PathBuf;
@@ -60,7 +61,7 @@ pub fn run(g: &Global, mut a: BundleArgs) -> anyhow::Result<i32> {
         tty: a.tty,
         engine: Default::default(),
     };
-    let (_, l) = launch::plan(g, &req, &dir)?;
+    let (_, l) = plan(g, &req, &dir)?;
     if req.flags.dry_run {
         print!("{}", l.config_json());
         return Ok(0);

@@ -1,19 +1,14 @@
-//! The launcher face: `husk run|exec|shell IMAGE`. Flags → husk_launcher::Options, the spec built
-//! by husk-launcher, a launch dir written, then the same create/release/wait/delete as `husk run`.
-//! Failures of the launcher itself exit 255, so they cannot be mistaken for the program's status.
+//! The launcher face: `husk run|exec|shell IMAGE`. Its flags (shared by run, exec, shell, bundle
+//! and instance start) and the [`Request`] the verbs hand over; [`crate::supervise::launch`] runs
+//! it, or [`super::sandbox`] with `--sandbox`. Failures of the launcher itself exit 255, so they
+//! cannot be mistaken for the program's status.
 
 use super::usage;
 use crate::cli::Global;
-use anyhow::Context;
 use clap::{Args, ValueEnum};
-use husk_launcher::image::{CachedImages, ImageSource};
-use husk_launcher::options::{parse_binds, parse_cpus, parse_env, parse_env_file, parse_memory};
-use husk_launcher::{
-    cdi, templates, HostFacts, Ipc, Launch, Net, Options, Overlay, RealFs, Resources, Verb,
-};
-use husk_runtime::cgroup::Driver;
+use husk_launcher::Verb;
 use husk_runtime::CreateOptions;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum NetArg {
@@ -127,16 +122,6 @@ impl LaunchFlags {
     }
 }
 
-/// Marks a failure of the launcher itself (exit status 255).
-#[derive(Debug)]
-pub struct Failed(pub String);
-
-impl std::fmt::Display for Failed {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "launch {}", self.0)
-    }
-}
-
 /// One launch as the verbs hand it over.
 pub struct Request {
     pub verb: Verb,
@@ -170,191 +155,7 @@ pub fn reject_for_id(verb: &str, id: &str, flags: &LaunchFlags) -> anyhow::Resul
     Ok(())
 }
 
-pub fn options(req: &Request) -> anyhow::Result<Options> {
-    let f = &req.flags;
-    if let Some(p) = &f.profile {
-        if !templates::PROFILES.iter().any(|(n, _)| n == p) {
-            return Err(usage(
-                templates::TemplateError::Unknown(p.clone()).to_string(),
-            ));
-        }
-    }
-    let mut o = Options::new(req.verb.clone());
-    for b in &f.bind {
-        o.binds
-            .extend(parse_binds(b).map_err(|e| usage(e.to_string()))?);
-    }
-    for path in &f.env_file {
-        let text = std::fs::read_to_string(path)
-            .with_context(|| format!("read --env-file {}", path.display()))?;
-        o.env.extend(parse_env_file(&text, path)?);
-    }
-    for e in &req.env {
-        o.env.push(parse_env(e).map_err(|e| usage(e.to_string()))?);
-    }
-    let bad = |e: husk_launcher::OptionsError| usage(e.to_string());
-    o.resources = Resources {
-        memory: f
-            .memory
-            .as_deref()
-            .map(parse_memory)
-            .transpose()
-            .map_err(bad)?,
-        cpus: f.cpus.as_deref().map(parse_cpus).transpose().map_err(bad)?,
-        pids: f.pids_limit,
-    };
-    o.no_home = f.no_home;
-    o.contain = f.contain;
-    o.containall = f.containall;
-    o.pwd = f.pwd.clone();
-    o.pid = f.pid;
-    o.ipc = match f.ipc.as_deref() {
-        None => None,
-        Some("" | "private") => Some(Ipc::Private),
-        Some("host") => Some(Ipc::Host),
-        Some(other) => {
-            return Err(usage(format!(
-                "--ipc {other:?}: unknown mode (host or private)"
-            )))
-        }
-    };
-    o.net = f.net.map(|n| match n {
-        NetArg::Host => Net::Host,
-        NetArg::None => Net::None,
-    });
-    o.hostname = f.hostname.clone();
-    o.fakeroot = f.fakeroot;
-    o.userns = f.userns;
-    o.cleanenv = f.cleanenv;
-    o.tty = req.tty;
-    o.writable = f.writable;
-    o.overlay = match (&f.overlay, f.writable_tmpfs) {
-        (Some(d), _) => Some(Overlay::Dir(d.clone())),
-        (None, true) => Some(Overlay::Tmpfs),
-        (None, false) => None,
-    };
-    o.fuse = f.fuse;
-    o.x11 = f.x11;
-    Ok(o)
-}
-
-/// The requested CDI devices (usage errors for bad names).
-fn device_requests(f: &LaunchFlags) -> anyhow::Result<Vec<cdi::Request>> {
-    let mut out = Vec::new();
-    if f.gpu {
-        out.push(cdi::Request::gpu());
-    }
-    for d in &f.device {
-        out.push(cdi::parse_request(d).map_err(|e| usage(e.to_string()))?);
-    }
-    Ok(out)
-}
-
-/// Reads the CDI specs and merges the requested devices' edits (nothing to do without any).
-fn cdi_edits(f: &LaunchFlags, requests: &[cdi::Request]) -> anyhow::Result<cdi::Edits> {
-    if requests.is_empty() {
-        return Ok(cdi::Edits::default());
-    }
-    let dirs: Vec<PathBuf> = if f.cdi_dir.is_empty() {
-        cdi::DEFAULT_DIRS.iter().map(PathBuf::from).collect()
-    } else {
-        f.cdi_dir.clone()
-    };
-    Ok(cdi::Registry::load(&dirs)?.resolve(requests)?)
-}
-
-/// Resolves the image and builds the launch that will live in `dir`.
-pub fn plan(g: &Global, req: &Request, dir: &Path) -> anyhow::Result<(Options, Launch)> {
-    let mut opts = options(req)?;
-    let devices = device_requests(&req.flags)?;
-    let fail = || Failed(req.image.clone());
-    let host = HostFacts::gather();
-    let profile = req
-        .flags
-        .profile
-        .as_deref()
-        .unwrap_or(templates::DEFAULT_PROFILE);
-    let launch = (|| -> anyhow::Result<Launch> {
-        opts.cdi = cdi_edits(&req.flags, &devices)?;
-        let template = templates::render(profile, host.uid, host.gid)?;
-        let bar = crate::progress::Bar::new();
-        let source = CachedImages {
-            cache: super::cache(g),
-            progress: &|p| bar.report(p),
-        };
-        let image = source.resolve(&req.image)?;
-        drop(bar);
-        super::warn_all(&image.warnings);
-        Ok(husk_launcher::build(
-            template, &image, &opts, &host, &RealFs, dir,
-        )?)
-    })()
-    .context(fail())?;
-    super::warn_all(&launch.warnings);
-    Ok((opts, launch))
-}
-
-/// `$XDG_RUNTIME_DIR/husk-launch` (root: /run/husk-launch): beside the state root, not in it, so
-/// `husk list` never sees a launch directory.
-pub fn launch_base() -> PathBuf {
-    let euid = nix::unistd::geteuid();
-    match std::env::var_os("XDG_RUNTIME_DIR") {
-        Some(d) if !d.is_empty() => PathBuf::from(d).join("husk-launch"),
-        _ if euid.is_root() => PathBuf::from("/run/husk-launch"),
-        _ => std::env::temp_dir().join(format!("husk-launch-{euid}")),
-    }
-}
-
-/// Where sandboxes (and batches) put their launch directories and workspaces: root's sandbox runs
-/// as an unprivileged host id that must reach them, and root's $XDG_RUNTIME_DIR (/run/user/0) is
-/// 0700: root uses /run/husk-launch whatever XDG_RUNTIME_DIR says.
-pub fn sandbox_base() -> PathBuf {
-    if nix::unistd::geteuid().is_root() && !husk_runtime::ns::in_user_ns() {
-        return PathBuf::from("/run/husk-launch");
-    }
-    launch_base()
-}
-
-/// Creates `dir` mode 0700 (and its parent, which must then be ours).
-pub fn make_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let mut b = std::fs::DirBuilder::new();
-    b.mode(0o700).recursive(true);
-    if let Some(parent) = dir.parent() {
-        b.create(parent)
-            .with_context(|| format!("create {}", parent.display()))?;
-        let m = std::fs::symlink_metadata(parent)?;
-        if m.uid() != nix::unistd::geteuid().as_raw() || !m.is_dir() {
-            anyhow::bail!("create {}: exists and is not ours", parent.display());
-        }
-    }
-    b.recursive(false)
-        .create(dir)
-        .with_context(|| format!("create {}", dir.display()))
-}
-
-/// A launch with a user namespace that failed on a host whose sysctls forbid them: the knob is
-/// the one line worth showing (the engine's errno alone does not say why).
-pub fn explain_userns(e: anyhow::Error, launch: &Launch) -> anyhow::Error {
-    let nss = launch.config["linux"]["namespaces"].as_array();
-    let userns = nss.is_some_and(|n| n.iter().any(|n| n["type"] == "user"));
-    match husk_launcher::userns::diagnose(Path::new("/proc/sys")) {
-        Some(b) if userns => {
-            log::debug!("launch failed: {e:#}");
-            anyhow::anyhow!("{b}")
-        }
-        _ => e,
-    }
-}
-
-pub fn new_id() -> String {
-    use std::io::Read;
-    let mut b = [0u8; 4];
-    let _ = std::fs::File::open("/dev/urandom").and_then(|mut f| f.read_exact(&mut b));
-    format!("husk-{}-{:08x}", std::process::id(), u32::from_ne_bytes(b))
-}
-
-pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
+pub fn run(g: &Global, req: Request) -> anyhow::Result<i32> {
     if req.flags.sandbox.sandbox {
         if req.flags.gpu || !req.flags.device.is_empty() {
             // The sandbox builds its own spec; a device must never be dropped silently.
@@ -362,34 +163,5 @@ pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
         }
         return super::sandbox::run(g, req);
     }
-    let id = new_id();
-    let dir = launch_base().join(&id);
-    let (opts, launch) = plan(g, &req, &dir)?;
-    if req.flags.dry_run {
-        print!("{}", launch.config_json());
-        return Ok(0);
-    }
-    let fail = || Failed(req.image.clone());
-    let mut gopts = super::options(g)?;
-    if !nix::unistd::geteuid().is_root() && !opts.resources.any() {
-        // Rootless without limits: no cgroup, and no warning about one on every launch. Root keeps
-        // its cgroup (delete cleans up strays); so does anyone asking for limits.
-        gopts.cgroup.driver = Driver::Disabled;
-    }
-    super::inplace::try_exec(&gopts, &req, &opts, &launch, &dir)?;
-    make_dir(&dir).context(fail())?;
-    let result = launch
-        .write(&dir)
-        .map_err(anyhow::Error::from)
-        .context(fail())
-        .and_then(|()| {
-            req.engine.bundle = dir.clone();
-            super::run::foreground(&gopts, &id, &req.engine, false, false)
-                .map_err(|e| explain_userns(e, &launch))
-                .context(fail())
-        });
-    if let Err(e) = husk_launcher::spec::remove_launch_dir(&dir) {
-        log::warn!("remove launch directory {}: {e}", dir.display());
-    }
-    result
+    crate::supervise::launch::run(g, req)
 }

@@ -9,7 +9,6 @@ pub mod events;
 pub mod exec;
 pub mod features;
 pub mod images;
-pub mod inplace;
 pub mod instance;
 pub mod kill;
 pub mod launch;

@@ -4,12 +4,11 @@
 
 use super::create::BundleArgs;
 use super::launch::{self, LaunchFlags};
-use super::{context_id, options, usage, warn_all};
+use super::{options, usage};
 use crate::cli::Global;
+use crate::supervise::foreground;
 use clap::Args;
 use husk_launcher::image::is_image_arg;
-use husk_runtime::container::{create, CreateMode};
-use husk_runtime::{process, CreateOptions, GlobalOptions};
 
 #[derive(Debug, Args)]
 #[command(trailing_var_arg = true)]
@@ -78,45 +77,4 @@ fn run_image(g: &Global, a: RunArgs) -> anyhow::Result<i32> {
             engine,
         },
     )
-}
-
-/// Creates and releases container `id`; unless detached, waits (forwarding signals, proxying a
-/// terminal) and, unless kept, deletes it. Returns the container's exit status.
-pub fn foreground(
-    opts: &GlobalOptions,
-    id: &str,
-    engine: &CreateOptions,
-    detach: bool,
-    keep: bool,
-) -> anyhow::Result<i32> {
-    // Blocked before the container exists, so no signal meant for it is lost.
-    let sigs = if detach {
-        None
-    } else {
-        Some(process::block_signals()?)
-    };
-    let mut created = context_id(create(opts, id, engine, CreateMode::Run), "run", id)?;
-    warn_all(&created.warnings);
-    let console = created.console.take();
-    let released = created.release();
-    let result = released.map_err(anyhow::Error::from).and_then(|w| {
-        warn_all(&w);
-        let Some(sigs) = sigs else { return Ok(0) };
-        let proxy = match console {
-            Some(sock) => Some(crate::tty::TtyProxy::start(&sock)?),
-            None => None,
-        };
-        let code = process::wait_forwarding(created.spawned.pid, &sigs)?;
-        drop(proxy);
-        Ok(code)
-    });
-    if (detach || keep) && result.is_ok() {
-        return result;
-    }
-    // Foreground (or failed detach): the container is over; remove it.
-    match created.remove() {
-        Ok(w) => warn_all(&w),
-        Err(e) => log::warn!("clean up container {id}: {e}"),
-    }
-    context_id(result, "run", id)
 }

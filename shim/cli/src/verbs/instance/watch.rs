@@ -4,7 +4,8 @@
 
 use super::{read_record, remove, write_record, StartArgs};
 use crate::cli::{CgroupLayout, Global};
-use crate::verbs::launch::{self, Failed};
+use crate::supervise::launch::{make_dir, plan, Failed};
+use crate::verbs::launch;
 use crate::verbs::{options, usage, warn_all};
 use anyhow::Context;
 use husk_launcher::instance::{self as inst, Record};
@@ -51,7 +52,7 @@ pub fn start(g: &Global, mut a: StartArgs) -> anyhow::Result<i32> {
         tty: false,
         engine: CreateOptions::default(),
     };
-    let (opts, plan) = launch::plan(g, &req, &p.bundle)?;
+    let (opts, plan) = plan(g, &req, &p.bundle)?;
     if req.flags.dry_run {
         print!("{}", plan.config_json());
         return Ok(0);
@@ -62,7 +63,7 @@ pub fn start(g: &Global, mut a: StartArgs) -> anyhow::Result<i32> {
         anyhow::bail!("{}: already exists", what());
     }
     // The launch directory is made exclusively: of two starts of one NAME, one fails here.
-    launch::make_dir(&p.bundle).with_context(what)?;
+    make_dir(&p.bundle).with_context(what)?;
     let rec = Record {
         name: a.name.clone(),
         id,

@@ -1,6 +1,6 @@
 //! The `--sandbox` preset for untrusted code: what it adds to [`Options`], how it rewrites the
-//! config.json [`crate::build`] made, and the result record (docs/sandbox.md holds the schema; keep
-//! it stable: add keys, never rename or remove them).
+//! config.json [`crate::build`] made, and the result record ([`record`]; docs/sandbox.md holds the
+//! schema; keep it stable: add keys, never rename or remove them).
 //!
 //! On top of the `sandbox` profile (spec-templates/sandbox.json: every capability dropped,
 //! no_new_privs, rlimits, runc's masked and read-only paths, fresh pid/network/ipc/uts/mount/cgroup
@@ -28,13 +28,18 @@
 //! Pure: nothing here touches the system.
 
 use crate::options::{parse_memory, Bind, Ipc, Net, Options, OptionsError, Resources};
-use serde::Serialize;
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+mod record;
+
+pub use record::{
+    no_cgroup_reason, LandlockRecord, Limit, Limits, Outcome, Output, Record, RECORD_KEYS,
+};
+
 /// The seccomp profile, an OCI `linux.seccomp` object.
-pub const SECCOMP_DEFAULT: &str = include_str!("../../../spec-templates/seccomp-default.json");
+pub const SECCOMP_DEFAULT: &str = include_str!("../../../../spec-templates/seccomp-default.json");
 
 /// Where the workspace appears inside.
 pub const WORKSPACE: &str = "/workspace";
@@ -74,6 +79,8 @@ pub enum SandboxError {
     },
     #[error("--host-id 0: the code would run as host root; give an unprivileged id")]
     HostIdZero,
+    #[error("--host-id: only root's sandboxes choose a host id (yours run as you)")]
+    HostIdNotRoot,
     #[error("parse --host-id {0:?}: want a uid such as 1000000000")]
     HostId(String),
     #[error(transparent)]
@@ -131,6 +138,17 @@ pub fn parse_host_id(s: &str) -> Result<u32, SandboxError> {
     }
 }
 
+/// The host id a sandbox runs as: root's, `--host-id` or [`DEFAULT_HOST_ID`]; anyone else's,
+/// None (it runs as its caller, who may not choose).
+pub fn host_id(given: Option<&str>, root: bool) -> Result<Option<u32>, SandboxError> {
+    match (given, root) {
+        (Some(id), true) => parse_host_id(id).map(Some),
+        (Some(_), false) => Err(SandboxError::HostIdNotRoot),
+        (None, true) => Ok(Some(DEFAULT_HOST_ID)),
+        (None, false) => Ok(None),
+    }
+}
+
 /// The preset's settings, defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sandbox {
@@ -162,6 +180,25 @@ impl Sandbox {
             sockets: Vec::new(),
             host_id: None,
         }
+    }
+
+    /// `--tmp-size`, `--timeout` and `--output-limit` (checked in that order) over the defaults.
+    pub fn set_limits(
+        &mut self,
+        tmp_size: Option<&str>,
+        timeout: Option<&str>,
+        output_limit: Option<&str>,
+    ) -> Result<(), SandboxError> {
+        if let Some(t) = tmp_size {
+            self.tmp_size = parse_size(t)?;
+        }
+        if let Some(t) = timeout {
+            self.timeout = parse_duration(t)?;
+        }
+        if let Some(o) = output_limit {
+            self.output_limit = parse_size(o)? as u64;
+        }
+        Ok(())
     }
 
     /// Turns the user's options into the preset's: everything contained, no host binds but the
@@ -363,164 +400,6 @@ pub fn parse_size(s: &str) -> Result<i64, SandboxError> {
     Ok(parse_memory(s)?)
 }
 
-/// One limit in the record: its value, what enforced it (null: nothing), why not when not.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Limit {
-    pub value: Value,
-    pub enforced_by: Option<String>,
-    pub reason: Option<String>,
-}
-
-impl Limit {
-    fn by(value: Value, how: &str) -> Limit {
-        Limit {
-            value,
-            enforced_by: Some(how.into()),
-            reason: None,
-        }
-    }
-
-    fn not(value: Value, why: &str) -> Limit {
-        Limit {
-            value,
-            enforced_by: None,
-            reason: Some(why.into()),
-        }
-    }
-}
-
-/// What was in force (`limits` in the record).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Limits {
-    pub memory_bytes: Limit,
-    pub cpus: Limit,
-    pub pids: Limit,
-    pub timeout_ms: Limit,
-    pub output_bytes: Limit,
-    pub tmp_bytes: Limit,
-    pub fsize_bytes: Limit,
-    pub nofile: Limit,
-    pub core_bytes: Limit,
-    /// Names of the limits above with no enforcer.
-    pub not_applied: Vec<String>,
-}
-
-impl Sandbox {
-    /// `cgroup`: None when the container had one, else why not. `tty`: output went to a terminal
-    /// (not capped).
-    pub fn limits(&self, cgroup: Option<&str>, tty: bool) -> Limits {
-        let r = &self.resources;
-        let cg = |v: Value, how: &str| match cgroup {
-            None => Limit::by(v, how),
-            Some(why) => Limit::not(v, why),
-        };
-        let pids = match cgroup {
-            None => Limit::by(json!(r.pids), "cgroup pids"),
-            Some(_) => Limit::by(json!(r.pids), "RLIMIT_NPROC"),
-        };
-        let memory = match cgroup {
-            None => Limit::by(json!(r.memory), "cgroup memory"),
-            // Enforced, but per process: the reason says what is missing.
-            Some(why) => Limit {
-                value: json!(r.memory),
-                enforced_by: Some("RLIMIT_DATA (each process)".into()),
-                reason: Some(format!("{why}: no limit on all processes together")),
-            },
-        };
-        let output = if tty {
-            Limit::not(json!(self.output_limit), "a terminal is not capped")
-        } else {
-            Limit::by(json!(self.output_limit), "husk (pipes)")
-        };
-        let mut l = Limits {
-            memory_bytes: memory,
-            cpus: cg(json!(r.cpus), "cgroup cpu"),
-            pids,
-            timeout_ms: Limit::by(json!(self.timeout.as_millis() as u64), "husk (SIGKILL)"),
-            output_bytes: output,
-            tmp_bytes: Limit::by(json!(self.tmp_size), "tmpfs size"),
-            fsize_bytes: Limit::by(json!(FSIZE), "RLIMIT_FSIZE"),
-            nofile: Limit::by(json!(NOFILE), "RLIMIT_NOFILE"),
-            core_bytes: Limit::by(json!(0), "RLIMIT_CORE"),
-            not_applied: Vec::new(),
-        };
-        let named = [
-            ("memory_bytes", &l.memory_bytes),
-            ("cpus", &l.cpus),
-            ("output_bytes", &l.output_bytes),
-        ];
-        l.not_applied = named
-            .iter()
-            .filter(|(_, v)| v.enforced_by.is_none())
-            .map(|(n, _)| n.to_string())
-            .collect();
-        l
-    }
-}
-
-/// The result record (`--result FILE`, `--json`).
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct Record {
-    /// Shell-style status: the exit code, or 128+N when killed by signal N.
-    pub exit_code: i32,
-    /// The signal that killed the program ("SIGKILL"), or null.
-    pub signal: Option<String>,
-    pub timed_out: bool,
-    pub oom_killed: bool,
-    pub stdout_truncated: bool,
-    pub stderr_truncated: bool,
-    pub stdout_bytes: u64,
-    pub stderr_bytes: u64,
-    pub wall_ms: u64,
-    pub cpu_user_ms: u64,
-    pub cpu_sys_ms: u64,
-    pub peak_memory_bytes: u64,
-    /// "cgroup" or "rusage" (getrusage(RUSAGE_CHILDREN) maxrss: the largest single process).
-    pub peak_memory_source: String,
-    pub limits: Limits,
-    /// What Landlock applied.
-    pub landlock: LandlockRecord,
-    /// The host uid and gid the program ran as (outside its user namespace).
-    pub host_uid: u32,
-    pub host_gid: u32,
-    /// With `--json`: the streams (up to the limit, lossy UTF-8); absent otherwise.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stdout: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stderr: Option<String>,
-}
-
-/// `landlock` in the record: `abi` (0: the kernel has none), whether it was `enforced`, the
-/// `writable` paths, and `reason`: why not enforced, or what an old ABI could not restrict.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct LandlockRecord {
-    pub abi: u32,
-    pub enforced: bool,
-    pub writable: Vec<String>,
-    pub reason: Option<String>,
-}
-
-/// Every key the record always has (tests and docs/sandbox.md check against it).
-pub const RECORD_KEYS: &[&str] = &[
-    "exit_code",
-    "signal",
-    "timed_out",
-    "oom_killed",
-    "stdout_truncated",
-    "stderr_truncated",
-    "stdout_bytes",
-    "stderr_bytes",
-    "wall_ms",
-    "cpu_user_ms",
-    "cpu_sys_ms",
-    "peak_memory_bytes",
-    "peak_memory_source",
-    "limits",
-    "landlock",
-    "host_uid",
-    "host_gid",
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -534,6 +413,12 @@ mod tests {
         assert_eq!(parse_duration("1.5").unwrap(), Duration::from_millis(1500));
         assert!(parse_duration("0").is_err() && parse_duration("5x").is_err());
         assert_eq!(parse_size("1M").unwrap(), 1 << 20);
+        let mut sb = Sandbox::new("/w".into());
+        sb.set_limits(Some("1k"), Some("2s"), Some("3")).unwrap();
+        assert_eq!((sb.tmp_size, sb.output_limit), (1024, 3));
+        assert_eq!(sb.timeout, Duration::from_secs(2));
+        let e = sb.set_limits(Some("x"), Some("y"), None).unwrap_err();
+        assert!(e.to_string().contains("--memory"), "{e}");
     }
 
     #[test]
@@ -629,6 +514,10 @@ mod tests {
         assert!(parse_socket("/a:/devices.sock").is_ok());
         assert_eq!(parse_host_id("123").unwrap(), 123);
         assert!(parse_host_id("0").is_err() && parse_host_id("x").is_err());
+        assert_eq!(host_id(None, true).unwrap(), Some(DEFAULT_HOST_ID));
+        assert_eq!(host_id(Some("5"), true).unwrap(), Some(5));
+        assert_eq!(host_id(None, false).unwrap(), None);
+        assert_eq!(host_id(Some("5"), false), Err(SandboxError::HostIdNotRoot));
     }
 
     #[test]
@@ -641,21 +530,5 @@ mod tests {
         assert_eq!(o.binds.len(), 2);
         assert!(o.binds[1].readonly && o.binds[1].destination == Path::new("/run/s.sock"));
         assert_eq!(o.root_host_id, Some(DEFAULT_HOST_ID));
-    }
-
-    #[test]
-    fn limits_say_what_was_not_applied() {
-        let sb = Sandbox::new("/w".into());
-        let l = sb.limits(Some("no cgroup"), false);
-        assert_eq!(l.not_applied, vec!["cpus"]);
-        assert_eq!(l.pids.enforced_by.as_deref(), Some("RLIMIT_NPROC"));
-        assert!(l
-            .memory_bytes
-            .enforced_by
-            .as_deref()
-            .unwrap()
-            .contains("RLIMIT_DATA"));
-        assert!(l.memory_bytes.reason.is_some());
-        assert!(sb.limits(None, false).not_applied.is_empty());
     }
 }

@@ -4,7 +4,8 @@
 //! tmpfs only the container's mount namespace sees, so nothing is written to disk and nothing is
 //! left to clean up. `HUSK_NO_FASTPATH=1` forces the normal path.
 
-use super::launch::{launch_base, Failed, Request};
+use super::launch::{launch_base, Failed};
+use crate::verbs::launch::Request;
 use anyhow::Context;
 use husk_launcher::{Launch, Options};
 use husk_runtime::container::{in_place_blocker, InPlace};

@@ -148,47 +148,99 @@ pub fn watch(
         Some([o, e]) => (Some(o), Some(e)),
         None => (None, None),
     };
-    let mut out = Stream::new(o, 1, keep, sb.output_limit);
-    let mut err = Stream::new(e, 2, keep, sb.output_limit);
     let deadline = Instant::now() + sb.timeout;
-    let mut status: Option<(i32, Option<Signal>)> = None;
-    let mut exited_at = None;
-    let mut timed_out = false;
-    let mut killed = false;
-    let mut stop_at = deadline;
+    let mut w = Loop {
+        pid,
+        sfd,
+        out: Stream::new(o, 1, keep, sb.output_limit),
+        err: Stream::new(e, 2, keep, sb.output_limit),
+        deadline,
+        stop_at: deadline,
+        status: None,
+        exited_at: None,
+        timed_out: false,
+        killed: false,
+    };
     loop {
         let now = Instant::now();
-        if let Some(at) = exited_at {
-            if (out.file.is_none() && err.file.is_none()) || now >= at + DRAIN {
-                break;
+        if w.drained(now) {
+            break;
+        }
+        let ready = w.poll(w.wait(now))?;
+        w.pump(&ready);
+        w.forward_signals();
+        w.reap();
+        w.enforce(&kill_all);
+    }
+    let (code, signal) = w.status.expect("the loop ends after the init exited");
+    Ok(Watched {
+        code,
+        signal,
+        timed_out: w.timed_out,
+        out: w.out,
+        err: w.err,
+    })
+}
+
+/// The watch's state.
+struct Loop {
+    pid: Pid,
+    sfd: SignalFd,
+    out: Stream,
+    err: Stream,
+    deadline: Instant,
+    /// The deadline, or sooner after a stop signal (GRACE after it).
+    stop_at: Instant,
+    status: Option<(i32, Option<Signal>)>,
+    exited_at: Option<Instant>,
+    timed_out: bool,
+    killed: bool,
+}
+
+impl Loop {
+    /// The init has exited and its output is read (or DRAIN has passed).
+    fn drained(&self, now: Instant) -> bool {
+        self.exited_at.is_some_and(|at| {
+            (self.out.file.is_none() && self.err.file.is_none()) || now >= at + DRAIN
+        })
+    }
+
+    /// How long the next poll may wait: until the drain ends, a little while once killed (to
+    /// reap soon), else until the stop time; at most a second.
+    fn wait(&self, now: Instant) -> Duration {
+        let until = match self.exited_at {
+            Some(at) => at + DRAIN,
+            None if self.killed => now + Duration::from_millis(100),
+            None => self.stop_at,
+        };
+        until
+            .saturating_duration_since(now)
+            .min(Duration::from_secs(1))
+    }
+
+    /// Polls the signalfd and the open streams; which of those (signalfd first) are ready.
+    fn poll(&self, wait: Duration) -> anyhow::Result<Vec<bool>> {
+        let mut fds = vec![PollFd::new(self.sfd.as_fd(), PollFlags::POLLIN)];
+        for s in [&self.out, &self.err] {
+            if let Some(f) = &s.file {
+                fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
             }
         }
-        let until = match exited_at {
-            Some(at) => at + DRAIN,
-            None if killed => now + Duration::from_millis(100),
-            None => stop_at,
-        };
-        let wait = until
-            .saturating_duration_since(now)
-            .min(Duration::from_secs(1));
-        let ready = {
-            let mut fds = vec![PollFd::new(sfd.as_fd(), PollFlags::POLLIN)];
-            for s in [&out, &err] {
-                if let Some(f) = &s.file {
-                    fds.push(PollFd::new(f.as_fd(), PollFlags::POLLIN));
-                }
-            }
-            let ms = PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::MAX);
-            match poll(&mut fds, ms) {
-                Ok(_) | Err(nix::errno::Errno::EINTR) => {}
-                Err(e) => return Err(e.into()),
-            }
-            fds.iter()
-                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
-                .collect::<Vec<bool>>()
-        };
+        let ms = PollTimeout::try_from(wait.as_millis() as i32).unwrap_or(PollTimeout::MAX);
+        match poll(&mut fds, ms) {
+            Ok(_) | Err(nix::errno::Errno::EINTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+        Ok(fds
+            .iter()
+            .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+            .collect())
+    }
+
+    /// Reads the streams that `ready` (from [`Loop::poll`]) says have data or hung up.
+    fn pump(&mut self, ready: &[bool]) {
         let mut i = 1;
-        for s in [&mut out, &mut err] {
+        for s in [&mut self.out, &mut self.err] {
             if s.file.is_some() {
                 if ready.get(i).copied().unwrap_or(false) {
                     s.pump();
@@ -196,39 +248,43 @@ pub fn watch(
                 i += 1;
             }
         }
-        while let Ok(Some(si)) = sfd.read_signal() {
+    }
+
+    /// Passes every pending signal but SIGCHLD on to the init; a stop signal brings the stop time
+    /// to GRACE from now.
+    fn forward_signals(&mut self) {
+        while let Ok(Some(si)) = self.sfd.read_signal() {
             match Signal::try_from(si.ssi_signo as i32) {
                 Ok(Signal::SIGCHLD) | Err(_) => {}
                 Ok(sig) => {
-                    let _ = nix::sys::signal::kill(pid, sig);
+                    let _ = nix::sys::signal::kill(self.pid, sig);
                     if matches!(sig, Signal::SIGINT | Signal::SIGTERM | Signal::SIGHUP) {
-                        stop_at = stop_at.min(Instant::now() + GRACE);
+                        self.stop_at = self.stop_at.min(Instant::now() + GRACE);
                     }
                 }
             }
         }
-        if status.is_none() {
-            status = reap(pid);
-            if status.is_some() {
-                exited_at = Some(Instant::now());
+    }
+
+    fn reap(&mut self) {
+        if self.status.is_none() {
+            self.status = reap(self.pid);
+            if self.status.is_some() {
+                self.exited_at = Some(Instant::now());
             }
         }
+    }
+
+    /// At the stop time, kills the whole container (once).
+    fn enforce(&mut self, kill_all: &impl Fn()) {
         let now = Instant::now();
-        if status.is_none() && !killed && now >= stop_at {
-            timed_out = now >= deadline;
+        if self.status.is_none() && !self.killed && now >= self.stop_at {
+            self.timed_out = now >= self.deadline;
             log::debug!("sandbox: timeout or signal: killing the container");
-            killed = true;
+            self.killed = true;
             kill_all();
         }
     }
-    let (code, signal) = status.expect("the loop ends after the init exited");
-    Ok(Watched {
-        code,
-        signal,
-        timed_out,
-        out,
-        err,
-    })
 }
 
 /// Reaps every exited child; returns `pid`'s status once it has exited.

@@ -11,17 +11,22 @@
 //! On a signal no job is started any more; the signal is passed to every running worker, whose
 //! supervisor passes it on to its program and kills the container 2 s later if still running, then
 //! deletes it (state dir, cgroup, mounts) and prints its record; we wait for all of them.
+//!
+//! Why a process per job: the sandbox supervisor is process-wide by design (it puts pipes on fds 1
+//! and 2 while cloning, reaps any child, reads RUSAGE_CHILDREN, owns the signal mask) and the
+//! engine clones from a single-threaded process, so one process per job is what lets jobs run side
+//! by side; its cost (one exec of husk) is small beside a container's.
 
+use super::launch::{make_dir, new_id, sandbox_base};
 use crate::cli::Global;
 use crate::progress::Counter;
-use crate::verbs::launch;
 use anyhow::Context;
-use husk_launcher::batch::{result_line, Job, Parsed, Status, Tally};
+use husk_launcher::batch::{self, result_line, Job, LogLine, Parsed, Status, Tally};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{kill, SigSet, Signal};
 use nix::sys::signalfd::{SfdFlags, SignalFd};
 use nix::unistd::Pid;
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::HashSet;
 use std::fs::{self, File};
 use std::io::Write;
@@ -69,10 +74,10 @@ impl Pool {
         out: Box<dyn Write>,
         bar: Counter,
     ) -> anyhow::Result<Pool> {
-        let base = launch::sandbox_base();
+        let base = sandbox_base();
         sweep(&base);
-        let scratch = base.join(format!("batch-{}", launch::new_id()));
-        launch::make_dir(&scratch)?;
+        let scratch = base.join(batch::scratch_name(&new_id()));
+        make_dir(&scratch)?;
         // The launch base too: a fresh one is 0700 until a sandbox has run from it.
         searchable_by_sandbox_id(&base)?;
         searchable_by_sandbox_id(&scratch)?;
@@ -186,7 +191,7 @@ impl Pool {
     }
 
     fn spawn(&self, job: &Job, dir: &Path) -> anyhow::Result<Child> {
-        launch::make_dir(dir)?;
+        make_dir(dir)?;
         searchable_by_sandbox_id(dir)?;
         let ws = match &job.workspace {
             Some(w) => {
@@ -199,7 +204,7 @@ impl Pool {
             }
             None => {
                 let ws = dir.join("ws");
-                launch::make_dir(&ws)?;
+                make_dir(&ws)?;
                 write_files(&ws, &job.files)?;
                 ws
             }
@@ -257,61 +262,27 @@ impl Pool {
         if let Err(e) = fs::remove_dir_all(&r.dir) {
             log::warn!("remove {}: {e}", r.dir.display());
         }
-        let record = match serde_json::from_slice::<Value>(&out) {
-            Ok(Value::Object(m)) if m.contains_key("exit_code") => Some(m),
-            _ => None,
-        };
-        let (s, line, wall) = match record {
-            Some(rec) => {
-                let s = match Status::of(&rec) {
-                    Status::Passed => Status::Passed,
-                    _ if r.signalled => Status::Interrupted,
-                    s => s,
-                };
-                let wall = rec.get("wall_ms").and_then(Value::as_u64);
-                (s, result_line(&r.id, s, None, Some(rec)), wall)
-            }
-            None => {
-                let why = error.unwrap_or_else(|| format!("husk batch-job: {status}"));
-                let s = if r.signalled {
-                    Status::Interrupted
-                } else {
-                    Status::Error
-                };
-                (
-                    s,
-                    result_line(&r.id, s, Some(&why), None::<Map<String, Value>>),
-                    None,
-                )
-            }
-        };
-        self.emit(line, s, wall);
+        let exited = status.to_string();
+        let f = batch::worker_result(&r.id, &out, r.signalled, error, &exited);
+        self.emit(f.line, f.status, f.wall_ms);
     }
 
     /// Shows the worker's warnings (each text once per batch) and debug records; returns its
-    /// error, which belongs in the result line: its last error record, else the first line that
-    /// is not a record (a usage error says it first).
+    /// error, which belongs in the result line.
     fn relay(&mut self, id: &Value, log: &str) -> Option<String> {
-        let mut errors = Vec::new();
-        let mut other = None;
-        for l in log.lines().filter(|l| !l.trim().is_empty()) {
-            let Ok(v) = serde_json::from_str::<Value>(l) else {
-                other.get_or_insert_with(|| l.to_string());
-                continue;
-            };
-            let msg = v["msg"].as_str().unwrap_or(l).to_string();
-            match v["level"].as_str() {
-                Some("error") => errors.push(msg),
-                Some("warning") => {
+        let read = batch::worker_log(log);
+        for l in read.shown {
+            match l {
+                LogLine::Warning(msg) => {
                     if self.warned.insert(msg.clone()) {
                         self.bar.clear();
                         log::warn!("{msg}");
                     }
                 }
-                _ => log::debug!("job {id}: {msg}"),
+                LogLine::Other(msg) => log::debug!("job {id}: {msg}"),
             }
         }
-        errors.pop().or(other)
+        read.error
     }
 
     fn emit(&mut self, line: String, s: Status, wall: Option<u64>) {
@@ -327,6 +298,19 @@ impl Pool {
     }
 }
 
+/// The worker's side (`husk batch-job`), first of all: a Ctrl-C for the batch (a terminal sends it
+/// to the worker too) must wait for the sandbox supervisor's signalfd, which forwards it and cleans
+/// up; it must never kill the worker half-way through creating the container. The worker is ended
+/// (SIGTERM, so that it cleans up) when the batch, `parent`, dies.
+pub fn become_worker(parent: i32) -> anyhow::Result<()> {
+    husk_runtime::process::block_signals()?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGTERM)?;
+    if nix::unistd::getppid().as_raw() != parent {
+        anyhow::bail!("batch process {parent} is gone");
+    }
+    Ok(())
+}
+
 /// Removes the scratch trees of batches that were killed (SIGKILL: no chance to clean up; their
 /// jobs were torn down by their workers). Named `batch-husk-<pid>-<hex>`: gone when no process
 /// `<pid>` lives (a reused pid only delays the sweep).
@@ -336,11 +320,7 @@ fn sweep(base: &Path) {
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let Some(pid) = name
-            .strip_prefix("batch-husk-")
-            .and_then(|r| r.split('-').next())
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
+        let Some(pid) = batch::scratch_owner(&name) else {
             continue;
         };
         if !Path::new("/proc").join(pid.to_string()).exists() {
