@@ -11,6 +11,7 @@ root_only!(
     update_memory_limit,
     update_pids_limit_stops_forks,
     events_stats_prints_one_record,
+    init_is_in_every_hierarchy_of_its_cgroup,
 );
 
 const MIB: u64 = 1 << 20;
@@ -109,4 +110,39 @@ fn events_stats_prints_one_record(t: &Ctx) {
     assert_eq!(v["type"], "stats", "{out}");
     assert_eq!(v["id"], id.as_str(), "{out}");
     assert!(v["data"].is_object(), "{out}");
+}
+
+/// On v1 the init moves itself into its cgroup (writing 0 to each hierarchy's `tasks`; a pid
+/// written to cgroup.procs waits for an RCU grace period), unless a prestart hook must find it
+/// there first, when the parent moves it. Either way it ends up in every controller hierarchy.
+fn init_is_in_every_hierarchy_of_its_cgroup(t: &Ctx) {
+    for (what, hook) in [("self", false), ("moved", true)] {
+        let mut b = t.bundle().probe(&["sleep", "600"]);
+        if hook {
+            b = b.set("/hooks/prestart", json!([{"path": "/bin/true"}]));
+        }
+        let id = t.start_running(&b, what);
+        let pid = t.state(&id)["pid"].as_u64().unwrap();
+        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+        // Controller hierarchies (v1), or the unified line where there are none (v2).
+        let mut lines: Vec<&str> = text
+            .lines()
+            .filter(|l| {
+                l.split(':')
+                    .nth(1)
+                    .is_some_and(|c| !c.is_empty() && !c.starts_with("name="))
+            })
+            .collect();
+        if lines.is_empty() {
+            lines = text.lines().filter(|l| l.starts_with("0::")).collect();
+        }
+        assert!(!lines.is_empty(), "{what}: {text}");
+        for line in lines {
+            assert!(
+                line.ends_with(&format!("/{id}")),
+                "{what}: init not in its cgroup: {line}\n{text}"
+            );
+        }
+        t.rt(&["delete", "--force", &id]).ok();
+    }
 }

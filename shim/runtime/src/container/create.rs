@@ -165,7 +165,25 @@ fn build(
             && none(hooks.create_container()),
         ..base
     };
+    // The init moves itself into its cgroup at [1b] (see Cgroup::self_join_files) when nothing
+    // needs it there earlier (no hooks before [1b]) and it can reach the host's cgroupfs as itself:
+    // its mount namespace is new or the host's, and it is in no user namespace.
+    let self_join = ctx.overlap_cgroup_setup
+        && !ctx.ns.new_userns()
+        && !ctx
+            .ns
+            .joins
+            .iter()
+            .any(|(t, _, _)| matches!(t, LinuxNamespaceType::Mount | LinuxNamespaceType::User));
+    let ctx = InitContext {
+        join_cgroup: match self_join {
+            true => cgroup.self_join_files()?,
+            false => Vec::new(),
+        },
+        ..ctx
+    };
     let resources = linux.resources().clone();
+    let ctx_joins_cgroup = !ctx.join_cgroup.is_empty();
     let userns_new = ctx.ns.new_userns();
     let map = |pid: Pid| -> Result<(), ContainerError> {
         if userns_new {
@@ -183,7 +201,11 @@ fn build(
         record.owner = owner_name(euid.as_raw());
         dir.save(&record)?;
         *cgroup_made = Some(cgroup.clone());
-        cgroup.enter(pid.as_raw(), resources.as_ref())?;
+        if ctx_joins_cgroup {
+            cgroup.make_for_self_join(resources.as_ref())?;
+        } else {
+            cgroup.enter(pid.as_raw(), resources.as_ref())?;
+        }
         let json = state_json(&record, Status::Creating);
         hooks::run(
             "prestart",
@@ -288,6 +310,7 @@ pub(super) fn spec_context(
             .collect(),
         process_oom_score_adj: process.oom_score_adj(),
         overlap_cgroup_setup: false,
+        join_cgroup: Vec::new(),
         landlock: spec::landlock(spec)?,
         time_offsets: time_offsets(&linux),
         hooks_create_container: Vec::new(),

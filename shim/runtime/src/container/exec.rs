@@ -144,6 +144,7 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         sysctl: Vec::new(),
         process_oom_score_adj: None,
         overlap_cgroup_setup: false,
+        join_cgroup: Vec::new(),
         landlock: crate::spec::landlock(&spec)?,
         time_offsets: String::new(),
         hooks_create_container: Vec::new(),

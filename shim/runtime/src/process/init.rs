@@ -30,6 +30,8 @@ pub enum InitError {
     #[error(transparent)]
     Ns(#[from] crate::ns::NsError),
     #[error(transparent)]
+    Cgroup(#[from] crate::cgroup::CgroupError),
+    #[error(transparent)]
     Rootfs(#[from] crate::rootfs::RootfsError),
     #[error(transparent)]
     Hook(#[from] hooks::HookError),
@@ -130,8 +132,9 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     finish_and_exec(ctx, &exe)
 }
 
-/// Sync point [1b]: the parent has put us in the container's cgroup (and saved the state, run its
-/// hooks). Only then may the cgroup namespace be made: its root is the cgroup we are in.
+/// Sync point [1b]: the parent has made the container's cgroup and put us in it, or left that last
+/// step to us (`join_cgroup`), and saved the state, run its hooks. Only then may the cgroup
+/// namespace be made: its root is the cgroup we are in.
 struct CgroupGate<'a> {
     ctx: &'a InitContext,
     /// None once passed, or with nothing to wait for (the in-place run).
@@ -147,6 +150,7 @@ impl CgroupGate<'_> {
             Some(Msg::Go) => {}
             other => return Err(InitError::Protocol(other)),
         }
+        crate::cgroup::join_self(&self.ctx.join_cgroup)?;
         let cgroupns = nix::sched::CloneFlags::CLONE_NEWCGROUP;
         if self.ctx.ns.clone_flags.contains(cgroupns) {
             nix::sched::unshare(cgroupns).map_err(sys("unshare cgroup namespace"))?;

@@ -73,6 +73,9 @@ pub struct InitContext {
     /// No prestart/createRuntime/createContainer hooks: the init sets up its mounts while the
     /// parent does the cgroup and state work, waiting for [1b] only where the cgroup matters.
     pub overlap_cgroup_setup: bool,
+    /// v1 `tasks` files the init writes `0` to at [1b], moving itself into the container's cgroup
+    /// ([`crate::cgroup::Cgroup::self_join_files`]); empty when the parent moves it in.
+    pub join_cgroup: Vec<std::path::PathBuf>,
     /// Annotation run.husk.landlock.write: the only paths the container may write under.
     pub landlock: Option<Vec<std::path::PathBuf>>,
     /// `linux.timeOffsets` as /proc/PID/timens_offsets lines, for a new time namespace.
