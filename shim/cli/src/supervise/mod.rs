@@ -1,6 +1,7 @@
 //! What runs a launch once a verb has read its flags: the launch built and written
 //! ([`launch`]), run in place when nothing needs a parent ([`inplace`]), or created, waited for and
-//! deleted ([`foreground`]); the sandbox's supervisor ([`sandbox`]: output pipes, timeout, result
+//! deleted ([`foreground`]); an instance's watcher and its stop
+//! ([`instance`]); the sandbox's supervisor ([`sandbox`]: output pipes, timeout, result
 //! record) and the batch's pool of workers ([`pool`]).
 //!
 //! Not verbs (no flags are defined here: they stay in verbs/) and not engine work: these loops print
@@ -9,6 +10,7 @@
 //! records, result lines) are husk-launcher's; this module gathers the facts and acts on them.
 
 pub mod inplace;
+pub mod instance;
 pub mod launch;
 pub mod pool;
 pub mod sandbox;
