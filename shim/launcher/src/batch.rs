@@ -264,50 +264,9 @@ fn validate(l: Line, id: Value, line: usize, d: &Defaults) -> Result<Job, JobErr
     if !is_image_arg(&image) {
         return Err(JobError::NotImage { line, image });
     }
-    let argv = match (l.command, l.cmd) {
-        (Some(c), None) if !c.is_empty() => c,
-        (None, Some(s)) => vec!["/bin/sh".into(), "-c".into(), s],
-        _ => return Err(JobError::Command { line }),
-    };
-    let nul = |what, s: &str| {
-        if s.contains('\0') {
-            Err(JobError::Nul { line, what })
-        } else {
-            Ok(())
-        }
-    };
-    for a in &argv {
-        nul("command", a)?;
-    }
-    let mut files = Vec::new();
-    for (path, content) in l.files.iter().flatten() {
-        files.push((
-            relative(path).ok_or_else(|| JobError::FilePath {
-                line,
-                path: path.clone(),
-            })?,
-            content.clone(),
-        ));
-    }
-    if l.files.is_some() && l.workspace.is_some() {
-        return Err(JobError::FilesAndWorkspace { line });
-    }
-    if let Some(w) = &l.workspace {
-        if !w.is_absolute() {
-            return Err(JobError::Workspace {
-                line,
-                path: w.clone(),
-            });
-        }
-    }
-    let mut env: BTreeMap<String, String> = d.env.iter().cloned().collect();
-    for (k, v) in l.env {
-        if k.is_empty() || k.contains(['=', '\0']) || k.contains(char::is_whitespace) {
-            return Err(JobError::Env { line, name: k });
-        }
-        nul("env", &v)?;
-        env.insert(k, v);
-    }
+    let argv = argv(l.command, l.cmd, line)?;
+    let files = files(l.files.as_ref(), l.workspace.as_deref(), line)?;
+    let env = env(l.env, &d.env, line)?;
     let limits = l.limits.limits();
     limits
         .validate()
@@ -323,6 +282,79 @@ fn validate(l: Line, id: Value, line: usize, d: &Defaults) -> Result<Job, JobErr
         env,
         limits: limits.or(&d.limits),
     })
+}
+
+/// `Nul` when `s` holds a NUL byte.
+fn no_nul(line: usize, what: &'static str, s: &str) -> Result<(), JobError> {
+    if s.contains('\0') {
+        Err(JobError::Nul { line, what })
+    } else {
+        Ok(())
+    }
+}
+
+/// "command" as given, or "cmd" run by /bin/sh -c: exactly one of them.
+fn argv(
+    command: Option<Vec<String>>,
+    cmd: Option<String>,
+    line: usize,
+) -> Result<Vec<String>, JobError> {
+    let argv = match (command, cmd) {
+        (Some(c), None) if !c.is_empty() => c,
+        (None, Some(s)) => vec!["/bin/sh".into(), "-c".into(), s],
+        _ => return Err(JobError::Command { line }),
+    };
+    for a in &argv {
+        no_nul(line, "command", a)?;
+    }
+    Ok(argv)
+}
+
+/// "files" (relative paths) and "workspace" (absolute), never both.
+fn files(
+    files: Option<&BTreeMap<String, String>>,
+    workspace: Option<&Path>,
+    line: usize,
+) -> Result<Vec<(PathBuf, String)>, JobError> {
+    let mut out = Vec::new();
+    for (path, content) in files.into_iter().flatten() {
+        out.push((
+            relative(path).ok_or_else(|| JobError::FilePath {
+                line,
+                path: path.clone(),
+            })?,
+            content.clone(),
+        ));
+    }
+    if files.is_some() && workspace.is_some() {
+        return Err(JobError::FilesAndWorkspace { line });
+    }
+    if let Some(w) = workspace {
+        if !w.is_absolute() {
+            return Err(JobError::Workspace {
+                line,
+                path: w.to_path_buf(),
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The batch's variables, then the job's own (which win).
+fn env(
+    job: BTreeMap<String, String>,
+    defaults: &[(String, String)],
+    line: usize,
+) -> Result<BTreeMap<String, String>, JobError> {
+    let mut env: BTreeMap<String, String> = defaults.iter().cloned().collect();
+    for (k, v) in job {
+        if k.is_empty() || k.contains(['=', '\0']) || k.contains(char::is_whitespace) {
+            return Err(JobError::Env { line, name: k });
+        }
+        no_nul(line, "env", &v)?;
+        env.insert(k, v);
+    }
+    Ok(env)
 }
 
 /// `path` if it is relative, names a file (not `.` or empty) and never leaves its base.

@@ -444,46 +444,48 @@ pub struct Plan {
 pub fn plan(edits: &Edits, fs: &dyn Fs, host_dev: bool) -> Result<Plan, CdiError> {
     let mut p = Plan::default();
     for n in &edits.device_nodes {
+        p.device_node(n, fs, host_dev)?;
+    }
+    for m in &edits.mounts {
+        p.mount(m, fs, host_dev)?;
+    }
+    for h in &edits.hooks {
+        p.hooks.push((h.hook_name.clone(), hook(h)));
+    }
+    Ok(p)
+}
+
+impl Plan {
+    /// A device node: its allow rule, and a bind of the host's node unless the host's /dev
+    /// already holds it at the same path.
+    fn device_node(&mut self, n: &DeviceNode, fs: &dyn Fs, host_dev: bool) -> Result<(), CdiError> {
         let host = n.host_path.clone().unwrap_or_else(|| n.path.clone());
         let node = fs.device(&host);
         if fs.stat(&host).is_none() {
             return Err(CdiError::NoHostNode(host));
         }
-        let typ = n
-            .typ
-            .clone()
-            .or_else(|| node.map(|(t, _, _)| t.to_string()));
-        let numbers = match (n.major, n.minor, node) {
-            (Some(ma), Some(mi), _) => Some((ma, mi)),
-            (_, _, Some((_, ma, mi))) => Some((ma as i64, mi as i64)),
-            _ => None,
-        };
-        let (Some(typ), Some((major, minor))) = (typ, numbers) else {
-            return Err(CdiError::NoNumbers(n.path.clone()));
-        };
-        let typ = if typ == "u" { "c".to_string() } else { typ };
-        let access = n.permissions.clone().unwrap_or_else(|| "rwm".into());
-        p.device_rules.push(
-            json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access}),
-        );
+        self.device_rules.push(device_rule(n, node)?);
         let under_dev = n.path.starts_with("/dev");
         if host_dev && under_dev {
             if fs.lstat(&n.path).is_none() {
                 return Err(CdiError::NotOnHost(n.path.clone()));
             }
             if host == n.path {
-                continue;
+                return Ok(());
             }
         }
-        p.mounts.push(
+        self.mounts.push(
             json!({"destination": n.path, "type": "bind", "source": host,
             "options": ["bind", "nosuid"]}),
         );
         if !(host_dev && under_dev) {
-            p.destinations.push((n.path.clone(), false));
+            self.destinations.push((n.path.clone(), false));
         }
+        Ok(())
     }
-    for m in &edits.mounts {
+
+    /// A mount; a bind (the default type) gets `rbind` unless its options say bind or rbind.
+    fn mount(&mut self, m: &Mount, fs: &dyn Fs, host_dev: bool) -> Result<(), CdiError> {
         if host_dev && m.container_path.starts_with("/dev") && fs.lstat(&m.container_path).is_none()
         {
             return Err(CdiError::NotOnHost(m.container_path.clone()));
@@ -501,25 +503,47 @@ pub fn plan(edits: &Edits, fs: &dyn Fs, host_dev: bool) -> Result<Plan, CdiError
         } else {
             true
         };
-        p.mounts
+        self.mounts
             .push(json!({"destination": m.container_path, "type": typ,
             "source": m.host_path, "options": options}));
-        p.destinations.push((m.container_path.clone(), is_dir));
+        self.destinations.push((m.container_path.clone(), is_dir));
+        Ok(())
     }
-    for h in &edits.hooks {
-        let mut v = json!({"path": h.path});
-        if !h.args.is_empty() {
-            v["args"] = json!(h.args);
-        }
-        if !h.env.is_empty() {
-            v["env"] = json!(h.env);
-        }
-        if let Some(t) = h.timeout {
-            v["timeout"] = json!(t);
-        }
-        p.hooks.push((h.hook_name.clone(), v));
+}
+
+/// The allow rule for device node `n`: type and numbers as given, else the host node's (`node`:
+/// type, major, minor); "u" (unbuffered) is a "c".
+fn device_rule(n: &DeviceNode, node: Option<(char, u64, u64)>) -> Result<Value, CdiError> {
+    let typ = n
+        .typ
+        .clone()
+        .or_else(|| node.map(|(t, _, _)| t.to_string()));
+    let numbers = match (n.major, n.minor, node) {
+        (Some(ma), Some(mi), _) => Some((ma, mi)),
+        (_, _, Some((_, ma, mi))) => Some((ma as i64, mi as i64)),
+        _ => None,
+    };
+    let (Some(typ), Some((major, minor))) = (typ, numbers) else {
+        return Err(CdiError::NoNumbers(n.path.clone()));
+    };
+    let typ = if typ == "u" { "c".to_string() } else { typ };
+    let access = n.permissions.clone().unwrap_or_else(|| "rwm".into());
+    Ok(json!({"allow": true, "type": typ, "major": major, "minor": minor, "access": access}))
+}
+
+/// A `hooks.<name>` entry.
+fn hook(h: &Hook) -> Value {
+    let mut v = json!({"path": h.path});
+    if !h.args.is_empty() {
+        v["args"] = json!(h.args);
     }
-    Ok(p)
+    if !h.env.is_empty() {
+        v["env"] = json!(h.env);
+    }
+    if let Some(t) = h.timeout {
+        v["timeout"] = json!(t);
+    }
+    v
 }
 
 #[cfg(test)]

@@ -43,12 +43,33 @@ pub fn environment(
     home: &Path,
 ) -> Vec<String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
-    let clean = opts.cleanenv || opts.containall;
     for kv in profile_env {
         if let Some((k, v)) = split(kv) {
             env.insert(k.into(), v.into());
         }
     }
+    pass_host(&mut env, opts, host);
+    for kv in image.env.iter().chain(&opts.cdi.env) {
+        if let Some((k, v)) = split(kv) {
+            env.insert(k.into(), v.into());
+        }
+    }
+    let explicit = explicit(opts, host);
+    let home_set = explicit.iter().any(|(k, _)| k == "HOME");
+    let ps1_set = explicit.iter().any(|(k, _)| k == "PS1");
+    env.extend(explicit);
+    if !home_set {
+        env.insert("HOME".into(), home.display().to_string());
+    }
+    if matches!(opts.verb, Verb::Shell { .. }) && !ps1_set {
+        env.insert("PS1".into(), PS1.into());
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+/// Layer 2: the host's variables that pass.
+fn pass_host(env: &mut BTreeMap<String, String>, opts: &Options, host: &HostFacts) {
+    let clean = opts.cleanenv || opts.containall;
     for (k, v) in &host.env {
         let prefixed = PREFIXES.iter().any(|p| k.starts_with(p));
         let pass = if clean {
@@ -70,11 +91,10 @@ pub fn environment(
             env.insert(k.clone(), v.clone());
         }
     }
-    for kv in image.env.iter().chain(&opts.cdi.env) {
-        if let Some((k, v)) = split(kv) {
-            env.insert(k.into(), v.into());
-        }
-    }
+}
+
+/// Layers 4 and 5: the prefixed host variables, then --env-file and --env, in order.
+fn explicit(opts: &Options, host: &HostFacts) -> Vec<(String, String)> {
     let mut explicit: Vec<(String, String)> = Vec::new();
     for prefix in PREFIXES {
         for (k, v) in &host.env {
@@ -85,16 +105,7 @@ pub fn environment(
         }
     }
     explicit.extend(opts.env.iter().cloned());
-    let home_set = explicit.iter().any(|(k, _)| k == "HOME");
-    let ps1_set = explicit.iter().any(|(k, _)| k == "PS1");
-    env.extend(explicit);
-    if !home_set {
-        env.insert("HOME".into(), home.display().to_string());
-    }
-    if matches!(opts.verb, Verb::Shell { .. }) && !ps1_set {
-        env.insert("PS1".into(), PS1.into());
-    }
-    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+    explicit
 }
 
 #[cfg(test)]

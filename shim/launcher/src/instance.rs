@@ -1,13 +1,16 @@
-//! Instances: named launcher containers left running in the background (`husk instance`). Pure
-//! pieces only: names, ids, TTL parsing, the per-instance record and where files live. The CLI
-//! spawns, watches and stops them through the engine.
+//! Instances: named launcher containers left running in the background (`husk instance`). No
+//! engine work here: names, ids, TTL parsing, the per-instance record, where files live, and
+//! reading and writing the records (under [`lock`]). The CLI spawns, watches and stops them
+//! through the engine.
 //!
 //! Files, beside the state root `R` (so `/run/husk-instances`, `$XDG_RUNTIME_DIR/husk-instances`):
 //! `R-instances/NAME.json` (this record), `NAME.log` (the instance's stdout and stderr, and the
 //! watcher's own messages; kept after stop, replaced by the next start of NAME) and `NAME/` (the
 //! launch directory: config.json and mounts, removed at stop).
 
+use nix::fcntl::{Flock, FlockArg};
 use serde::{Deserialize, Serialize};
+use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -24,6 +27,27 @@ pub enum InstanceError {
     #[error("invalid --ttl {0:?}: want a number with s, m, h or d (e.g. 90s, 10m, 2h)")]
     Ttl(String),
 }
+
+/// Reading or writing the records.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{op} {path}: {source}")]
+    Io {
+        op: &'static str,
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("parse {path}: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("lock {path}: {source}")]
+    Lock { path: PathBuf, source: nix::Error },
+}
+
+/// How long the watcher gives the program after SIGTERM when the TTL passes.
+pub const TTL_GRACE: Duration = Duration::from_secs(10);
 
 /// What `instance start` records and `list`/`stop`/the watcher read.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +66,15 @@ pub struct Record {
     /// The watcher process (it waits for the container and enforces the TTL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watcher: Option<i32>,
+}
+
+impl Record {
+    /// Well past its deadline (the TTL, the watcher's grace and half a minute): its watcher must
+    /// have been killed, and whoever lists the instances reaps it.
+    pub fn orphaned(&self, now: u64) -> bool {
+        self.expires
+            .is_some_and(|e| now > e + TTL_GRACE.as_secs() + 30)
+    }
 }
 
 /// Checks NAME: short, and safe both as a file name and inside a container id.
@@ -116,6 +149,64 @@ pub fn remaining(expires: u64, now: u64) -> u64 {
     expires.saturating_sub(now)
 }
 
+/// Seconds since the epoch, now.
+pub fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+fn io_error(op: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+    let path = path.to_path_buf();
+    move |source| StoreError::Io { op, path, source }
+}
+
+pub fn read_record(path: &Path) -> Result<Record, StoreError> {
+    let data = std::fs::read(path).map_err(io_error("read", path))?;
+    serde_json::from_slice(&data).map_err(|source| StoreError::Parse {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Writes by temp file + rename, so readers never see half a record.
+pub fn write_record(dir: &Path, rec: &Record) -> Result<(), StoreError> {
+    let p = paths(dir, &rec.name);
+    let tmp = dir.join(format!(".{}.json.tmp", rec.name));
+    let data = serde_json::to_vec(rec).expect("a Record serialises");
+    std::fs::write(&tmp, data).map_err(io_error("write", &tmp))?;
+    std::fs::rename(&tmp, &p.record).map_err(io_error("write", &p.record))
+}
+
+/// Every record in `dir`, by name.
+pub fn records(dir: &Path) -> Result<Vec<Record>, StoreError> {
+    let rd = match std::fs::read_dir(dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io_error("read", dir)(e)),
+    };
+    let mut out: Vec<Record> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .filter_map(|p| read_record(&p).ok())
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Serialises cleanups of `dir` (stop vs. the watcher seeing the exit).
+pub fn lock(dir: &Path) -> Result<Flock<File>, StoreError> {
+    let path = dir.join(".lock");
+    let f = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(io_error("open", &path))?;
+    Flock::lock(f, FlockArg::LockExclusive).map_err(|(_, source)| StoreError::Lock { path, source })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -156,5 +247,35 @@ mod tests {
         assert_eq!(container_id("web"), "inst-web");
         assert_eq!(remaining(10, 4), 6);
         assert_eq!(remaining(10, 40), 0);
+    }
+
+    #[test]
+    fn records_round_trip_sorted_by_name() {
+        let dir = std::env::temp_dir().join(format!("husk-instances-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let rec = |name: &str, expires| Record {
+            name: name.into(),
+            id: container_id(name),
+            image: "./img".into(),
+            root: "/run/husk".into(),
+            started: "2024-01-01T00:00:00Z".into(),
+            expires,
+            watcher: None,
+        };
+        let _lock = lock(&dir).unwrap();
+        for r in [rec("web", Some(100)), rec("db", None)] {
+            write_record(&dir, &r).unwrap();
+        }
+        std::fs::write(dir.join("junk.json"), "{").unwrap();
+        let all = records(&dir).unwrap();
+        assert_eq!(all, [rec("db", None), rec("web", Some(100))]);
+        assert_eq!(read_record(&paths(&dir, "web").record).unwrap(), all[1]);
+        let e = read_record(&dir.join("junk.json")).unwrap_err();
+        assert!(e.to_string().starts_with("parse "), "{e}");
+        assert!(!all[1].orphaned(100 + TTL_GRACE.as_secs() + 30));
+        assert!(all[1].orphaned(100 + TTL_GRACE.as_secs() + 31));
+        assert!(!all[0].orphaned(u64::MAX));
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(records(&dir).unwrap().is_empty());
     }
 }

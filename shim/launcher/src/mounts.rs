@@ -87,6 +87,7 @@ pub fn clean(base: &Path, p: &Path) -> PathBuf {
     out
 }
 
+/// The mounts in order (see the module comment), the working directory, and notes for the user.
 pub fn plan(
     opts: &Options,
     host: &HostFacts,
@@ -98,11 +99,38 @@ pub fn plan(
     let mut m = Vec::new();
     let mut warnings = Vec::new();
     let contained = opts.contained();
-    let sys_opts = ["rbind", "nosuid", "noexec", "nodev"];
+    kernel_fs(&mut m, pidns, contained);
+    tmp(&mut m, contained);
+    etc_files(&mut m, fs, bundle);
+    if opts.fuse {
+        fuse(host, fs, contained, &mut m, &mut warnings)?;
+    }
+    if opts.x11 {
+        x11(host, fs, &mut m, &mut warnings);
+    }
+    if !opts.no_home {
+        home(host, fs, contained, &mut m, &mut warnings);
+    }
+    let user = user_binds(opts, host, fs)?;
+    if !contained {
+        m.extend(cwd_bind(&host.cwd, &m, &user));
+    }
+    m.extend(user);
+    let pwd = pwd(opts, &m, &host.cwd, working_dir)?;
+    Ok(MountPlan {
+        mounts: m,
+        pwd,
+        warnings,
+    })
+}
+
+/// /proc, /dev (a minimal one when contained) and /sys.
+fn kernel_fs(m: &mut Vec<Mount>, pidns: bool, contained: bool) {
     if pidns {
         m.push(fs_mount("/proc", "proc", &["nosuid", "noexec", "nodev"]));
     } else {
         // A user namespace may not mount a proc of a pid namespace it does not own.
+        let sys_opts = ["rbind", "nosuid", "noexec", "nodev"];
         m.push(bind(
             "/proc".as_ref(),
             "/proc".as_ref(),
@@ -112,27 +140,7 @@ pub fn plan(
         ));
     }
     if contained {
-        m.push(fs_mount(
-            "/dev",
-            "tmpfs",
-            &["nosuid", "strictatime", "mode=755", "size=65536k"],
-        ));
-        m.push(fs_mount(
-            "/dev/pts",
-            "devpts",
-            &[
-                "nosuid",
-                "noexec",
-                "newinstance",
-                "ptmxmode=0666",
-                "mode=0620",
-            ],
-        ));
-        m.push(fs_mount(
-            "/dev/shm",
-            "tmpfs",
-            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
-        ));
+        m.extend(minimal_dev());
     } else {
         m.push(bind(
             "/dev".as_ref(),
@@ -149,6 +157,37 @@ pub fn plan(
         true,
         false,
     ));
+}
+
+/// A tmpfs /dev with its own devpts and /dev/shm.
+fn minimal_dev() -> [Mount; 3] {
+    [
+        fs_mount(
+            "/dev",
+            "tmpfs",
+            &["nosuid", "strictatime", "mode=755", "size=65536k"],
+        ),
+        fs_mount(
+            "/dev/pts",
+            "devpts",
+            &[
+                "nosuid",
+                "noexec",
+                "newinstance",
+                "ptmxmode=0666",
+                "mode=0620",
+            ],
+        ),
+        fs_mount(
+            "/dev/shm",
+            "tmpfs",
+            &["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"],
+        ),
+    ]
+}
+
+/// A fresh /tmp when contained, else the host's.
+fn tmp(m: &mut Vec<Mount>, contained: bool) {
     if contained {
         m.push(fs_mount("/tmp", "tmpfs", &["nosuid", "nodev", "mode=1777"]));
     } else {
@@ -160,6 +199,10 @@ pub fn plan(
             true,
         ));
     }
+}
+
+/// /etc/passwd and /etc/group from the launch dir; the host's resolv.conf and hosts, if any.
+fn etc_files(m: &mut Vec<Mount>, fs: &dyn Fs, bundle: &Path) {
     let ro_file = ["bind", "ro", "nosuid", "nodev"];
     for name in ["passwd", "group"] {
         let dest = PathBuf::from("/etc").join(name);
@@ -170,27 +213,36 @@ pub fn plan(
             m.push(bind(name.as_ref(), name.as_ref(), &ro_file, false, false));
         }
     }
-    if opts.fuse {
-        fuse(host, fs, contained, &mut m, &mut warnings)?;
-    }
-    if opts.x11 {
-        x11(host, fs, &mut m, &mut warnings);
-    }
+}
+
+/// $HOME: an empty tmpfs when contained, else the host's (when it is a directory).
+fn home(
+    host: &HostFacts,
+    fs: &dyn Fs,
+    contained: bool,
+    m: &mut Vec<Mount>,
+    warnings: &mut Vec<String>,
+) {
     let home = &host.home;
-    if !opts.no_home && home != Path::new("/") {
-        if contained {
-            let mut t = fs_mount("/", "tmpfs", &["nosuid", "nodev", "mode=700"]);
-            t.destination = home.clone();
-            m.push(t);
-        } else if fs.stat(home) == Some(Kind::Dir) {
-            m.push(bind(home, home, &["rbind"], true, true));
-        } else {
-            warnings.push(format!(
-                "home {} is not a directory: not bound",
-                home.display()
-            ));
-        }
+    if home == Path::new("/") {
+        return;
     }
+    if contained {
+        let mut t = fs_mount("/", "tmpfs", &["nosuid", "nodev", "mode=700"]);
+        t.destination = home.clone();
+        m.push(t);
+    } else if fs.stat(home) == Some(Kind::Dir) {
+        m.push(bind(home, home, &["rbind"], true, true));
+    } else {
+        warnings.push(format!(
+            "home {} is not a directory: not bound",
+            home.display()
+        ));
+    }
+}
+
+/// Each --bind, in order: the source relative to the cwd, never over /.
+fn user_binds(opts: &Options, host: &HostFacts, fs: &dyn Fs) -> Result<Vec<Mount>, MountError> {
     let mut user = Vec::new();
     for b in &opts.binds {
         let source = clean(&host.cwd, &b.source);
@@ -209,28 +261,37 @@ pub fn plan(
         };
         user.push(bind(&source, &dest, o, is_dir, true));
     }
-    let cwd = &host.cwd;
+    Ok(user)
+}
+
+/// The cwd bound on itself, unless it is a system directory or already visible through a bind
+/// (`defaults`, or the user's).
+fn cwd_bind(cwd: &Path, defaults: &[Mount], user: &[Mount]) -> Option<Mount> {
     let system = cwd == Path::new("/") || SYSTEM.iter().any(|s| cwd.starts_with(s));
     let visible = |ms: &[Mount]| visible_at(ms, cwd);
-    if !contained && !system && visible(&m).is_none() && visible(&user).is_none() {
-        m.push(bind(cwd, cwd, &["rbind"], true, true));
+    if system || visible(defaults).is_some() || visible(user).is_some() {
+        return None;
     }
-    m.extend(user);
-    let pwd = match &opts.pwd {
+    Some(bind(cwd, cwd, &["rbind"], true, true))
+}
+
+/// --pwd, else where the cwd is visible, else the image's absolute working dir, else /.
+fn pwd(
+    opts: &Options,
+    mounts: &[Mount],
+    cwd: &Path,
+    working_dir: Option<&str>,
+) -> Result<PathBuf, MountError> {
+    Ok(match &opts.pwd {
         Some(p) if !p.is_absolute() => return Err(MountError::Pwd(p.clone())),
         Some(p) => p.clone(),
-        None => visible(&m)
+        None => visible_at(mounts, cwd)
             .or_else(|| {
                 working_dir
                     .filter(|w| w.starts_with('/'))
                     .map(PathBuf::from)
             })
             .unwrap_or_else(|| PathBuf::from("/")),
-    };
-    Ok(MountPlan {
-        mounts: m,
-        pwd,
-        warnings,
     })
 }
 

@@ -91,18 +91,9 @@ pub fn build(
     fs: &dyn Fs,
     bundle: &Path,
 ) -> Result<Launch, PlanError> {
-    if opts.writable && image.cached {
-        return Err(PlanError::WritableCached(image.reference.clone()));
-    }
-    if opts.writable && opts.overlay.is_some() {
-        return Err(PlanError::WritableOverlay);
-    }
+    check(image, opts)?;
     let mut t = template;
-    let (uid, gid) = if opts.fakeroot || host.is_root() {
-        (0, 0)
-    } else {
-        (host.uid, host.gid)
-    };
+    let (uid, gid) = identity(opts, host);
     let userns = !host.is_root() || opts.fakeroot || opts.userns || opts.root_host_id.is_some();
     let nss = namespaces(&t, opts, userns);
     let has = |n: &str| nss.iter().any(|x| x == n);
@@ -116,25 +107,10 @@ pub fn build(
     )?;
     // With the host's /dev bound, CDI device nodes are already there (or refused).
     let devices = cdi::plan(&opts.cdi, fs, !opts.contained())?;
-    let dests: Vec<(PathBuf, bool)> = plan
-        .mounts
-        .iter()
-        .map(|m| (m.destination.clone(), m.is_dir))
-        .chain(devices.destinations.iter().cloned())
-        .collect();
-    // Overlaid, the image's directories are writable without touching it: the engine makes the
-    // missing mount points in the upper directory, and nothing needs splitting.
-    let dests = if opts.overlay.is_some() {
-        Vec::new()
-    } else {
-        dests
-    };
+    let dests = mount_points(opts, &plan.mounts, &devices);
     let mode = underlay_mode(opts, host, fs, &image.rootfs, bundle, userns);
     let under = underlay::plan(&image.rootfs, &dests, mode, fs)?;
-    let upper = opts.overlay.as_ref().map(|o| match o {
-        Overlay::Tmpfs => bundle.join("overlay"),
-        Overlay::Dir(d) => mounts::clean(&host.cwd, d),
-    });
+    let upper = upper_dir(opts, host, bundle);
     let ctx = ImageMounts {
         rootfs: &image.rootfs,
         bundle,
@@ -144,12 +120,88 @@ pub fn build(
         later: &plan.mounts,
     };
     let (image_mounts, dirs) = ctx.build(&under, fs)?;
+    t["mounts"] = Value::Array(all_mounts(image_mounts, &plan.mounts, &devices));
+    set_root(&mut t, image, opts, &under);
+    set_hostname(&mut t, opts, has("uts"));
+    set_process(&mut t, image, opts, host, &plan.pwd, (uid, gid))?;
+    linux(&mut t, opts, host, &nss, userns);
+    let mut warnings = plan.warnings;
+    apply_cdi(&mut t, &devices, &opts.cdi, userns, &mut warnings);
+    for (k, v) in &image.config.labels {
+        t["annotations"][k] = json!(v);
+    }
+    serde_json::from_value::<oci_spec::runtime::Spec>(t.clone()).map_err(PlanError::Spec)?;
+    Ok(Launch {
+        config: t,
+        underlay: under,
+        files: etc_files(image, host, fs, uid, gid),
+        warnings,
+        dirs,
+    })
+}
+
+/// Option combinations the image refuses.
+fn check(image: &ResolvedImage, opts: &Options) -> Result<(), PlanError> {
+    if opts.writable && image.cached {
+        return Err(PlanError::WritableCached(image.reference.clone()));
+    }
+    if opts.writable && opts.overlay.is_some() {
+        return Err(PlanError::WritableOverlay);
+    }
+    Ok(())
+}
+
+/// The process's uid and gid inside: root with --fakeroot or for root, else the caller's.
+fn identity(opts: &Options, host: &HostFacts) -> (u32, u32) {
+    if opts.fakeroot || host.is_root() {
+        (0, 0)
+    } else {
+        (host.uid, host.gid)
+    }
+}
+
+/// The mount points the underlay must provide (container path, is a directory): none when
+/// overlaid, where the image's directories are writable without touching it (the engine makes the
+/// missing mount points in the upper directory, and nothing needs splitting).
+fn mount_points(
+    opts: &Options,
+    later: &[mounts::Mount],
+    devices: &cdi::Plan,
+) -> Vec<(PathBuf, bool)> {
+    if opts.overlay.is_some() {
+        return Vec::new();
+    }
+    later
+        .iter()
+        .map(|m| (m.destination.clone(), m.is_dir))
+        .chain(devices.destinations.iter().cloned())
+        .collect()
+}
+
+/// With --writable-tmpfs or --overlay: where the overlay's upper and work directories go.
+fn upper_dir(opts: &Options, host: &HostFacts, bundle: &Path) -> Option<PathBuf> {
+    opts.overlay.as_ref().map(|o| match o {
+        Overlay::Tmpfs => bundle.join("overlay"),
+        Overlay::Dir(d) => mounts::clean(&host.cwd, d),
+    })
+}
+
+/// config.json's `mounts`: the underlay's, then the launcher's, then CDI's.
+fn all_mounts(
+    image_mounts: Vec<Value>,
+    later: &[mounts::Mount],
+    devices: &cdi::Plan,
+) -> Vec<Value> {
     let mut all = image_mounts;
-    all.extend(plan.mounts.iter().map(|m| {
+    all.extend(later.iter().map(|m| {
         json!({"destination": m.destination, "type": m.typ, "source": m.source, "options": m.options})
     }));
     all.extend(devices.mounts.iter().cloned());
-    t["mounts"] = Value::Array(all);
+    all
+}
+
+/// `root`: the skeleton or the image, read-only unless --writable.
+fn set_root(t: &mut Value, image: &ResolvedImage, opts: &Options, under: &Underlay) {
     let root = if under.skeleton_root {
         PathBuf::from(SKELETON)
     } else {
@@ -161,7 +213,11 @@ pub fn build(
         // read-only before mounting anything, so that nothing can be created in the image.
         t["annotations"][EARLY_READONLY] = json!("true");
     }
-    if has("uts") {
+}
+
+/// --hostname in a UTS namespace; no hostname without one.
+fn set_hostname(t: &mut Value, opts: &Options, uts: bool) {
+    if uts {
         if let Some(h) = &opts.hostname {
             t["hostname"] = json!(h);
         }
@@ -169,6 +225,17 @@ pub fn build(
         // Without a UTS namespace a hostname would be the host's.
         o.remove("hostname");
     }
+}
+
+/// `process`: args, env, cwd, terminal, user; no capabilities for a non-root user.
+fn set_process(
+    t: &mut Value,
+    image: &ResolvedImage,
+    opts: &Options,
+    host: &HostFacts,
+    pwd: &Path,
+    (uid, gid): (u32, u32),
+) -> Result<(), PlanError> {
     let profile_env: Vec<String> = strings(&t["process"]["env"]);
     let p = &mut t["process"];
     p["args"] = json!(args(image, &opts.verb)?);
@@ -179,7 +246,7 @@ pub fn build(
         host,
         &host.home
     ));
-    p["cwd"] = json!(plan.pwd);
+    p["cwd"] = json!(pwd);
     p["terminal"] = json!(opts.tty);
     p["user"] = json!({"uid": uid, "gid": gid});
     if uid != 0 {
@@ -187,16 +254,20 @@ pub fn build(
         p["capabilities"] = json!({"bounding": none, "effective": none, "permitted": none,
             "inheritable": none, "ambient": none});
     }
-    linux(&mut t, opts, host, &nss, userns);
-    let mut warnings = plan.warnings;
-    apply_cdi(&mut t, &devices, &opts.cdi, userns, &mut warnings);
-    for (k, v) in &image.config.labels {
-        t["annotations"][k] = json!(v);
-    }
-    serde_json::from_value::<oci_spec::runtime::Spec>(t.clone()).map_err(PlanError::Spec)?;
+    Ok(())
+}
+
+/// The launch dir's /etc/passwd and /etc/group: the image's, with the user's entries.
+fn etc_files(
+    image: &ResolvedImage,
+    host: &HostFacts,
+    fs: &dyn Fs,
+    uid: u32,
+    gid: u32,
+) -> Vec<(&'static str, String)> {
     let etc = |name: &str| fs.read(&image.rootfs.join("etc").join(name));
     let home = host.home.display().to_string();
-    let files = vec![
+    vec![
         (
             "passwd",
             passwd::passwd(
@@ -212,14 +283,7 @@ pub fn build(
             "group",
             passwd::group(etc("group").as_deref(), gid, &host.user),
         ),
-    ];
-    Ok(Launch {
-        config: t,
-        underlay: under,
-        files,
-        warnings,
-        dirs,
-    })
+    ]
 }
 
 /// What the underlay may do for this launch ([`underlay::Mode`]).

@@ -1,6 +1,7 @@
 //! What runs a launch once a verb has read its flags: the launch built and written
 //! ([`launch`]), run in place when nothing needs a parent ([`inplace`]), or created, waited for and
-//! deleted ([`foreground`]); the sandbox's supervisor ([`sandbox`]: output pipes, timeout, result
+//! deleted ([`foreground`]); a process run in a running container and waited for ([`exec_in`]);
+//! an instance's watcher and its stop ([`instance`]); the sandbox's supervisor ([`sandbox`]: output pipes, timeout, result
 //! record) and the batch's pool of workers ([`pool`]).
 //!
 //! Not verbs (no flags are defined here: they stay in verbs/) and not engine work: these loops print
@@ -9,6 +10,7 @@
 //! records, result lines) are husk-launcher's; this module gathers the facts and acts on them.
 
 pub mod inplace;
+pub mod instance;
 pub mod launch;
 pub mod pool;
 pub mod sandbox;
@@ -20,8 +22,10 @@ mod watch;
 pub use socket::{check as check_socket, Pinned};
 
 use crate::verbs::{context_id, warn_all};
-use husk_runtime::container::{create, CreateMode};
-use husk_runtime::{process, CreateOptions, GlobalOptions};
+use husk_runtime::container::{create, exec, CreateMode};
+use husk_runtime::{process, Container, CreateOptions, ExecOptions, GlobalOptions};
+use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use oci_spec::runtime::Process;
 
 /// Creates and releases container `id`; unless detached, waits (forwarding signals, proxying a
 /// terminal) and, unless kept, deletes it. Returns the container's exit status.
@@ -62,4 +66,38 @@ pub fn foreground(
         Err(e) => log::warn!("clean up container {id}: {e}"),
     }
     context_id(result, "run", id)
+}
+
+/// Runs `proc_` in container `c` (id `id`). Unless detached, waits for it (signals blocked before
+/// it exists and forwarded; its terminal proxied when no --console-socket takes the pty) and
+/// returns its exit status.
+pub fn exec_in(
+    c: &Container,
+    id: &str,
+    proc_: Process,
+    mut opts: ExecOptions,
+) -> anyhow::Result<i32> {
+    let sigs = if opts.detach {
+        None
+    } else {
+        Some(process::block_signals()?)
+    };
+    let tty = proc_.terminal().unwrap_or(false);
+    let ours = if tty && opts.console_socket.is_none() && !opts.detach {
+        let flags = SockFlag::SOCK_CLOEXEC;
+        let (ours, theirs) = socketpair(AddressFamily::Unix, SockType::Stream, None, flags)?;
+        opts.console_fd = Some(theirs);
+        Some(ours)
+    } else {
+        None
+    };
+    let spawned = context_id(exec(c, proc_, opts), "exec in", id)?;
+    let Some(sigs) = sigs else { return Ok(0) };
+    let proxy = match &ours {
+        Some(sock) => Some(crate::tty::TtyProxy::start(sock)?),
+        None => None,
+    };
+    let code = process::wait_forwarding(spawned.pid, &sigs)?;
+    drop(proxy);
+    Ok(code)
 }

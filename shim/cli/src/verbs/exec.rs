@@ -2,12 +2,13 @@
 //! '/' or ':') instead of an id, the launcher face runs the command in it ([`super::launch`]).
 
 use super::launch::{self, LaunchFlags};
-use super::{context_id, open, usage};
+use super::{open, usage};
 use crate::cli::Global;
 use anyhow::Context;
 use clap::Args;
-use husk_runtime::container::{exec, exec_process, ExecOverrides};
-use husk_runtime::{process, ExecOptions};
+use husk_runtime::container::{exec_process, ExecOverrides};
+use husk_runtime::{Container, ExecOptions};
+use oci_spec::runtime::Process;
 use std::path::PathBuf;
 
 #[derive(Debug, Default, Args)]
@@ -114,12 +115,40 @@ fn run_image(g: &Global, a: ExecArgs) -> anyhow::Result<i32> {
     )
 }
 
-pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
+/// `exec IMAGE --ipc host CMD`: the IPC mode may have been parsed as the first positional.
+fn take_ipc_mode(a: &mut ExecArgs) {
     let mut words = vec![std::mem::take(&mut a.id)];
     words.append(&mut a.command);
     launch::ipc_mode_from(&mut a.launch, &mut words);
     a.id = words.remove(0);
     a.command = words;
+}
+
+/// The process to run: --process FILE whole, else the container's own with the flags' changes.
+fn process(a: &ExecArgs, c: &Container) -> anyhow::Result<Process> {
+    if let Some(path) = &a.process {
+        let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        return serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()));
+    }
+    if a.command.is_empty() {
+        return Err(usage("exec needs a command or --process"));
+    }
+    let spec = husk_runtime::spec::load_file(&c.dir.saved_config())?.spec;
+    let overrides = ExecOverrides {
+        args: a.command.clone(),
+        env: a.env.clone(),
+        cwd: a.cwd.clone(),
+        user: a.user.as_deref().map(parse_user).transpose()?,
+        additional_gids: a.additional_gids.clone(),
+        caps: a.cap.clone(),
+        no_new_privs: a.no_new_privs,
+        tty: a.tty,
+    };
+    Ok(exec_process(&spec, &overrides)?)
+}
+
+pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
+    take_ipc_mode(&mut a);
     if let Some(name) = husk_launcher::instance::from_uri(&a.id) {
         a.id = husk_launcher::instance::container_id(name);
     } else if husk_launcher::image::is_image_arg(&a.id) {
@@ -127,62 +156,13 @@ pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
     }
     launch::reject_for_id("exec", &a.id, &a.launch)?;
     let (_, c) = open(g, &a.id)?;
-    let proc_ = match &a.process {
-        Some(path) => {
-            let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-            serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))?
-        }
-        None => {
-            if a.command.is_empty() {
-                return Err(usage("exec needs a command or --process"));
-            }
-            let spec = husk_runtime::spec::load_file(&c.dir.saved_config())?.spec;
-            exec_process(
-                &spec,
-                &ExecOverrides {
-                    args: a.command.clone(),
-                    env: a.env.clone(),
-                    cwd: a.cwd.clone(),
-                    user: a.user.as_deref().map(parse_user).transpose()?,
-                    additional_gids: a.additional_gids.clone(),
-                    caps: a.cap.clone(),
-                    no_new_privs: a.no_new_privs,
-                    tty: a.tty,
-                },
-            )?
-        }
-    };
-    let sigs = if a.detach {
-        None
-    } else {
-        Some(process::block_signals()?)
-    };
-    let tty = proc_.terminal().unwrap_or(false);
-    let (ours, theirs) = if tty && a.console_socket.is_none() && !a.detach {
-        let (x, y) = nix::sys::socket::socketpair(
-            nix::sys::socket::AddressFamily::Unix,
-            nix::sys::socket::SockType::Stream,
-            None,
-            nix::sys::socket::SockFlag::SOCK_CLOEXEC,
-        )?;
-        (Some(x), Some(y))
-    } else {
-        (None, None)
-    };
+    let proc_ = process(&a, &c)?;
     let opts = ExecOptions {
         pid_file: a.pid_file.clone(),
         console_socket: a.console_socket.clone(),
-        console_fd: theirs,
+        console_fd: None,
         detach: a.detach,
         preserve_fds: a.preserve_fds,
     };
-    let spawned = context_id(exec(&c, proc_, opts), "exec in", &a.id)?;
-    let Some(sigs) = sigs else { return Ok(0) };
-    let proxy = match &ours {
-        Some(sock) => Some(crate::tty::TtyProxy::start(sock)?),
-        None => None,
-    };
-    let code = process::wait_forwarding(spawned.pid, &sigs)?;
-    drop(proxy);
-    Ok(code)
+    crate::supervise::exec_in(&c, &a.id, proc_, opts)
 }

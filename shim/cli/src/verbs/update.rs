@@ -76,21 +76,24 @@ fn bytes(flag: &str, v: &Option<String>) -> anyhow::Result<Option<i64>> {
         .transpose()
 }
 
-fn resources(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
-    let mut r: LinuxResources = match a.resources.as_deref() {
-        None => LinuxResources::default(),
-        Some(src) => {
-            let mut data = Vec::new();
-            if src == "-" {
-                std::io::stdin()
-                    .read_to_end(&mut data)
-                    .context("read resources from stdin")?;
-            } else {
-                data = std::fs::read(src).with_context(|| format!("read {src}"))?;
-            }
-            serde_json::from_slice(&data).with_context(|| format!("parse resources {src}"))?
-        }
+/// The LinuxResources JSON of --resources (FILE, or - for stdin); empty without it.
+fn read_resources(src: Option<&str>) -> anyhow::Result<LinuxResources> {
+    let Some(src) = src else {
+        return Ok(LinuxResources::default());
     };
+    let mut data = Vec::new();
+    if src == "-" {
+        std::io::stdin()
+            .read_to_end(&mut data)
+            .context("read resources from stdin")?;
+    } else {
+        data = std::fs::read(src).with_context(|| format!("read {src}"))?;
+    }
+    serde_json::from_slice(&data).with_context(|| format!("parse resources {src}"))
+}
+
+/// --memory, --memory-reservation and --memory-swap over `r`'s memory.
+fn set_memory(a: &UpdateArgs, r: &mut LinuxResources) -> anyhow::Result<()> {
     let mut mem = r.memory().unwrap_or_default();
     let limit = bytes("memory", &a.memory)?;
     let reservation = bytes("memory-reservation", &a.memory_reservation)?;
@@ -107,6 +110,11 @@ fn resources(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
         }
         r.set_memory(Some(mem));
     }
+    Ok(())
+}
+
+/// The --cpu-* and --cpuset-* flags over `r`'s cpu.
+fn set_cpu(a: &UpdateArgs, r: &mut LinuxResources) {
     let mut cpu = r.cpu().clone().unwrap_or_default();
     let mut cpu_set = false;
     macro_rules! put {
@@ -127,6 +135,12 @@ fn resources(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
     if cpu_set {
         r.set_cpu(Some(cpu));
     }
+}
+
+fn resources(a: &UpdateArgs) -> anyhow::Result<LinuxResources> {
+    let mut r = read_resources(a.resources.as_deref())?;
+    set_memory(a, &mut r)?;
+    set_cpu(a, &mut r);
     if let Some(p) = a.pids_limit {
         let mut pids = LinuxPids::default();
         pids.set_limit(if p <= 0 { -1 } else { p });

@@ -245,6 +245,22 @@ impl Sandbox {
         term: Option<&str>,
         nproc: bool,
     ) {
+        self.rewrite_mounts(config);
+        let p = &mut config["process"];
+        p["env"] = json!(environment(&p["env"], env, p["terminal"] == true, term));
+        if nproc {
+            self.add_rlimits(p);
+        }
+        let mut seccomp =
+            serde_json::from_str(SECCOMP_DEFAULT).expect("seccomp-default.json is JSON");
+        forbid_setid_modes(&mut seccomp);
+        config["linux"]["seccomp"] = seccomp;
+        config["annotations"][LANDLOCK_ANNOTATION] = json!(LANDLOCK_WRITABLE.join(":"));
+    }
+
+    /// No host resolv.conf or hosts; /tmp at the sandbox's size; the workspace nosuid and nodev;
+    /// a fresh read-only sysfs instead of the host's /sys.
+    fn rewrite_mounts(&self, config: &mut Value) {
         let mounts = config["mounts"].as_array_mut().expect("mounts is an array");
         mounts.retain(|m| {
             let d = m["destination"].as_str().unwrap_or_default();
@@ -280,25 +296,22 @@ impl Sandbox {
                 _ => {}
             }
         }
-        let p = &mut config["process"];
-        p["env"] = json!(environment(&p["env"], env, p["terminal"] == true, term));
-        if nproc {
-            let rlimits = p["rlimits"].as_array_mut().expect("rlimits is an array");
-            if let Some(pids) = self.resources.pids {
-                rlimits.push(json!({"type": "RLIMIT_NPROC", "hard": pids, "soft": pids}));
-            }
-            // Heap and private writable mappings of each process: without it a memory bomb
-            // takes the host's memory. Not a total (that needs the cgroup), and unlike
-            // RLIMIT_AS it leaves address space reservations (JITs, Go) alone.
-            if let Some(mem) = self.resources.memory {
-                rlimits.push(json!({"type": "RLIMIT_DATA", "hard": mem, "soft": mem}));
-            }
+    }
+
+    /// Without a cgroup: RLIMIT_NPROC for the process limit, RLIMIT_DATA for the memory limit.
+    fn add_rlimits(&self, process: &mut Value) {
+        let rlimits = process["rlimits"]
+            .as_array_mut()
+            .expect("rlimits is an array");
+        if let Some(pids) = self.resources.pids {
+            rlimits.push(json!({"type": "RLIMIT_NPROC", "hard": pids, "soft": pids}));
         }
-        let mut seccomp =
-            serde_json::from_str(SECCOMP_DEFAULT).expect("seccomp-default.json is JSON");
-        forbid_setid_modes(&mut seccomp);
-        config["linux"]["seccomp"] = seccomp;
-        config["annotations"][LANDLOCK_ANNOTATION] = json!(LANDLOCK_WRITABLE.join(":"));
+        // Heap and private writable mappings of each process: without it a memory bomb
+        // takes the host's memory. Not a total (that needs the cgroup), and unlike
+        // RLIMIT_AS it leaves address space reservations (JITs, Go) alone.
+        if let Some(mem) = self.resources.memory {
+            rlimits.push(json!({"type": "RLIMIT_DATA", "hard": mem, "soft": mem}));
+        }
     }
 }
 
