@@ -112,9 +112,10 @@ fn events_stats_prints_one_record(t: &Ctx) {
     assert!(v["data"].is_object(), "{out}");
 }
 
-/// On v1 the init moves itself into its cgroup (writing 0 to each hierarchy's `tasks`; a pid
-/// written to cgroup.procs waits for an RCU grace period), unless a prestart hook must find it
-/// there first, when the parent moves it. Either way it ends up in every controller hierarchy.
+/// On v1 the init, and a process `exec` starts, move themselves into the container's cgroup
+/// (writing 0 to each hierarchy's `tasks`; a pid written to cgroup.procs waits for an RCU grace
+/// period), unless a prestart hook must find the init there first, when the parent moves it.
+/// Either way each ends up in every controller hierarchy of the container's cgroup.
 fn init_is_in_every_hierarchy_of_its_cgroup(t: &Ctx) {
     for (what, hook) in [("self", false), ("moved", true)] {
         let mut b = t.bundle().probe(&["sleep", "600"]);
@@ -123,26 +124,48 @@ fn init_is_in_every_hierarchy_of_its_cgroup(t: &Ctx) {
         }
         let id = t.start_running(&b, what);
         let pid = t.state(&id)["pid"].as_u64().unwrap();
-        let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
-        // Controller hierarchies (v1), or the unified line where there are none (v2).
-        let mut lines: Vec<&str> = text
-            .lines()
-            .filter(|l| {
-                l.split(':')
-                    .nth(1)
-                    .is_some_and(|c| !c.is_empty() && !c.starts_with("name="))
-            })
-            .collect();
-        if lines.is_empty() {
-            lines = text.lines().filter(|l| l.starts_with("0::")).collect();
-        }
-        assert!(!lines.is_empty(), "{what}: {text}");
-        for line in lines {
-            assert!(
-                line.ends_with(&format!("/{id}")),
-                "{what}: init not in its cgroup: {line}\n{text}"
-            );
-        }
+        assert_in_cgroup(pid, &id, &format!("{what} init"));
+        let pid_file = t.dir.join(format!("{what}-exec.pid"));
+        let pid_arg = pid_file.to_str().unwrap();
+        t.rt(&[
+            "exec",
+            "--detach",
+            "--pid-file",
+            pid_arg,
+            &id,
+            "/bin/husk-probe",
+            "sleep",
+            "600",
+        ])
+        .ok();
+        let exec_pid = std::fs::read_to_string(&pid_file).unwrap();
+        assert_in_cgroup(
+            exec_pid.trim().parse().unwrap(),
+            &id,
+            &format!("{what} exec"),
+        );
         t.rt(&["delete", "--force", &id]).ok();
+    }
+}
+
+/// Every controller hierarchy of `pid` (v1), or its unified line where there is none (v2), names
+/// the container's cgroup.
+fn assert_in_cgroup(pid: u64, id: &str, what: &str) {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let controller = |l: &&str| {
+        l.split(':')
+            .nth(1)
+            .is_some_and(|c| !c.is_empty() && !c.starts_with("name="))
+    };
+    let mut lines: Vec<&str> = text.lines().filter(controller).collect();
+    if lines.is_empty() {
+        lines = text.lines().filter(|l| l.starts_with("0::")).collect();
+    }
+    assert!(!lines.is_empty(), "{what}: {text}");
+    for line in lines {
+        assert!(
+            line.ends_with(&format!("/{id}")),
+            "{what} not in its cgroup: {line}\n{text}"
+        );
     }
 }

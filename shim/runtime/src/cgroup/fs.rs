@@ -118,6 +118,35 @@ pub fn join_self(tasks: &[PathBuf]) -> Result<(), CgroupError> {
     Ok(())
 }
 
+/// The `tasks` files opened for writing now, for a [`join_self_by_fd`] from where their paths
+/// cannot be reached (another mount namespace).
+pub fn open_for_join(tasks: &[PathBuf]) -> Result<Vec<std::os::fd::OwnedFd>, CgroupError> {
+    tasks
+        .iter()
+        .map(|f| {
+            fs::OpenOptions::new()
+                .write(true)
+                .open(f)
+                .map(Into::into)
+                .map_err(io("open", f))
+        })
+        .collect()
+}
+
+/// [`join_self`] through files opened by [`open_for_join`] (`names` for errors); closes them.
+pub fn join_self_by_fd(
+    fds: Vec<std::os::fd::OwnedFd>,
+    names: &[PathBuf],
+) -> Result<(), CgroupError> {
+    use std::io::Write;
+    for (fd, name) in fds.into_iter().zip(names) {
+        fs::File::from(fd)
+            .write_all(b"0")
+            .map_err(io("join", name))?;
+    }
+    Ok(())
+}
+
 /// Writes `value` to an existing file in one write(2): no O_CREAT or O_TRUNC, which a cgroupfs
 /// file ignores anyway.
 fn write_existing(path: &Path, value: &str) -> std::io::Result<()> {

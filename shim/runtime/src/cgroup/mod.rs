@@ -50,7 +50,7 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{LinuxDeviceCgroup, LinuxDeviceType, LinuxResources};
 use serde::{Deserialize, Serialize};
 
-pub use fs::join_self;
+pub use fs::{join_self, join_self_by_fd, open_for_join};
 pub use path::{expand_slice, validate_fs, validate_systemd, SystemdPath};
 pub use stats::RuncStats;
 

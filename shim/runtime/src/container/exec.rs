@@ -144,7 +144,9 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         sysctl: Vec::new(),
         process_oom_score_adj: None,
         overlap_cgroup_setup: false,
-        join_cgroup: Vec::new(),
+        // v1: the process moves itself in (see Cgroup::self_join_files), through files the
+        // intermediate child opens before it joins the container's namespaces.
+        join_cgroup: rec.cgroup.self_join_files()?,
         landlock: crate::spec::landlock(&spec)?,
         time_offsets: String::new(),
         hooks_create_container: Vec::new(),
@@ -153,8 +155,11 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
     };
     let cgroup = rec.cgroup.clone();
     let pid_file = opts.pid_file.clone();
+    let self_join = !ctx.join_cgroup.is_empty();
     process::spawn_exec(&ctx, |pid: Pid| -> Result<(), ContainerError> {
-        cgroup.add(pid.as_raw())?;
+        if !self_join {
+            cgroup.add(pid.as_raw())?;
+        }
         if let Some(path) = &pid_file {
             std::fs::write(path, pid.to_string()).map_err(|source| ContainerError::Io {
                 op: "write pid file",

@@ -264,10 +264,13 @@ fn exec_intermediate(ctx: &InitContext, chan: &Channel) -> ! {
                 source,
             })?;
         }
+        // Opened here, in husk's own namespaces: the final process, in the container's mount
+        // namespace, moves itself into the container's cgroup through them.
+        let join = crate::cgroup::open_for_join(&ctx.join_cgroup)?;
         ctx.ns.join_all()?;
         match clone_fork(CloneFlags::CLONE_PARENT) {
             Ok(Forked::Parent(p)) => Ok(p),
-            Ok(Forked::Child) => exec_final(ctx, chan),
+            Ok(Forked::Child) => exec_final(ctx, chan, join),
             Err(source) => Err(init::InitError::Sys {
                 step: "clone exec process",
                 source,
@@ -283,7 +286,7 @@ fn exec_intermediate(ctx: &InitContext, chan: &Channel) -> ! {
     }
 }
 
-fn exec_final(ctx: &InitContext, chan: &Channel) -> ! {
+fn exec_final(ctx: &InitContext, chan: &Channel, join: Vec<OwnedFd>) -> ! {
     let run = || -> Result<std::convert::Infallible, init::InitError> {
         match chan.recv().map_err(|source| init::InitError::Sys {
             step: "sync exec",
@@ -292,6 +295,8 @@ fn exec_final(ctx: &InitContext, chan: &Channel) -> ! {
             Some(Msg::Go) => {}
             other => return Err(init::InitError::Protocol(other)),
         }
+        // Closed right after: nothing of the host's cgroupfs reaches the exec'd program.
+        crate::cgroup::join_self_by_fd(join, &ctx.join_cgroup)?;
         init::setup_session(ctx)?;
         let exe = init::find_executable(&ctx.process)?;
         init::apply_apparmor(&ctx.process)?;
