@@ -14,6 +14,9 @@ RUNS=${1:-200}
 # merges the rounds. -i: a failed run is counted in the table instead of dropping its command.
 ROUNDS=${ROUNDS:-4}
 PER=$(( (RUNS + ROUNDS - 1) / ROUNDS ))
+# The root-v1ns-idle table: each run after 0.3 s of quiet, as a container started now and then
+# is (back-to-back runs keep kernel state warm that an occasional one pays for: see BENCHMARKS.md).
+IDLE_RUNS=${IDLE_RUNS:-40}
 top=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-/tmp/husk-bench}
 TUSER=${TUSER:-tuser}
@@ -99,6 +102,11 @@ unshare -m --propagation private sh -c "mount -t tmpfs none /sys/fs/cgroup/unifi
   '$HUSK_DYN --root $ST/st-husk run --bundle $OUT/b-root bench2' \
   'runc --root $ST/st-runc run --bundle $OUT/b-root bench' \
   '/usr/bin/crun --root $ST/st-crun run --bundle $OUT/b-root bench'; done && \
+  hyperfine -N -i --warmup 2 --runs $IDLE_RUNS --prepare 'sleep 0.3' \
+  --export-json $OUT/root-v1ns-idle.json -n husk -n runc -n crun \
+  '$HUSK --root $ST/st-husk run --bundle $OUT/b-root bench' \
+  'runc --root $ST/st-runc run --bundle $OUT/b-root bench' \
+  '/usr/bin/crun --root $ST/st-crun run --bundle $OUT/b-root bench' && \
   /usr/bin/time -f 'crun-root-direct %M' /usr/bin/crun --root $ST/st-crun run --bundle $OUT/b-root rss3 2>$OUT/rss-crun-direct.txt" \
   >"$OUT/root-v1ns.txt" 2>&1 || true
 

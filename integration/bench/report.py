@@ -51,6 +51,7 @@ def table(name):
 
 table("root")
 table("root-v1ns")
+table("root-v1ns-idle")
 table("rootless")
 try:
     print("\n### peak RSS (KiB)\n")
