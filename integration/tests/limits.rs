@@ -117,10 +117,21 @@ fn events_stats_prints_one_record(t: &Ctx) {
 /// period), unless a prestart hook must find the init there first, when the parent moves it.
 /// Either way each ends up in every controller hierarchy of the container's cgroup.
 fn init_is_in_every_hierarchy_of_its_cgroup(t: &Ctx) {
-    for (what, hook) in [("self", false), ("moved", true)] {
+    // "nomount": no cgroup mount in the config, so the init joins just before pivot_root.
+    for (what, hook, mount) in [
+        ("self", false, true),
+        ("moved", true, true),
+        ("nomount", false, false),
+    ] {
         let mut b = t.bundle().probe(&["sleep", "600"]);
         if hook {
             b = b.set("/hooks/prestart", json!([{"path": "/bin/true"}]));
+        }
+        if !mount {
+            b = b.edit(|c| {
+                let mounts = c["mounts"].as_array_mut().unwrap();
+                mounts.retain(|m| m["type"] != "cgroup" && m["type"] != "cgroup2");
+            });
         }
         let id = t.start_running(&b, what);
         let pid = t.state(&id)["pid"].as_u64().unwrap();

@@ -206,10 +206,12 @@ fn build_root(ctx: &InitContext, gate: &mut CgroupGate<'_>) -> Result<(), InitEr
     if let Some(plan) = ctx.rootfs.as_ref().filter(|_| !ctx.ns.has_mount_ns()) {
         // No mount namespace: mounting would change the host's mount table, so the rootfs is only
         // entered with chroot (the parent warned that config mounts are not applied).
+        join_cgroup_before_root_changes(ctx, gate)?;
         nix::unistd::chroot(&plan.rootfs).map_err(sys("chroot into rootfs"))?;
         nix::unistd::chdir("/").map_err(sys("chdir to /"))?;
     } else if let Some(plan) = &ctx.rootfs {
         plan.prepare_gated(&mut || gate.pass())?;
+        join_cgroup_before_root_changes(ctx, gate)?;
         hooks::run(
             "createContainer",
             &ctx.hooks_create_container,
@@ -223,6 +225,19 @@ fn build_root(ctx: &InitContext, gate: &mut CgroupGate<'_>) -> Result<(), InitEr
         write_sysctls(ctx)?;
     }
     Ok(())
+}
+
+/// A self-joining init ([`InitContext::join_cgroup`]) reaches the host's cgroupfs only until its
+/// root changes: without a cgroup mount in the config (whose gate comes first), [1b] is passed
+/// here, before pivot_root or chroot, instead of after the root is built.
+fn join_cgroup_before_root_changes(
+    ctx: &InitContext,
+    gate: &mut CgroupGate<'_>,
+) -> Result<(), InitError> {
+    if ctx.join_cgroup.is_empty() {
+        return Ok(());
+    }
+    gate.pass()
 }
 
 /// The init's steps run by the calling process itself, with no parent to report to (the launcher's
