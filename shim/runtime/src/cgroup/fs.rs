@@ -112,10 +112,7 @@ pub fn attach(dirs: &[PathBuf], pid: i32) -> Result<(), CgroupError> {
 /// Moves the calling thread (the whole process, when it has one thread) into the cgroup of each
 /// v1 `tasks` file: `0` names the writer, and a single thread moving itself takes no global lock.
 pub fn join_self(tasks: &[PathBuf]) -> Result<(), CgroupError> {
-    for file in tasks {
-        write_existing(file, "0").map_err(io("join", file))?;
-    }
-    Ok(())
+    join_self_by_fd(open_for_join(tasks)?, tasks)
 }
 
 /// The `tasks` files opened for writing now, for a [`join_self_by_fd`] from where their paths

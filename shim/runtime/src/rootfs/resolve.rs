@@ -101,10 +101,14 @@ fn create_last(
     .ok()?;
     let at = std::os::fd::AsFd::as_fd(&parent);
     make_in(at, name, create == Create::File).ok()?;
-    let beneath = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    openat2(at, Path::new(name), beneath).ok()
+    openat2(at, Path::new(name), beneath(OFlag::empty())).ok()
+}
+
+/// O_PATH open of one component right under a directory fd, never through a symlink.
+fn beneath(extra: OFlag) -> OpenHow {
+    OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | extra)
+        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS)
 }
 
 /// Component-by-component resolution with creation of what is missing.
@@ -177,10 +181,7 @@ pub fn make_dir_in(parent: BorrowedFd<'_>, name: &std::ffi::OsStr) -> nix::Resul
         Ok(()) | Err(Errno::EEXIST) => {}
         Err(e) => return Err(e),
     }
-    let beneath = OpenHow::new()
-        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_DIRECTORY)
-        .resolve(ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS);
-    openat2(parent, Path::new(name), beneath)
+    openat2(parent, Path::new(name), beneath(OFlag::O_DIRECTORY))
 }
 
 /// Creates the single component `name` in the directory behind `parent`; never follows a symlink.
