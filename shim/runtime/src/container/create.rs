@@ -150,6 +150,24 @@ fn build(
     let hooks = spec.hooks().clone().unwrap_or_default();
     let none =
         |h: &Option<Vec<oci_spec::runtime::Hook>>| h.as_deref().unwrap_or_default().is_empty();
+    let overlap =
+        none(hooks.prestart()) && none(hooks.create_runtime()) && none(hooks.create_container());
+    // The init moves itself into its cgroup at [1b] (see Cgroup::self_join_files) when nothing
+    // needs it there earlier (no hooks before [1b]) and it can reach the host's cgroupfs as itself:
+    // its mount namespace is new or the host's, and it is in no user namespace.
+    let can_self_join = overlap
+        && !base.ns.new_userns()
+        && !base
+            .ns
+            .joins
+            .iter()
+            .any(|(t, _, _)| matches!(t, LinuxNamespaceType::Mount | LinuxNamespaceType::User));
+    let join_cgroup = match can_self_join {
+        true => cgroup.self_join_files()?,
+        false => Vec::new(),
+    };
+    // Empty on v2, systemd and without cgroups: the parent attaches then.
+    let self_join = !join_cgroup.is_empty();
     let ctx = InitContext {
         console,
         console_size: process
@@ -160,30 +178,11 @@ fn build(
         hooks_create_container: hooks.create_container().clone().unwrap_or_default(),
         hooks_start_container: hooks.start_container().clone().unwrap_or_default(),
         state_json: state_json(&record, Status::Creating),
-        overlap_cgroup_setup: none(hooks.prestart())
-            && none(hooks.create_runtime())
-            && none(hooks.create_container()),
+        overlap_cgroup_setup: overlap,
+        join_cgroup,
         ..base
     };
-    // The init moves itself into its cgroup at [1b] (see Cgroup::self_join_files) when nothing
-    // needs it there earlier (no hooks before [1b]) and it can reach the host's cgroupfs as itself:
-    // its mount namespace is new or the host's, and it is in no user namespace.
-    let self_join = ctx.overlap_cgroup_setup
-        && !ctx.ns.new_userns()
-        && !ctx
-            .ns
-            .joins
-            .iter()
-            .any(|(t, _, _)| matches!(t, LinuxNamespaceType::Mount | LinuxNamespaceType::User));
-    let ctx = InitContext {
-        join_cgroup: match self_join {
-            true => cgroup.self_join_files()?,
-            false => Vec::new(),
-        },
-        ..ctx
-    };
     let resources = linux.resources().clone();
-    let ctx_joins_cgroup = !ctx.join_cgroup.is_empty();
     let userns_new = ctx.ns.new_userns();
     let map = |pid: Pid| -> Result<(), ContainerError> {
         if userns_new {
@@ -201,7 +200,7 @@ fn build(
         record.owner = owner_name(euid.as_raw());
         dir.save(&record)?;
         *cgroup_made = Some(cgroup.clone());
-        if ctx_joins_cgroup {
+        if self_join {
             cgroup.make_for_self_join(resources.as_ref())?;
         } else {
             cgroup.enter(pid.as_raw(), resources.as_ref())?;
