@@ -67,6 +67,40 @@ pub fn environment(
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
+/// The environment of `exec instance://NAME`: the caller's variables (minus [`DENY`]; the
+/// prefixed ones set NAME), under the instance's own (`own`, its process env), under `given`
+/// (--env). Sorted by name.
+pub fn exec_environment(own: &[String], host: &[(String, String)], given: &[String]) -> Vec<String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in host {
+        let prefixed = PREFIXES.iter().any(|p| k.starts_with(p));
+        if !prefixed && !DENY.contains(&k.as_str()) {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    for kv in own {
+        if let Some((k, v)) = split(kv) {
+            env.insert(k.into(), v.into());
+        }
+    }
+    for prefix in PREFIXES {
+        for (k, v) in host {
+            match k.strip_prefix(prefix) {
+                Some(name) if !name.is_empty() => {
+                    env.insert(name.into(), v.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    for kv in given {
+        if let Some((k, v)) = split(kv) {
+            env.insert(k.into(), v.into());
+        }
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
 /// Layer 2: the host's variables that pass.
 fn pass_host(env: &mut BTreeMap<String, String>, opts: &Options, host: &HostFacts) {
     let clean = opts.cleanenv || opts.containall;

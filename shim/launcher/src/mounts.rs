@@ -116,6 +116,10 @@ pub fn plan(
         m.extend(cwd_bind(&host.cwd, &m, &user));
     }
     m.extend(user);
+    // Parents before what lies under them, whatever added them in which order: a file bound under
+    // a directory that is bound too ($XAUTHORITY under $HOME or the cwd) must land on top of it,
+    // not under it. Stable, so of two mounts at one place the later (a --bind) still wins.
+    m.sort_by_key(|x| x.destination.components().count());
     let pwd = pwd(opts, &m, &host.cwd, working_dir)?;
     Ok(MountPlan {
         mounts: m,
