@@ -337,17 +337,17 @@ fn wrong_layer_digest_is_one_line_and_leaves_nothing(t: &Ctx) {
 fn a_directory_named_like_an_id_gets_a_hint(t: &Ctx) {
     let deb = t.dir.join("deb");
     std::os::unix::fs::symlink(image(), &deb).unwrap();
-    let out = t.rt(&["exec", "deb", "/bin/true"]).fails();
+    let out = t.rt(&["exec", "deb", "/bin/true"]).exec_fails();
     assert!(out.stderr.contains("./deb"), "{out}");
     assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
     // No such directory: the plain error, no hint.
-    let out = t.rt(&["exec", "nodir", "/bin/true"]).fails();
+    let out = t.rt(&["exec", "nodir", "/bin/true"]).exec_fails();
     assert!(!out.stderr.contains("./nodir"), "{out}");
 }
 
 /// Issue 14: `husk exec instance://nope` named the internal container id (inst-nope).
 fn unknown_instance_is_named_as_the_user_wrote_it(t: &Ctx) {
-    let out = t.rt(&["exec", "instance://nope", "/bin/true"]).fails();
+    let out = t.rt(&["exec", "instance://nope", "/bin/true"]).exec_fails();
     assert!(out.stderr.contains("instance nope"), "{out}");
     assert!(!out.stderr.contains("inst-nope"), "{out}");
     assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");

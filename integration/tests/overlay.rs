@@ -138,22 +138,25 @@ fn x11_passes_display_sockets_and_xauthority(t: &Ctx) {
     t.assert_nothing_left();
 }
 
-/// Issue 14: XAUTHORITY under a directory that is bound anyway (the cwd here, ~ in real life) was
-/// bound before it, then the directory bind over it failed ("resolve ...: EROFS"). Mounts go in
-/// order of depth, so the file lands on top.
+/// Issue 14: XAUTHORITY under a directory that is bound anyway ($HOME, the cwd) was bound before
+/// it: its mount point had to be made in the read-only image ("resolve ...: EROFS"), and the
+/// directory bind would have covered it. Mounts go in order of depth, so the file lands on top.
 fn x11_xauthority_under_a_bound_directory(t: &Ctx) {
-    let xauth = t.dir.join(".Xauthority");
-    std::fs::write(&xauth, "cookie").unwrap();
-    t.give(&xauth);
-    let x = xauth.to_str().unwrap();
-    let env = [("DISPLAY", ":99"), ("XAUTHORITY", x)];
+    let home = match t.mode {
+        Mode::Root => std::env::var("HOME").unwrap_or_else(|_| "/root".into()),
+        Mode::Rootless => crate::harness::host().user.clone().unwrap().2,
+    };
     let image = t.rootfs().to_str().unwrap().to_string();
-    // The cwd (t.dir) is bound by default; and bound explicitly, as a home would be.
-    for extra in [&[][..], &["--bind", t.dir.to_str().unwrap()][..]] {
-        let mut args = vec!["exec", "--x11"];
-        args.extend_from_slice(extra);
-        args.extend_from_slice(&[&image, "sh", "-c", "cat $XAUTHORITY"]);
-        let out = t.rt_env(&args, &env).ok();
+    let in_home = Path::new(&home).join(format!(".Xauthority-{}", t.id("x")));
+    let in_cwd = t.dir.join(".Xauthority");
+    for xauth in [&in_home, &in_cwd] {
+        std::fs::write(xauth, "cookie").unwrap();
+        t.give(xauth);
+        let x = xauth.to_str().unwrap();
+        let env = [("DISPLAY", ":99"), ("XAUTHORITY", x)];
+        let out = t.rt_env(&["exec", "--x11", &image, "sh", "-c", "cat $XAUTHORITY"], &env);
+        let _ = std::fs::remove_file(&in_home);
+        let out = out.ok();
         assert_eq!(out.stdout, "cookie", "{out}");
     }
     t.assert_nothing_left();

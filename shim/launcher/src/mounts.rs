@@ -103,7 +103,9 @@ pub fn plan(
     tmp(&mut m, contained);
     etc_files(&mut m, fs, bundle);
     if opts.fuse {
-        fuse(host, fs, contained, &mut m, &mut warnings)?;
+        // A --bind onto /dev/fuse brings its own node (e.g. a 0666 one made for the user).
+        let own = opts.binds.iter().any(|b| clean(Path::new("/"), &b.destination) == Path::new(FUSE));
+        fuse(host, fs, contained, own, &mut m, &mut warnings)?;
     }
     if opts.x11 {
         x11(host, fs, &mut m, &mut warnings);
@@ -305,6 +307,7 @@ fn fuse(
     host: &HostFacts,
     fs: &dyn Fs,
     contained: bool,
+    own_node: bool,
     m: &mut Vec<Mount>,
     warnings: &mut Vec<String>,
 ) -> Result<(), MountError> {
@@ -314,7 +317,7 @@ fn fuse(
     if let Some((mode, owner)) = fs.mode(FUSE.as_ref()) {
         let usable =
             host.is_root() || mode & 0o006 == 0o006 || (owner == host.uid && mode & 0o600 == 0o600);
-        if !usable {
+        if !usable && !own_node {
             warnings.push(format!(
                 "--fuse: {FUSE} is mode {mode:04o} owned by uid {owner}: only root can open it on this host; FUSE mounts will fail inside"
             ));
