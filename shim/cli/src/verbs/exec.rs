@@ -178,7 +178,7 @@ fn open_for_exec(g: &Global, id: &str, instance: Option<&str>) -> anyhow::Result
                 Some(ContainerError::State(StateError::NotFound(_)))
             );
             match (missing, instance) {
-                (true, Some(name)) => Err(anyhow::anyhow!("exec: no such instance {name}")),
+                (true, Some(name)) => Err(anyhow::anyhow!("no such instance {name}")),
                 (true, None) if std::path::Path::new(id).is_dir() => Err(anyhow::anyhow!(
                     "exec: no container {id}; for the image directory {id} here, write ./{id}"
                 )),
