@@ -87,7 +87,8 @@ pub struct LaunchFlags {
     #[arg(long, conflicts_with_all = ["writable", "overlay"])]
     pub writable_tmpfs: bool,
     /// Make the root writable through an overlay whose changes persist in DIR/upper (DIR/work
-    /// beside it; both created if missing); the image is not touched
+    /// beside it; both created if missing; new entries right under / do not persist); the image
+    /// is not touched
     #[arg(long, value_name = "DIR", conflicts_with = "writable")]
     pub overlay: Option<PathBuf>,
     /// Let the program mount FUSE filesystems: /dev/fuse passed (usable by root only where it is
