@@ -223,7 +223,9 @@ fn stop_ends_every_process(t: &Ctx) {
         .ok();
     let bg = "/bin/husk-probe sleep 600 >/dev/null 2>&1 &";
     t.rt(&["exec", &uri, "/bin/sh", "-c", bg]).ok();
-    t.wait_for("three processes in the instance", || marked(&mark).len() >= 3);
+    t.wait_for("three processes in the instance", || {
+        marked(&mark).len() >= 3
+    });
     let pids = marked(&mark);
     let watcher = list(t)[0]["watcher"].as_i64().unwrap();
     t.rt(&["instance", "stop", "--timeout", "5", &name]).ok();
@@ -256,7 +258,9 @@ fn exited_instance_stays_listed_with_its_status_and_log(t: &Ctx) {
     t.rt(&["exec", &format!("instance://{name}"), "/bin/true"])
         .exec_fails();
     // Starting the name again says what to do; stop removes it.
-    let again = t.rt(&["instance", "start", image(), &name, "/bin/true"]).fails();
+    let again = t
+        .rt(&["instance", "start", image(), &name, "/bin/true"])
+        .fails();
     assert!(again.stderr.contains("instance stop"), "{again}");
     t.rt(&["instance", "stop", &name]).ok();
     assert!(list(t).is_empty());
@@ -302,7 +306,15 @@ fn exec_resets_signals_the_caller_ignores(t: &Ctx) {
         ..Launch::default()
     };
     let out = t.spawn_with(
-        &["instance", "start", image(), &name, "/bin/husk-probe", "sleep", "600"],
+        &[
+            "instance",
+            "start",
+            image(),
+            &name,
+            "/bin/husk-probe",
+            "sleep",
+            "600",
+        ],
         None,
         &launch,
     );
@@ -339,7 +351,11 @@ fn killing_an_exec_client_ends_its_process(t: &Ctx) {
     .unwrap();
     let _ = client.wait_quiet();
     t.wait_for("the exec'd process to end with its client", || gone(pid));
-    assert_eq!(list(t)[0]["status"], "running", "the instance itself runs on");
+    assert_eq!(
+        list(t)[0]["status"],
+        "running",
+        "the instance itself runs on"
+    );
 }
 
 /// Issue 14: the table's columns line up (a header cell as wide as its values) and `started` and
@@ -347,7 +363,12 @@ fn killing_an_exec_client_ends_its_process(t: &Ctx) {
 fn list_table_lines_up(t: &Ctx) {
     let _c = Cleanup(t);
     let name = t.id("tbl");
-    start(t, &["--ttl", "1h"], &name, &["/bin/husk-probe", "sleep", "600"]);
+    start(
+        t,
+        &["--ttl", "1h"],
+        &name,
+        &["/bin/husk-probe", "sleep", "600"],
+    );
     let out = t.rt(&["instance", "list"]).ok();
     let lines: Vec<&str> = out.stdout.lines().collect();
     assert_eq!(lines.len(), 2, "{out}");

@@ -154,7 +154,10 @@ fn x11_xauthority_under_a_bound_directory(t: &Ctx) {
         t.give(xauth);
         let x = xauth.to_str().unwrap();
         let env = [("DISPLAY", ":99"), ("XAUTHORITY", x)];
-        let out = t.rt_env(&["exec", "--x11", &image, "sh", "-c", "cat $XAUTHORITY"], &env);
+        let out = t.rt_env(
+            &["exec", "--x11", &image, "sh", "-c", "cat $XAUTHORITY"],
+            &env,
+        );
         let _ = std::fs::remove_file(&in_home);
         let out = out.ok();
         assert_eq!(out.stdout, "cookie", "{out}");
@@ -167,7 +170,10 @@ fn x11_xauthority_under_a_bound_directory(t: &Ctx) {
 /// null device".
 fn writable_root_itself_with_tmpfs_and_contain(t: &Ctx) {
     let write = "echo top > /husk-top && cat /husk-top && echo e > /etc/husk-e && cat /etc/husk-e";
-    for flags in [&["--writable-tmpfs"][..], &["--contain", "--writable-tmpfs"][..]] {
+    for flags in [
+        &["--writable-tmpfs"][..],
+        &["--contain", "--writable-tmpfs"][..],
+    ] {
         let out = exec_clean(t, flags, &["sh", "-c", write]);
         assert_eq!(out.stdout, "top\ne\n", "{flags:?}: {out}");
     }
@@ -175,7 +181,11 @@ fn writable_root_itself_with_tmpfs_and_contain(t: &Ctx) {
     let d = dir.to_str().unwrap();
     let out = exec_clean(t, &["--contain", "--overlay", d], &["sh", "-c", write]);
     assert_eq!(out.stdout, "top\ne\n", "{out}");
-    let out = exec_clean(t, &["--contain", "--overlay", d], &["cat", "/dev/null", "/etc/husk-e"]);
+    let out = exec_clean(
+        t,
+        &["--contain", "--overlay", d],
+        &["cat", "/dev/null", "/etc/husk-e"],
+    );
     assert_eq!(out.stdout, "e\n", "{out}");
     assert!(!t.rootfs().join("husk-top").exists());
     assert!(!t.rootfs().join("etc/husk-e").exists());
@@ -238,14 +248,30 @@ fn add_and_drop_caps(t: &Ctx) {
     let p = |flags: &[&str]| exec(t, flags, &["/bin/husk-probe"]).ok().probe();
     let added = p(&["--add-caps", "CAP_NET_ADMIN,sys_ptrace"]);
     for c in ["CAP_NET_ADMIN", "CAP_SYS_PTRACE"] {
-        assert!(added.caps("effective").iter().any(|x| x == c), "{c}: {}", added.0);
+        assert!(
+            added.caps("effective").iter().any(|x| x == c),
+            "{c}: {}",
+            added.0
+        );
     }
     if t.mode == Mode::Root {
         let base = p(&[]);
-        assert!(base.caps("bounding").iter().any(|x| x == "CAP_KILL"), "{}", base.0);
+        assert!(
+            base.caps("bounding").iter().any(|x| x == "CAP_KILL"),
+            "{}",
+            base.0
+        );
         let dropped = p(&["--drop-caps", "CAP_KILL"]);
-        assert!(!dropped.caps("bounding").iter().any(|x| x == "CAP_KILL"), "{}", dropped.0);
-        assert!(!dropped.caps("effective").iter().any(|x| x == "CAP_KILL"), "{}", dropped.0);
+        assert!(
+            !dropped.caps("bounding").iter().any(|x| x == "CAP_KILL"),
+            "{}",
+            dropped.0
+        );
+        assert!(
+            !dropped.caps("effective").iter().any(|x| x == "CAP_KILL"),
+            "{}",
+            dropped.0
+        );
     }
     let out = exec(t, &["--add-caps", "CAP_BOGUS"], &["true"]).code(2);
     assert!(out.stderr.contains("CAP_BOGUS"), "{out}");

@@ -158,19 +158,22 @@ pub fn pages() -> Vec<(String, Vec<u8>)> {
     let top = Cli::command();
     let mut pages = vec![("husk.1".to_string(), render(top.clone()))];
     for sub in top.get_subcommands().filter(|c| !c.is_hide_set()) {
+        // A verb's flags and subcommands are deferred (cli::Lazy): build it to see its subcommands.
+        let mut built = sub.clone();
+        built.build();
         let name: &'static str = Box::leak(format!("husk-{}", sub.get_name()).into_boxed_str());
         let cmd = sub
             .clone()
             .name(name)
             .bin_name(format!("husk {}", sub.get_name()));
         pages.push((format!("{name}.1"), render(cmd)));
-        for sub2 in sub
+        for sub2 in built
             .get_subcommands()
             .filter(|c| !c.is_hide_set() && c.get_name() != "help")
         {
             let name2: &'static str =
                 Box::leak(format!("{name}-{}", sub2.get_name()).into_boxed_str());
-            let cmd = sub2.clone().name(name2).bin_name(format!(
+            let cmd = sub2.clone().name(name2).display_name(name2).bin_name(format!(
                 "husk {} {}",
                 sub.get_name(),
                 sub2.get_name()

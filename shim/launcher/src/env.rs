@@ -70,7 +70,11 @@ pub fn environment(
 /// The environment of `exec instance://NAME`: the caller's variables (minus [`DENY`]; the
 /// prefixed ones set NAME), under the instance's own (`own`, its process env), under `given`
 /// (--env). Sorted by name.
-pub fn exec_environment(own: &[String], host: &[(String, String)], given: &[String]) -> Vec<String> {
+pub fn exec_environment(
+    own: &[String],
+    host: &[(String, String)],
+    given: &[String],
+) -> Vec<String> {
     let mut env: BTreeMap<String, String> = BTreeMap::new();
     for (k, v) in host {
         let prefixed = PREFIXES.iter().any(|p| k.starts_with(p));
@@ -236,5 +240,30 @@ mod tests {
         assert_eq!(get(&env, "X").as_deref(), Some("1"));
         assert_eq!(get(&env, "PATH").as_deref(), Some("/usr/bin:/bin"));
         assert_eq!(get(&env, "PS1").as_deref(), Some(PS1));
+    }
+
+    /// Issue 14: `exec instance://NAME` passes the caller's environment under the instance's own
+    /// and --env; PATH and LD_* stay out; prefixes set names.
+    #[test]
+    fn exec_environment_layers() {
+        let own: Vec<String> = ["PATH=/usr/bin", "MODE=inst"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let host: Vec<(String, String)> = [
+            ("PATH", "/host/bin"),
+            ("LD_PRELOAD", "x.so"),
+            ("MODE", "caller"),
+            ("EDITOR", "vi"),
+            ("HUSKENV_TOOL", "gcc"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let env = exec_environment(&own, &host, &["EDITOR=nano".to_string()]);
+        assert_eq!(
+            env,
+            ["EDITOR=nano", "MODE=inst", "PATH=/usr/bin", "TOOL=gcc"]
+        );
     }
 }

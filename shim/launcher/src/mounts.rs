@@ -104,7 +104,10 @@ pub fn plan(
     etc_files(&mut m, fs, bundle);
     if opts.fuse {
         // A --bind onto /dev/fuse brings its own node (e.g. a 0666 one made for the user).
-        let own = opts.binds.iter().any(|b| clean(Path::new("/"), &b.destination) == Path::new(FUSE));
+        let own = opts
+            .binds
+            .iter()
+            .any(|b| clean(Path::new("/"), &b.destination) == Path::new(FUSE));
         fuse(host, fs, contained, own, &mut m, &mut warnings)?;
     }
     if opts.x11 {
@@ -452,6 +455,36 @@ mod tests {
         assert_eq!(p.pwd, PathBuf::from("/home/u/proj"));
     }
 
+    /// Issue 14: $XAUTHORITY under the bound home was mounted before the home, so the home bind
+    /// covered it (and its mount point had to be made in the read-only image).
+    #[test]
+    fn a_file_under_a_bound_directory_is_mounted_after_it() {
+        let mut h = host("/");
+        h.env = vec![
+            ("DISPLAY".into(), ":1".into()),
+            ("XAUTHORITY".into(), "/home/u/.Xauthority".into()),
+        ];
+        let fs = fs().file("/home/u/.Xauthority", "c").dir("/home/u");
+        let mut o = opts();
+        o.x11 = true;
+        o.binds = vec![Bind {
+            source: "/data/in".into(),
+            destination: "/home/u/in".into(),
+            readonly: true,
+        }];
+        let p = plan(&o, &h, &fs, false, "/b".as_ref(), None).unwrap();
+        let d = dests(&p);
+        let at = |x: &str| d.iter().position(|y| y == x).unwrap();
+        assert!(at("/home/u") < at("/home/u/.Xauthority"), "{d:?}");
+        assert!(at("/home/u") < at("/home/u/in"), "{d:?}");
+        let depths: Vec<usize> = p
+            .mounts
+            .iter()
+            .map(|m| m.destination.components().count())
+            .collect();
+        assert!(depths.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+    }
+
     #[test]
     fn cwd_bound_or_mapped_through_a_bind() {
         let p = plan(
@@ -463,7 +496,11 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(dests(&p).last().unwrap(), "/scratch/job");
+        assert!(
+            dests(&p).contains(&"/scratch/job".to_string()),
+            "{:?}",
+            dests(&p)
+        );
         let mut o = opts();
         o.binds = vec![Bind {
             source: "/scratch".into(),
@@ -471,7 +508,11 @@ mod tests {
             readonly: false,
         }];
         let p = plan(&o, &host("/scratch/job"), &fs(), false, "/b".as_ref(), None).unwrap();
-        assert_eq!(dests(&p).last().unwrap(), "/s");
+        let d = dests(&p);
+        assert!(
+            d.contains(&"/s".to_string()) && !d.contains(&"/scratch/job".to_string()),
+            "{d:?}"
+        );
         assert_eq!(p.pwd, PathBuf::from("/s/job"));
     }
 

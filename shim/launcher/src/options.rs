@@ -377,4 +377,14 @@ mod tests {
         let e = parse_ipc("shared").unwrap_err().to_string();
         assert_eq!(e, "--ipc \"shared\": unknown mode (host or private)");
     }
+
+    #[test]
+    fn caps_in_apptainers_forms() {
+        assert_eq!(
+            parse_caps("CAP_NET_ADMIN,sys_ptrace, Chown").unwrap(),
+            ["CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_CHOWN"]
+        );
+        let e = parse_caps("CAP_NET_ADMIN,CAP_BOGUS").unwrap_err();
+        assert!(e.to_string().contains("CAP_BOGUS"), "{e}");
+    }
 }

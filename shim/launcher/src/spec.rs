@@ -95,11 +95,8 @@ pub fn build(
     let mut t = template;
     let (uid, gid) = identity(opts, host);
     // --fuse: CAP_SYS_ADMIN to mount, which only a user namespace of its own keeps harmless.
-    let userns = !host.is_root()
-        || opts.fakeroot
-        || opts.userns
-        || opts.fuse
-        || opts.root_host_id.is_some();
+    let userns =
+        !host.is_root() || opts.fakeroot || opts.userns || opts.fuse || opts.root_host_id.is_some();
     let nss = namespaces(&t, opts, userns);
     let has = |n: &str| nss.iter().any(|x| x == n);
     let plan = mounts::plan(
@@ -265,7 +262,13 @@ fn set_process(
 /// CAP_SYS_ADMIN (to mount, in the container's own user namespace) and --add-caps in every set
 /// (ambient too, so that a non-root program has them), and --drop-caps out of every set.
 fn set_caps(p: &mut Value, opts: &Options, uid: u32) {
-    const SETS: [&str; 5] = ["bounding", "effective", "permitted", "inheritable", "ambient"];
+    const SETS: [&str; 5] = [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ];
     if uid != 0 {
         let none: Vec<String> = Vec::new();
         p["capabilities"] = json!({"bounding": none, "effective": none, "permitted": none,

@@ -172,7 +172,9 @@ pub fn run(g: &Global, req: Request) -> anyhow::Result<i32> {
         }
         if !req.flags.add_caps.is_empty() || !req.flags.drop_caps.is_empty() {
             // The sandbox's capability policy is fixed (none): never widened, never silently kept.
-            return Err(usage("--sandbox with --add-caps or --drop-caps: not supported"));
+            return Err(usage(
+                "--sandbox with --add-caps or --drop-caps: not supported",
+            ));
         }
         return super::sandbox::run(g, req);
     }

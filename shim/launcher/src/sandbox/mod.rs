@@ -265,8 +265,8 @@ impl Sandbox {
         let mounts = config["mounts"].as_array_mut().expect("mounts is an array");
         mounts.retain(|m| {
             let d = m["destination"].as_str().unwrap_or_default();
-            let host_hosts = d == "/etc/hosts" && m["source"] == "/etc/hosts";
-            d != "/etc/resolv.conf" && !host_hosts
+            let generated = m["source"].as_str().is_some_and(|s| s != "/etc/hosts");
+            d != "/etc/resolv.conf" && (d != "/etc/hosts" || generated)
         });
         for m in mounts.iter_mut() {
             match m["destination"].as_str().unwrap_or_default() {

@@ -137,7 +137,10 @@ fn stop(g: &Global, a: StopArgs) -> anyhow::Result<i32> {
             .collect();
         handles
             .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err(anyhow::anyhow!("stop panicked"))))
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("stop panicked")))
+            })
             .collect()
     });
     let mut failed = None;
@@ -236,7 +239,11 @@ fn print_table(rows: &[Value]) {
             Some(code) => format!("exited ({code})"),
             None => cell(&r["status"]),
         };
-        let pid = if r["pid"] == 0 { "-".into() } else { cell(&r["pid"]) };
+        let pid = if r["pid"] == 0 {
+            "-".into()
+        } else {
+            cell(&r["pid"])
+        };
         table.push(vec![
             cell(&r["name"]),
             pid,
