@@ -10,6 +10,8 @@ filesystem (the host's fuse-overlayfs) mounted inside; stop ends every process."
 import os
 import pty
 import secrets
+import shutil
+import tempfile
 import select
 import subprocess
 import sys
@@ -25,7 +27,10 @@ FUSE_LIB = "/usr/lib/x86_64-linux-gnu/libfuse3.so.3"
 
 def run(s):
     deb = need_debian()
-    home = s.mkdir("home")
+    # The chosen home lies outside /tmp (whose host copy is bound anyway), as a real one would.
+    base = os.environ.get("HOME") or "/var/tmp"
+    home = tempfile.mkdtemp(prefix=".husk-scn-home-", dir=base if os.access(base, os.W_OK) else "/var/tmp")
+    s.cleanups.append(lambda: shutil.rmtree(home, ignore_errors=True))
     tools = s.mkdir("tools")
     nfs = s.mkdir("nfs")
     s.write("tools/xclient.py", open(os.path.join(os.path.dirname(__file__), "xclient.py")).read())
