@@ -62,7 +62,7 @@ fn start(t: &Ctx, flags: &[&str], name: &str, args: &[&str]) {
 }
 
 /// Gone, or a zombie nobody has reaped yet.
-fn gone(pid: i64) -> bool {
+pub fn gone(pid: i64) -> bool {
     match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
         Err(_) => true,
         Ok(s) => s
@@ -191,7 +191,7 @@ fn bad_names_and_ttls_are_usage_errors(t: &Ctx) {
 
 /// Live processes (not zombies) whose environment holds `mark` (KEY=VALUE); the test runs as
 /// root in both modes, so every /proc/PID/environ is readable.
-fn marked(mark: &str) -> Vec<i64> {
+pub fn marked(mark: &str) -> Vec<i64> {
     let mut pids: Vec<i64> = std::fs::read_dir("/proc")
         .unwrap()
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i64>().ok())
