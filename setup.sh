@@ -1,5 +1,6 @@
 #!/bin/sh
-# Set up a fresh Debian 12 machine for husk and build it: Debian packages and a test user (as root),
+# Set up a fresh Debian 12 machine for husk and build it: Debian packages and a test user (as root;
+# fuse-overlayfs, xvfb and xauth are for the FUSE and X11 tests and scenarios),
 # the release binary, the static probe, the busybox rootfs of bundles/busybox (offline, ~0.2 s) and,
 # as root, the Debian 12 fixture of bundles/debian (debootstrap from Debian's mirror: ~1-2 min the
 # first time, cached under /var/tmp/husk-fixtures afterwards).
@@ -16,7 +17,7 @@ step() { printf '\n== %s\n' "$*"; }
 if [ "$(id -u)" = 0 ] && [ -z "${SKIP_SETUP:-}" ]; then
 	step setup
 	need=""
-	for p in runc busybox-static uidmap libseccomp-dev pkg-config umoci skopeo docker-registry time libcap2-bin debootstrap; do
+	for p in runc busybox-static uidmap libseccomp-dev pkg-config umoci skopeo docker-registry time libcap2-bin debootstrap fuse-overlayfs xvfb xauth; do
 		dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 	done
 	if [ -n "$need" ]; then

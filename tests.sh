@@ -5,6 +5,7 @@
 #   HUSK_RUNTIME=/usr/bin/runc ./tests.sh     # integration suites against runc: checks the tests
 #   SKIP_SETUP=1 SKIP_LINT=1 ./tests.sh       # skip apt/useradd, skip fmt/clippy
 #   SKIP_CLIENTS=1 ./tests.sh                 # skip the podman/containerd/docker suites
+#   SKIP_SCENARIOS=1 ./tests.sh               # skip integration/scenarios (the four systems)
 #   ./tests.sh rootless                       # extra args go to the integration test binary filter
 #
 # Env: HUSK_RUNTIME (runtime under test; default target/release/husk), HUSK_REQUIRE_PRIVILEGED=1
@@ -36,6 +37,14 @@ if [ "$(id -u)" = 0 ] && [ -z "${SKIP_CLIENTS:-}" ]; then
 	RUNTIME=${HUSK_RUNTIME:-$target/release/husk} integration/clients/run.sh
 fi
 
+# The four systems husk exists for, end to end through the public CLI (husk only: not for runc).
+scenarios=0
+runtime=${HUSK_RUNTIME:-$target/release/husk}
+if [ -z "${SKIP_SCENARIOS:-}" ] && [ "$(basename "$runtime")" = husk ]; then
+	step "scenarios (runtime: $runtime)"
+	HUSK=$runtime integration/scenarios/run.sh || scenarios=1
+fi
+
 step "integration tests (runtime: ${HUSK_RUNTIME:-$target/release/husk})"
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
@@ -43,4 +52,4 @@ HUSK_RUNTIME=${HUSK_RUNTIME:-$target/release/husk} cargo test -p husk-integratio
 status=$(grep -c '^test result: ok' "$log" || true)
 # One closing line over the integration run, in the plain "N passed, N failed" form.
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "integration: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-[ "$status" -ge 1 ] && ! grep -q '^test result: FAILED' "$log"
+[ "$status" -ge 1 ] && ! grep -q '^test result: FAILED' "$log" && [ "$scenarios" = 0 ]

@@ -427,7 +427,7 @@ impl Ctx {
         let n = self.calls.fetch_add(1, Ordering::Relaxed);
         let io = self.dir.join("io");
         let (out, err) = (io.join(format!("{n}.out")), io.join(format!("{n}.err")));
-        let mut cmd = self.command(launch.listen_pid);
+        let mut cmd = self.command(launch);
         cmd.envs(launch.env.iter().map(|(k, v)| (k, v)));
         launch.inherit(&mut cmd);
         cmd.arg("--root").arg(&self.state_root).args(args);
@@ -456,7 +456,7 @@ impl Ctx {
     /// The runtime command (through setpriv in rootless mode). `listen_pid`: exec the runtime
     /// from a shell that first exports LISTEN_PID=$$, so the runtime finds its own pid there (runc
     /// checks it; systemd sets it that way).
-    fn command(&self, listen_pid: bool) -> Command {
+    fn command(&self, launch: &Launch) -> Command {
         let h = host();
         let mut argv: Vec<std::ffi::OsString> = Vec::new();
         if let (Mode::Rootless, Some((uid, gid))) = (self.mode, self.owner()) {
@@ -465,8 +465,13 @@ impl Ctx {
             argv.push(format!("--regid={gid}").into());
             argv.push("--init-groups".into());
         }
-        if listen_pid {
+        if launch.listen_pid {
             for a in ["/bin/sh", "-c", "export LISTEN_PID=$$; exec \"$@\"", "sh"] {
+                argv.push(a.into());
+            }
+        }
+        if launch.ignore_signals {
+            for a in ["/bin/sh", "-c", "trap '' HUP USR1; exec \"$@\"", "sh"] {
                 argv.push(a.into());
             }
         }
@@ -639,6 +644,8 @@ pub struct Launch {
     pub env: Vec<(String, String)>,
     /// Set LISTEN_PID to the runtime's own pid (systemd socket activation).
     pub listen_pid: bool,
+    /// Start the runtime with SIGHUP and SIGUSR1 ignored (as under nohup, or a shell's trap "").
+    pub ignore_signals: bool,
 }
 
 impl Launch {

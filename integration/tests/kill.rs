@@ -1,7 +1,7 @@
 //! `kill`: signal names and numbers reach the init; KILL stops it; stopped containers refuse.
 
-use crate::both;
 use crate::harness::{has_cgroups, Ctx, Probe};
+use crate::{both, root_only};
 
 both!(
     default_signal_is_term,
@@ -11,6 +11,9 @@ both!(
     kill_all,
     kill_all_reaches_exec,
 );
+
+// A cgroup to sweep: root on this kind of host.
+root_only!(delete_sweeps_what_a_stopped_container_left_in_its_cgroup);
 
 /// A running container whose init is `husk-probe sig`; returns (id, create's stdout path reader).
 fn signal_logger(t: &Ctx) -> (String, crate::harness::Out) {
@@ -138,4 +141,29 @@ fn gone(pid: &str) -> bool {
             .trim_start()
             .starts_with(['Z', 'X'])
     })
+}
+
+/// Issue 14: a container sharing the host's pid namespace whose init exited left a background
+/// process in its cgroup; `delete` failed ("remove cgroup ...: Device or resource busy") and the
+/// container stayed, its name unusable. delete kills what is left in the cgroup first (as runc).
+fn delete_sweeps_what_a_stopped_container_left_in_its_cgroup(t: &Ctx) {
+    let mark = format!("HUSK_MARK={}", t.id("sweep"));
+    let script = "/bin/husk-probe sleep 600 >/dev/null 2>&1 &";
+    let b = t.bundle().args(&["/bin/sh", "-c", script]).edit(|v| {
+        let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
+        ns.retain(|n| n["type"] != "pid");
+        v["process"]["env"].as_array_mut().unwrap().push(mark.clone().into());
+    });
+    let id = t.create(&b, "sweep");
+    t.rt(&["start", &id]).ok();
+    t.wait_status(&id, "stopped");
+    t.wait_for("the background process", || {
+        crate::instance::marked(&mark).len() == 1
+    });
+    let pid = crate::instance::marked(&mark)[0];
+    t.rt(&["delete", &id]).ok();
+    t.wait_for("the background process to be killed", || {
+        crate::instance::gone(pid)
+    });
+    t.assert_nothing_left();
 }

@@ -14,6 +14,8 @@ both!(
     unknown_image_is_one_line_and_leaves_nothing,
     missing_bind_source_leaves_the_cache_whole,
     wrong_layer_digest_is_one_line_and_leaves_nothing,
+    a_directory_named_like_an_id_gets_a_hint,
+    unknown_instance_is_named_as_the_user_wrote_it,
 );
 
 fn image() -> &'static str {
@@ -328,4 +330,25 @@ fn wrong_layer_digest_is_one_line_and_leaves_nothing(t: &Ctx) {
         snapshot(&cache)
     );
     t.assert_nothing_left();
+}
+
+/// Issue 14: `husk exec deb CMD` with ./deb present said "container deb does not exist": the
+/// error says that an image directory needs a path (./deb).
+fn a_directory_named_like_an_id_gets_a_hint(t: &Ctx) {
+    let deb = t.dir.join("deb");
+    std::os::unix::fs::symlink(image(), &deb).unwrap();
+    let out = t.rt(&["exec", "deb", "/bin/true"]).exec_fails();
+    assert!(out.stderr.contains("./deb"), "{out}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
+    // No such directory: the plain error, no hint.
+    let out = t.rt(&["exec", "nodir", "/bin/true"]).exec_fails();
+    assert!(!out.stderr.contains("./nodir"), "{out}");
+}
+
+/// Issue 14: `husk exec instance://nope` named the internal container id (inst-nope).
+fn unknown_instance_is_named_as_the_user_wrote_it(t: &Ctx) {
+    let out = t.rt(&["exec", "instance://nope", "/bin/true"]).exec_fails();
+    assert!(out.stderr.contains("instance nope"), "{out}");
+    assert!(!out.stderr.contains("inst-nope"), "{out}");
+    assert_eq!(out.stderr.trim().lines().count(), 1, "{out}");
 }

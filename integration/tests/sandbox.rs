@@ -17,6 +17,7 @@ both!(
     conflicting_flags_are_a_usage_error,
     pids_limit_stops_a_fork_loop,
     sigterm_to_husk_ends_the_container,
+    localhost_is_in_etc_hosts,
 );
 
 // Memory limits need a cgroup: root on this kind of host.
@@ -292,4 +293,20 @@ fn oom_kill_is_recorded(t: &Ctx) {
     assert_eq!(r["oom_killed"], true, "{out}");
     assert_eq!(r["stdout"], "dd=137\n", "{out}");
     assert_eq!(r["limits"]["memory_bytes"]["value"], 16 << 20, "{out}");
+}
+
+/// Issue 14: the sandbox's /etc/hosts was empty, so `localhost` did not resolve (a submission
+/// binding ('localhost', port) failed). It gets a generated one, never the host's.
+fn localhost_is_in_etc_hosts(t: &Ctx) {
+    let out = sandbox(t, &[], "cat /etc/hosts").ok();
+    let v4 = out.stdout.lines().any(|l| {
+        let mut w = l.split_whitespace();
+        w.next() == Some("127.0.0.1") && w.any(|n| n == "localhost")
+    });
+    assert!(v4, "{out}");
+    let host = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+    if host.trim() != out.stdout.trim() {
+        return;
+    }
+    panic!("the host's /etc/hosts: {out}");
 }

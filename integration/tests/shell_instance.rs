@@ -91,6 +91,8 @@ fn shell_in_a_running_instance(t: &Ctx) {
 fn shell_in_an_unknown_instance_fails(t: &Ctx) {
     let out = t.rt(&["shell", "instance://nosuch"]);
     assert_ne!(out.code, 0, "{out}");
-    assert!(out.stderr.contains("inst-nosuch"), "{out}");
+    // Named as the user wrote it, not by its container id (issue 14).
+    assert!(out.stderr.contains("instance nosuch"), "{out}");
+    assert!(!out.stderr.contains("inst-nosuch"), "{out}");
     assert_eq!(out.stderr.lines().count(), 1, "{out}");
 }

@@ -98,10 +98,14 @@ output, removed when the job ends; the tree goes when the batch does.
 .TP
 \fI<root>\-instances/\fR (\fI/run/husk\-instances\fR, \fI$XDG_RUNTIME_DIR/husk\-instances\fR)
 Instances (\fBinstance start\fR), beside the state root: \fI<name>.json\fR (image, start time,
-TTL deadline, watcher pid), \fI<name>/\fR (the launch directory) and \fI<name>.log\fR (the
-instance's stdout and stderr, and its watcher's messages). \fBinstance stop\fR, or the watcher when
-the program exits or its TTL passes, removes the container (id \fIinst\-<name>\fR), the record and
-the launch directory; the log stays until the next start of that name.
+TTL deadline, watcher pid; once the program exited by itself, its exit status and time),
+\fI<name>/\fR (the launch directory) and \fI<name>.log\fR (the instance's stdout and stderr, and
+its watcher's messages; \fBinstance logs\fR prints it). Each instance has its own pid namespace, so
+every process exec'd into it ends with its program. \fBinstance stop\fR, or the watcher when the
+TTL passes, removes the container (id \fIinst\-<name>\fR), the record and the launch directory;
+when the program exits by itself the container and launch directory go and the record stays,
+listed as exited with its status, until \fBinstance stop\fR. The log stays until the next start of
+that name.
 .TP
 \fI/var/cache/husk\fR (others: \fI$XDG_CACHE_HOME/husk\fR or \fI~/.cache/husk\fR)
 The image cache, mode 0700: \fIlayers/\fR (unpacked once, by diff_id), \fIrootfs/\fR (an image's
@@ -128,9 +132,14 @@ network, pid and ipc namespaces, sees the host's /dev (every character device is
 devices are not), /proc and /sys, and can write to $HOME, /tmp and the current directory; use
 \fB\-\-containall\fR and \fB\-\-net none\fR to narrow that.
 \fB\-\-x11\fR hands the container the X server: it can read other windows' input and draw
-anywhere. \fB\-\-fuse\fR lets it mount FUSE file systems where it may open /dev/fuse.
+anywhere. \fB\-\-fuse\fR lets it mount FUSE file systems where it may open /dev/fuse: it gives the
+program CAP_SYS_ADMIN, always in a user namespace of the container's own (also when run by root),
+so the capability reaches only what that namespace owns (its mounts), not the host.
+\fB\-\-add\-caps\fR and \fB\-\-drop\-caps\fR change the program's capability sets (every set,
+ambient included): added ones are real root capabilities when root runs without a user namespace.
 \fB\-\-writable\-tmpfs\fR and \fB\-\-overlay\fR never write to the image (kernel overlayfs copies a
-file up before changing it); the image's top-level entries stay as they are.
+file up before changing it). The whole root is writable; a new entry directly under / lives in
+the launch directory and goes at exit, even with \fB\-\-overlay\fR.
 .SH "SEE ALSO"
 runc(8), crun(1), podman(1), containerd(8)
 "#;
@@ -149,19 +158,22 @@ pub fn pages() -> Vec<(String, Vec<u8>)> {
     let top = Cli::command();
     let mut pages = vec![("husk.1".to_string(), render(top.clone()))];
     for sub in top.get_subcommands().filter(|c| !c.is_hide_set()) {
+        // A verb's flags and subcommands are deferred (cli::Lazy): build it to see its subcommands.
+        let mut built = sub.clone();
+        built.build();
         let name: &'static str = Box::leak(format!("husk-{}", sub.get_name()).into_boxed_str());
         let cmd = sub
             .clone()
             .name(name)
             .bin_name(format!("husk {}", sub.get_name()));
         pages.push((format!("{name}.1"), render(cmd)));
-        for sub2 in sub
+        for sub2 in built
             .get_subcommands()
             .filter(|c| !c.is_hide_set() && c.get_name() != "help")
         {
             let name2: &'static str =
                 Box::leak(format!("{name}-{}", sub2.get_name()).into_boxed_str());
-            let cmd = sub2.clone().name(name2).bin_name(format!(
+            let cmd = sub2.clone().name(name2).display_name(name2).bin_name(format!(
                 "husk {} {}",
                 sub.get_name(),
                 sub2.get_name()

@@ -67,6 +67,44 @@ pub fn environment(
     env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
+/// The environment of `exec instance://NAME`: the caller's variables (minus [`DENY`]; the
+/// prefixed ones set NAME), under the instance's own (`own`, its process env), under `given`
+/// (--env). Sorted by name.
+pub fn exec_environment(
+    own: &[String],
+    host: &[(String, String)],
+    given: &[String],
+) -> Vec<String> {
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for (k, v) in host {
+        let prefixed = PREFIXES.iter().any(|p| k.starts_with(p));
+        if !prefixed && !DENY.contains(&k.as_str()) {
+            env.insert(k.clone(), v.clone());
+        }
+    }
+    for kv in own {
+        if let Some((k, v)) = split(kv) {
+            env.insert(k.into(), v.into());
+        }
+    }
+    for prefix in PREFIXES {
+        for (k, v) in host {
+            match k.strip_prefix(prefix) {
+                Some(name) if !name.is_empty() => {
+                    env.insert(name.into(), v.clone());
+                }
+                _ => {}
+            }
+        }
+    }
+    for kv in given {
+        if let Some((k, v)) = split(kv) {
+            env.insert(k.into(), v.into());
+        }
+    }
+    env.into_iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
 /// Layer 2: the host's variables that pass.
 fn pass_host(env: &mut BTreeMap<String, String>, opts: &Options, host: &HostFacts) {
     let clean = opts.cleanenv || opts.containall;
@@ -202,5 +240,30 @@ mod tests {
         assert_eq!(get(&env, "X").as_deref(), Some("1"));
         assert_eq!(get(&env, "PATH").as_deref(), Some("/usr/bin:/bin"));
         assert_eq!(get(&env, "PS1").as_deref(), Some(PS1));
+    }
+
+    /// Issue 14: `exec instance://NAME` passes the caller's environment under the instance's own
+    /// and --env; PATH and LD_* stay out; prefixes set names.
+    #[test]
+    fn exec_environment_layers() {
+        let own: Vec<String> = ["PATH=/usr/bin", "MODE=inst"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let host: Vec<(String, String)> = [
+            ("PATH", "/host/bin"),
+            ("LD_PRELOAD", "x.so"),
+            ("MODE", "caller"),
+            ("EDITOR", "vi"),
+            ("HUSKENV_TOOL", "gcc"),
+        ]
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        let env = exec_environment(&own, &host, &["EDITOR=nano".to_string()]);
+        assert_eq!(
+            env,
+            ["EDITOR=nano", "MODE=inst", "PATH=/usr/bin", "TOOL=gcc"]
+        );
     }
 }

@@ -66,6 +66,13 @@ pub struct Record {
     /// The watcher process (it waits for the container and enforces the TTL).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub watcher: Option<i32>,
+    /// Once the program exited by itself (not stopped): its status (128+N for signal N). The
+    /// record stays, listed as exited, until `instance stop` removes it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exit_code: Option<i32>,
+    /// RFC 3339 time the program exited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished: Option<String>,
 }
 
 impl Record {
@@ -195,9 +202,10 @@ pub fn records(dir: &Path) -> Result<Vec<Record>, StoreError> {
     Ok(out)
 }
 
-/// Serialises cleanups of `dir` (stop vs. the watcher seeing the exit).
-pub fn lock(dir: &Path) -> Result<Flock<File>, StoreError> {
-    let path = dir.join(".lock");
+/// Serialises the cleanups of instance `name` (stop vs. the watcher seeing the exit); one lock per
+/// instance, so that stopping several runs in parallel.
+pub fn lock(dir: &Path, name: &str) -> Result<Flock<File>, StoreError> {
+    let path = dir.join(format!(".{name}.lock"));
     let f = std::fs::OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -261,8 +269,10 @@ mod tests {
             started: "2024-01-01T00:00:00Z".into(),
             expires,
             watcher: None,
+            exit_code: None,
+            finished: None,
         };
-        let _lock = lock(&dir).unwrap();
+        let _lock = lock(&dir, "web").unwrap();
         for r in [rec("web", Some(100)), rec("db", None)] {
             write_record(&dir, &r).unwrap();
         }

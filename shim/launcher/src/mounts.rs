@@ -103,7 +103,12 @@ pub fn plan(
     tmp(&mut m, contained);
     etc_files(&mut m, fs, bundle);
     if opts.fuse {
-        fuse(host, fs, contained, &mut m, &mut warnings)?;
+        // A --bind onto /dev/fuse brings its own node (e.g. a 0666 one made for the user).
+        let own = opts
+            .binds
+            .iter()
+            .any(|b| clean(Path::new("/"), &b.destination) == Path::new(FUSE));
+        fuse(host, fs, contained, own, &mut m, &mut warnings)?;
     }
     if opts.x11 {
         x11(host, fs, &mut m, &mut warnings);
@@ -116,6 +121,10 @@ pub fn plan(
         m.extend(cwd_bind(&host.cwd, &m, &user));
     }
     m.extend(user);
+    // Parents before what lies under them, whatever added them in which order: a file bound under
+    // a directory that is bound too ($XAUTHORITY under $HOME or the cwd) must land on top of it,
+    // not under it. Stable, so of two mounts at one place the later (a --bind) still wins.
+    m.sort_by_key(|x| x.destination.components().count());
     let pwd = pwd(opts, &m, &host.cwd, working_dir)?;
     Ok(MountPlan {
         mounts: m,
@@ -301,6 +310,7 @@ fn fuse(
     host: &HostFacts,
     fs: &dyn Fs,
     contained: bool,
+    own_node: bool,
     m: &mut Vec<Mount>,
     warnings: &mut Vec<String>,
 ) -> Result<(), MountError> {
@@ -310,7 +320,7 @@ fn fuse(
     if let Some((mode, owner)) = fs.mode(FUSE.as_ref()) {
         let usable =
             host.is_root() || mode & 0o006 == 0o006 || (owner == host.uid && mode & 0o600 == 0o600);
-        if !usable {
+        if !usable && !own_node {
             warnings.push(format!(
                 "--fuse: {FUSE} is mode {mode:04o} owned by uid {owner}: only root can open it on this host; FUSE mounts will fail inside"
             ));
@@ -445,6 +455,36 @@ mod tests {
         assert_eq!(p.pwd, PathBuf::from("/home/u/proj"));
     }
 
+    /// Issue 14: $XAUTHORITY under the bound home was mounted before the home, so the home bind
+    /// covered it (and its mount point had to be made in the read-only image).
+    #[test]
+    fn a_file_under_a_bound_directory_is_mounted_after_it() {
+        let mut h = host("/");
+        h.env = vec![
+            ("DISPLAY".into(), ":1".into()),
+            ("XAUTHORITY".into(), "/home/u/.Xauthority".into()),
+        ];
+        let fs = fs().file("/home/u/.Xauthority", "c").dir("/home/u");
+        let mut o = opts();
+        o.x11 = true;
+        o.binds = vec![Bind {
+            source: "/data/in".into(),
+            destination: "/home/u/in".into(),
+            readonly: true,
+        }];
+        let p = plan(&o, &h, &fs, false, "/b".as_ref(), None).unwrap();
+        let d = dests(&p);
+        let at = |x: &str| d.iter().position(|y| y == x).unwrap();
+        assert!(at("/home/u") < at("/home/u/.Xauthority"), "{d:?}");
+        assert!(at("/home/u") < at("/home/u/in"), "{d:?}");
+        let depths: Vec<usize> = p
+            .mounts
+            .iter()
+            .map(|m| m.destination.components().count())
+            .collect();
+        assert!(depths.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+    }
+
     #[test]
     fn cwd_bound_or_mapped_through_a_bind() {
         let p = plan(
@@ -456,7 +496,11 @@ mod tests {
             None,
         )
         .unwrap();
-        assert_eq!(dests(&p).last().unwrap(), "/scratch/job");
+        assert!(
+            dests(&p).contains(&"/scratch/job".to_string()),
+            "{:?}",
+            dests(&p)
+        );
         let mut o = opts();
         o.binds = vec![Bind {
             source: "/scratch".into(),
@@ -464,7 +508,11 @@ mod tests {
             readonly: false,
         }];
         let p = plan(&o, &host("/scratch/job"), &fs(), false, "/b".as_ref(), None).unwrap();
-        assert_eq!(dests(&p).last().unwrap(), "/s");
+        let d = dests(&p);
+        assert!(
+            d.contains(&"/s".to_string()) && !d.contains(&"/scratch/job".to_string()),
+            "{d:?}"
+        );
         assert_eq!(p.pwd, PathBuf::from("/s/job"));
     }
 

@@ -17,6 +17,8 @@ pub enum OptionsError {
     Cpus(String),
     #[error("--ipc {0:?}: unknown mode (host or private)")]
     Ipc(String),
+    #[error("parse --add-caps/--drop-caps: unknown capability {0:?}")]
+    Cap(String),
 }
 
 /// What runs.
@@ -135,6 +137,9 @@ pub struct Options {
     pub fuse: bool,
     /// Pass DISPLAY, /tmp/.X11-unix and $XAUTHORITY.
     pub x11: bool,
+    /// `--add-caps`, `--drop-caps`: capability names (CAP_X), added to or taken from every set.
+    pub add_caps: Vec<String>,
+    pub drop_caps: Vec<String>,
     pub resources: Resources,
     /// CDI devices' merged container edits (`--device`, `--gpu`).
     pub cdi: crate::cdi::Edits,
@@ -163,6 +168,8 @@ impl Options {
             overlay: None,
             fuse: false,
             x11: false,
+            add_caps: Vec::new(),
+            drop_caps: Vec::new(),
             resources: Resources::default(),
             cdi: Default::default(),
         }
@@ -171,6 +178,20 @@ impl Options {
     pub fn contained(&self) -> bool {
         self.contain || self.containall
     }
+}
+
+/// One `--add-caps`/`--drop-caps` value: comma-separated names, with or without CAP_, any case
+/// (Apptainer's form); returns them as CAP_NAME.
+pub fn parse_caps(list: &str) -> Result<Vec<String>, OptionsError> {
+    let mut out = Vec::new();
+    for item in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let upper = item.to_ascii_uppercase();
+        let bare = upper.strip_prefix("CAP_").unwrap_or(&upper);
+        bare.parse::<oci_spec::runtime::Capability>()
+            .map_err(|_| OptionsError::Cap(item.to_string()))?;
+        out.push(format!("CAP_{bare}"));
+    }
+    Ok(out)
 }
 
 /// One `--bind` value: a comma-separated list of `SRC[:DST[:ro|rw]]`.
@@ -355,5 +376,15 @@ mod tests {
         assert_eq!(parse_ipc("host").unwrap(), Ipc::Host);
         let e = parse_ipc("shared").unwrap_err().to_string();
         assert_eq!(e, "--ipc \"shared\": unknown mode (host or private)");
+    }
+
+    #[test]
+    fn caps_in_apptainers_forms() {
+        assert_eq!(
+            parse_caps("CAP_NET_ADMIN,sys_ptrace, Chown").unwrap(),
+            ["CAP_NET_ADMIN", "CAP_SYS_PTRACE", "CAP_CHOWN"]
+        );
+        let e = parse_caps("CAP_NET_ADMIN,CAP_BOGUS").unwrap_err();
+        assert!(e.to_string().contains("CAP_BOGUS"), "{e}");
     }
 }

@@ -94,7 +94,9 @@ pub fn build(
     check(image, opts)?;
     let mut t = template;
     let (uid, gid) = identity(opts, host);
-    let userns = !host.is_root() || opts.fakeroot || opts.userns || opts.root_host_id.is_some();
+    // --fuse: CAP_SYS_ADMIN to mount, which only a user namespace of its own keeps harmless.
+    let userns =
+        !host.is_root() || opts.fakeroot || opts.userns || opts.fuse || opts.root_host_id.is_some();
     let nss = namespaces(&t, opts, userns);
     let has = |n: &str| nss.iter().any(|x| x == n);
     let plan = mounts::plan(
@@ -207,7 +209,10 @@ fn set_root(t: &mut Value, image: &ResolvedImage, opts: &Options, under: &Underl
     } else {
         image.rootfs.clone()
     };
-    t["root"] = json!({"path": root, "readonly": !opts.writable});
+    // An overlaid root is writable whole (as Apptainer's): new top-level entries land in the
+    // skeleton, in the launch directory.
+    let writable = opts.writable || opts.overlay.is_some();
+    t["root"] = json!({"path": root, "readonly": !writable});
     if opts.overlay.is_none() {
         // Every mount point exists (the underlay saw to it): the engine may make the root
         // read-only before mounting anything, so that nothing can be created in the image.
@@ -249,12 +254,43 @@ fn set_process(
     p["cwd"] = json!(pwd);
     p["terminal"] = json!(opts.tty);
     p["user"] = json!({"uid": uid, "gid": gid});
+    set_caps(p, opts, uid);
+    Ok(())
+}
+
+/// The capability sets: the profile's for root inside, none for another user; then --fuse's
+/// CAP_SYS_ADMIN (to mount, in the container's own user namespace) and --add-caps in every set
+/// (ambient too, so that a non-root program has them), and --drop-caps out of every set.
+fn set_caps(p: &mut Value, opts: &Options, uid: u32) {
+    const SETS: [&str; 5] = [
+        "bounding",
+        "effective",
+        "permitted",
+        "inheritable",
+        "ambient",
+    ];
     if uid != 0 {
         let none: Vec<String> = Vec::new();
         p["capabilities"] = json!({"bounding": none, "effective": none, "permitted": none,
             "inheritable": none, "ambient": none});
     }
-    Ok(())
+    let mut add = opts.add_caps.clone();
+    if opts.fuse {
+        add.push("CAP_SYS_ADMIN".into());
+    }
+    if add.is_empty() && opts.drop_caps.is_empty() {
+        return;
+    }
+    for set in SETS {
+        let mut names = strings(&p["capabilities"][set]);
+        for c in &add {
+            if !names.contains(c) {
+                names.push(c.clone());
+            }
+        }
+        names.retain(|c| !opts.drop_caps.contains(c));
+        p["capabilities"][set] = json!(names);
+    }
 }
 
 /// The launch dir's /etc/passwd and /etc/group: the image's, with the user's entries.
@@ -557,7 +593,23 @@ fn apply_cdi(
     }
 }
 
+/// The sandbox's /etc/hosts: loopback names only, never the host's.
+pub const HOSTS: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n";
+
 impl Launch {
+    /// Makes /etc/hosts a generated file of the launch directory `bundle` ([`HOSTS`]) instead of
+    /// the host's, where the launch binds one (its mount point is planned).
+    pub fn generate_hosts(&mut self, bundle: &Path) {
+        let Some(mounts) = self.config["mounts"].as_array_mut() else {
+            return;
+        };
+        let Some(m) = mounts.iter_mut().find(|m| m["destination"] == "/etc/hosts") else {
+            return;
+        };
+        m["source"] = json!(bundle.join("hosts"));
+        self.files.push(("hosts", HOSTS.to_string()));
+    }
+
     /// Does the config ask for a user namespace? (A failed launch that did may owe it to the
     /// host's sysctls: [`crate::userns::diagnose`].)
     pub fn userns(&self) -> bool {

@@ -140,13 +140,25 @@ pub fn watch(g: &Global, name: &str) -> anyhow::Result<i32> {
         }
     };
     log::info!("instance {name}: container {} runs as pid {pid}", rec.id);
-    let expired = wait_or_expire(&opts, &rec, pid);
-    if expired {
-        log::info!("instance {name}: ttl passed, stopping");
+    match wait_or_expire(&opts, &rec, pid) {
+        Ended::Expired => {
+            log::info!("instance {name}: ttl passed, stopping");
+            remove(&opts, &dir, &rec, Signal::SIGTERM, TTL_GRACE)?;
+        }
+        Ended::Exited(code) => {
+            log::info!("instance {name}: exited with status {code}");
+            finish(&opts, &dir, &rec, code)?;
+        }
     }
-    remove(&opts, &dir, &rec, Signal::SIGTERM, TTL_GRACE)?;
     let _ = nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::WNOHANG));
     Ok(0)
+}
+
+/// How the watcher's wait ended.
+enum Ended {
+    Expired,
+    /// The init exited by itself (or was stopped), with this status.
+    Exited(i32),
 }
 
 /// Creates and releases the instance's container from `bundle`; its init's pid.
@@ -161,25 +173,62 @@ fn create_container(opts: &GlobalOptions, rec: &Record, bundle: &Path) -> anyhow
     Ok(c.spawned.pid)
 }
 
-/// Waits until the init exits (false) or the record's deadline passes (true), reaping the init.
-fn wait_or_expire(opts: &GlobalOptions, rec: &Record, pid: Pid) -> bool {
+/// Waits until the init exits or the record's deadline passes, reaping the init.
+fn wait_or_expire(opts: &GlobalOptions, rec: &Record, pid: Pid) -> Ended {
     loop {
         let left = rec
             .expires
             .map(|e| inst::remaining(e, inst::now_secs()))
             .unwrap_or(3600);
         if rec.expires.is_some() && left == 0 {
-            return true;
+            return Ended::Expired;
         }
-        let Ok(c) = Container::open(opts, &rec.id) else {
-            return false;
+        let done = match Container::open(opts, &rec.id) {
+            // wait_exit returns early when the init exits; a timeout means it still runs.
+            Ok(c) => wait_exit(&c, Duration::from_secs(left.clamp(1, 3600))).is_ok(),
+            Err(_) => true,
         };
-        // wait_exit returns early when the init exits; a timeout means it still runs.
-        if wait_exit(&c, Duration::from_secs(left.min(3600))).is_ok() {
-            let _ = nix::sys::wait::waitpid(pid, None);
-            return false;
+        if done {
+            return Ended::Exited(reap(pid));
         }
     }
+}
+
+/// Waits for the init (our child) and returns its status as a shell would (128+N for signal N).
+fn reap(pid: Pid) -> i32 {
+    use nix::sys::wait::{waitpid, WaitStatus};
+    loop {
+        match waitpid(pid, None) {
+            Ok(WaitStatus::Exited(_, code)) => return code,
+            Ok(WaitStatus::Signaled(_, sig, _)) => return 128 + sig as i32,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(_) => return -1,
+        }
+    }
+}
+
+/// The program exited by itself: the container and launch directory go, the record stays with
+/// its status (listed as exited until `instance stop`). A record that is gone or replaced means
+/// a stop got there first.
+fn finish(opts: &GlobalOptions, dir: &Path, rec: &Record, code: i32) -> anyhow::Result<()> {
+    let _lock = inst::lock(dir, &rec.name)?;
+    let p = inst::paths(dir, &rec.name);
+    let mut now = match inst::read_record(&p.record) {
+        Ok(now) if now.started == rec.started => now,
+        _ => return Ok(()),
+    };
+    let opts = GlobalOptions {
+        root: rec.root.clone(),
+        ..opts.clone()
+    };
+    stop_container(&opts, &rec.id, Signal::SIGKILL, Duration::ZERO)?;
+    remove_launch_dir(&p.bundle);
+    now.exit_code = Some(code);
+    now.finished = Some(husk_runtime::state::now_rfc3339());
+    now.watcher = None;
+    inst::write_record(dir, &now)?;
+    Ok(())
 }
 
 /// Container `id`, or None when there is none.
@@ -220,7 +269,9 @@ fn stop_container(
         if let Err(e) = kill(&c, sig, false) {
             log::debug!("signal container {id}: {e}");
         }
-        if wait_exit(&c, timeout).is_err() {
+        let init = c.record.as_ref().map_or(0, |r| r.pid);
+        let dropped = sig != Signal::SIGKILL && !handles(init, sig);
+        if dropped || wait_exit(&c, timeout).is_err() {
             log::info!("container {id} still running after {timeout:?}: SIGKILL");
             if let Err(e) = kill(&c, Signal::SIGKILL, true) {
                 log::debug!("kill container {id}: {e}");
@@ -235,8 +286,31 @@ fn stop_container(
     Ok(())
 }
 
+/// Does process `pid` catch or ignore `sig` (SigCgt, SigIgn of its status)? An instance's init is
+/// pid 1 of its own pid namespace, and the kernel drops a signal sent to it from outside that it
+/// neither catches nor ignores: the signal's own default (to end it) would never come, so stop
+/// sends SIGKILL at once instead of waiting out the timeout.
+fn handles(pid: i32, sig: Signal) -> bool {
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/status")) else {
+        return true;
+    };
+    let bit = 1u64 << (sig as i32 - 1);
+    text.lines()
+        .filter(|l| l.starts_with("SigCgt:") || l.starts_with("SigIgn:"))
+        .filter_map(|l| u64::from_str_radix(l[7..].trim(), 16).ok())
+        .any(|mask| mask & bit != 0)
+}
+
+fn remove_launch_dir(bundle: &Path) {
+    if let Err(e) = husk_launcher::spec::remove_launch_dir(bundle) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            log::warn!("remove {}: {e}", bundle.display());
+        }
+    }
+}
+
 /// Stops instance `rec` and removes its container, launch directory and record (not its log).
-/// Under the directory lock; a record already gone means someone else did it.
+/// Under the instance's lock; a record already gone means someone else did it.
 pub fn remove(
     opts: &GlobalOptions,
     dir: &Path,
@@ -244,7 +318,7 @@ pub fn remove(
     sig: Signal,
     t: Duration,
 ) -> anyhow::Result<()> {
-    let _lock = inst::lock(dir)?;
+    let _lock = inst::lock(dir, &rec.name)?;
     let p = inst::paths(dir, &rec.name);
     match inst::read_record(&p.record) {
         Ok(now) if now.started == rec.started => {}
@@ -255,10 +329,6 @@ pub fn remove(
         ..opts.clone()
     };
     stop_container(&opts, &rec.id, sig, t)?;
-    if let Err(e) = std::fs::remove_dir_all(&p.bundle) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            log::warn!("remove {}: {e}", p.bundle.display());
-        }
-    }
+    remove_launch_dir(&p.bundle);
     std::fs::remove_file(&p.record).with_context(|| format!("remove {}", p.record.display()))
 }

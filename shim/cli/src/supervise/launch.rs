@@ -11,7 +11,7 @@ use crate::verbs::launch::{NetArg, Request};
 use crate::verbs::{cache, usage, warn_all};
 use anyhow::Context;
 use husk_launcher::image::{CachedImages, ImageSource, ResolvedImage};
-use husk_launcher::options::{parse_binds, parse_env, parse_env_file, parse_ipc};
+use husk_launcher::options::{parse_binds, parse_caps, parse_env, parse_env_file, parse_ipc};
 use husk_launcher::{cdi, templates, HostFacts, Launch, Net, Options, OptionsError, Overlay};
 use husk_launcher::{RealFs, Resources};
 use husk_runtime::cgroup::Driver;
@@ -71,6 +71,12 @@ pub fn options(req: &Request) -> anyhow::Result<Options> {
     };
     o.fuse = f.fuse;
     o.x11 = f.x11;
+    for c in &f.add_caps {
+        o.add_caps.extend(parse_caps(c).map_err(bad)?);
+    }
+    for c in &f.drop_caps {
+        o.drop_caps.extend(parse_caps(c).map_err(bad)?);
+    }
     Ok(o)
 }
 

@@ -81,6 +81,7 @@ fn prepare(
         .context(Failed(req.image.clone()))?;
     warn_all(&l.warnings);
     let term = std::env::var("TERM").ok();
+    l.generate_hosts(dir);
     sb.apply(&mut l.config, &opts.env, term.as_deref(), nproc);
     Ok((sb, l, image))
 }

@@ -147,15 +147,63 @@ fn process(a: &ExecArgs, c: &Container) -> anyhow::Result<Process> {
     Ok(exec_process(&spec, &overrides)?)
 }
 
+/// `exec instance://NAME`: the caller's environment passes (as Apptainer's does), under the
+/// instance's own variables and --env; --cleanenv keeps it out.
+fn instance_env(a: &mut ExecArgs, c: &Container) -> anyhow::Result<()> {
+    let clean = std::mem::take(&mut a.launch.cleanenv);
+    if clean || a.process.is_some() {
+        return Ok(());
+    }
+    let spec = husk_runtime::spec::load_file(&c.dir.saved_config())?.spec;
+    let own: Vec<String> = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.env().clone())
+        .unwrap_or_default();
+    let host: Vec<(String, String)> = std::env::vars().collect();
+    a.env = husk_launcher::env::exec_environment(&own, &host, &a.env);
+    Ok(())
+}
+
+/// Opens `id` for exec: an unknown id that names a directory here gets a hint (an image needs a
+/// path), an unknown instance is named as the user wrote it.
+fn open_for_exec(g: &Global, id: &str, instance: Option<&str>) -> anyhow::Result<Container> {
+    use husk_runtime::container::ContainerError;
+    use husk_runtime::state::StateError;
+    match open(g, id) {
+        Ok((_, c)) => Ok(c),
+        Err(e) => {
+            let missing = matches!(
+                e.downcast_ref::<ContainerError>(),
+                Some(ContainerError::State(StateError::NotFound(_)))
+            );
+            match (missing, instance) {
+                (true, Some(name)) => Err(anyhow::anyhow!("no such instance {name}")),
+                (true, None) if std::path::Path::new(id).is_dir() => Err(anyhow::anyhow!(
+                    "exec: no container {id}; for the image directory {id} here, write ./{id}"
+                )),
+                _ => Err(e),
+            }
+        }
+    }
+}
+
 pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
     take_ipc_mode(&mut a);
-    if let Some(name) = husk_launcher::instance::from_uri(&a.id) {
+    let name = husk_launcher::instance::from_uri(&a.id).map(str::to_string);
+    if let Some(name) = &name {
         a.id = husk_launcher::instance::container_id(name);
     } else if husk_launcher::image::is_image_arg(&a.id) {
         return run_image(g, a);
     }
+    // --cleanenv is the one launcher flag an instance takes (for its environment, below).
+    let cleanenv = name.is_some() && std::mem::take(&mut a.launch.cleanenv);
     launch::reject_for_id("exec", &a.id, &a.launch)?;
-    let (_, c) = open(g, &a.id)?;
+    let c = open_for_exec(g, &a.id, name.as_deref())?;
+    if name.is_some() {
+        a.launch.cleanenv = cleanenv;
+        instance_env(&mut a, &c)?;
+    }
     let proc_ = process(&a, &c)?;
     let opts = ExecOptions {
         pid_file: a.pid_file.clone(),

@@ -87,15 +87,24 @@ pub struct LaunchFlags {
     #[arg(long, conflicts_with_all = ["writable", "overlay"])]
     pub writable_tmpfs: bool,
     /// Make the root writable through an overlay whose changes persist in DIR/upper (DIR/work
-    /// beside it; both created if missing); the image is not touched
+    /// beside it; both created if missing; new entries right under / do not persist); the image
+    /// is not touched
     #[arg(long, value_name = "DIR", conflicts_with = "writable")]
     pub overlay: Option<PathBuf>,
-    /// Pass /dev/fuse into the container (usable by root only where it is mode 0600)
+    /// Let the program mount FUSE filesystems: /dev/fuse passed (usable by root only where it is
+    /// mode 0600) and CAP_SYS_ADMIN, in a user namespace of the container's own
     #[arg(long)]
     pub fuse: bool,
     /// Pass the X11 display: DISPLAY, /tmp/.X11-unix and the $XAUTHORITY file (read-only)
     #[arg(long)]
     pub x11: bool,
+    /// Add capabilities to the program (comma-separated, e.g. CAP_NET_ADMIN,sys_ptrace), in every
+    /// set, also for a non-root user inside
+    #[arg(long, value_name = "CAPS")]
+    pub add_caps: Vec<String>,
+    /// Take capabilities away from the program (comma-separated)
+    #[arg(long, value_name = "CAPS")]
+    pub drop_caps: Vec<String>,
     /// Add a CDI device: VENDOR/CLASS=NAME, NAME "all" for every device of the kind (repeatable);
     /// its vendor's spec file says which device nodes, mounts, env and hooks it needs
     #[arg(long, value_name = "VENDOR/CLASS=NAME")]
@@ -160,6 +169,12 @@ pub fn run(g: &Global, req: Request) -> anyhow::Result<i32> {
         if req.flags.gpu || !req.flags.device.is_empty() {
             // The sandbox builds its own spec; a device must never be dropped silently.
             return Err(usage("--sandbox with --gpu or --device: not supported"));
+        }
+        if !req.flags.add_caps.is_empty() || !req.flags.drop_caps.is_empty() {
+            // The sandbox's capability policy is fixed (none): never widened, never silently kept.
+            return Err(usage(
+                "--sandbox with --add-caps or --drop-caps: not supported",
+            ));
         }
         return super::sandbox::run(g, req);
     }

@@ -299,6 +299,7 @@ pub(super) fn spec_context(
         no_new_keyring: opts.no_new_keyring,
         setgroups_allowed,
         protect_exe: ns::privileged(),
+        die_with_parent: false,
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
         sysctl: linux

@@ -139,6 +139,7 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         no_new_keyring: true,
         setgroups_allowed: rec.setgroups_allowed,
         protect_exe: ns::privileged(),
+        die_with_parent: !opts.detach,
         hostname: None,
         domainname: None,
         sysctl: Vec::new(),

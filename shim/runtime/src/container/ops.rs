@@ -151,6 +151,7 @@ pub(super) fn delete_with(
             })
         }
     }
+    sweep_cgroup(rec)?;
     let mut warnings = Vec::new();
     let loaded = match spec {
         Some(s) => Some(std::borrow::Cow::Borrowed(s)),
@@ -190,19 +191,29 @@ fn kill_and_wait(c: &Container) -> Result<(), ContainerError> {
     match pidfd {
         Some(fd) => wait_fd(&fd, Duration::from_secs(10)),
         None => Ok(()),
-    }?;
-    // Processes outside a pid namespace do not die with the init: sweep the cgroup until empty.
-    if rec.cgroup.is_enabled() {
-        for _ in 0..100 {
-            let pids = rec.cgroup.pids().unwrap_or_default();
-            if pids.is_empty() {
-                break;
-            }
-            for pid in pids {
-                let _ = send(Pid::from_raw(pid), Signal::SIGKILL);
-            }
-            std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// SIGKILLs whatever is left in the cgroup until it is empty (bounded). Processes outside a pid
+/// namespace do not die with the init: a `sh -c 'cmd &'` or a detached exec in a container that
+/// shares the host's pid namespace outlives it, and its cgroup cannot be removed until they go
+/// (as runc's destroy, whatever the init's state).
+fn sweep_cgroup(rec: &crate::state::Record) -> Result<(), ContainerError> {
+    if !rec.cgroup.is_enabled() {
+        return Ok(());
+    }
+    for _ in 0..200 {
+        let pids = rec.cgroup.pids().unwrap_or_default();
+        if pids.is_empty() {
+            break;
         }
+        for pid in pids {
+            let _ = send(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        if rec.cgroup.is_frozen().unwrap_or(false) {
+            rec.cgroup.thaw()?;
+        }
+        std::thread::sleep(Duration::from_millis(5));
     }
     Ok(())
 }

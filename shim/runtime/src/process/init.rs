@@ -129,7 +129,7 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         &ctx.hooks_start_container,
         &ctx.state_json,
     )?;
-    finish_and_exec(ctx, &exe)
+    finish_and_exec(ctx, &exe, None)
 }
 
 /// Sync point [1b]: the parent has made the container's cgroup and put us in it, or left that last
@@ -260,7 +260,7 @@ pub fn in_place(ctx: &InitContext) -> Result<Infallible, InitError> {
             );
         }
     }
-    finish_and_exec(ctx, &exe)
+    finish_and_exec(ctx, &exe, None)
 }
 
 /// In a user namespace, become its root: our host ids may be unmapped there (root creating a
@@ -424,7 +424,13 @@ fn wait_for_start(ctx: &InitContext, chan: &Channel) -> Result<(), InitError> {
 }
 
 /// The last steps, shared with exec: limits, identity, capabilities, no_new_privs, seccomp, execve.
-pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infallible, InitError> {
+/// `parent`: die with that parent (SIGKILL), which must still be ours; set after the identity
+/// switch, which clears the parent-death signal.
+pub(super) fn finish_and_exec(
+    ctx: &InitContext,
+    exe: &CString,
+    parent: Option<nix::unistd::Pid>,
+) -> Result<Infallible, InitError> {
     let p = &ctx.process;
     let nnp = p.no_new_privileges().unwrap_or(false);
     let argv: Vec<CString> = p
@@ -438,12 +444,12 @@ pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infall
     if !ctx.env.iter().any(|kv| kv.starts_with("HOME=")) {
         envp.push(cstring(&format!("HOME={}", home_of(p.user().uid()))));
     }
-    // A foreground husk blocks the signals it forwards, and Rust ignores SIGPIPE: the program must
-    // start with an empty mask and default dispositions, as under runc.
+    // A foreground husk blocks the signals it forwards, Rust ignores SIGPIPE and the caller may
+    // ignore others: the program must start with an empty mask and default dispositions.
     nix::sys::signal::SigSet::all()
         .thread_unblock()
         .map_err(sys("unblock signals"))?;
-    crate::sys::default_sigpipe().map_err(sys("reset SIGPIPE"))?;
+    crate::sys::default_signals().map_err(sys("reset signal dispositions"))?;
     security::rlimit::apply(p.rlimits().as_deref().unwrap_or_default())?;
     crate::sys::cloexec_from(3 + ctx.preserve_fds).map_err(sys("close inherited fds"))?;
     if let Some(c) = p.capabilities() {
@@ -481,6 +487,17 @@ pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infall
     }
     if let Some(c) = p.capabilities() {
         security::caps::apply_sets(c)?;
+    }
+    if let Some(parent) = parent {
+        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
+            .map_err(sys("set pdeathsig"))?;
+        // Reparented already: the caller died before the signal was armed.
+        if nix::unistd::getppid() != parent {
+            return Err(InitError::Sys {
+                step: "exec: the caller is gone",
+                source: nix::errno::Errno::ESRCH,
+            });
+        }
     }
     if nnp {
         security::set_no_new_privs()?;

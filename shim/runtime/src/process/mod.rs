@@ -66,6 +66,9 @@ pub struct InitContext {
     /// still read a non-dumpable init's /proc files for `exec`. An unprivileged caller could not
     /// (EACCES on /proc/PID/ns/*), and its container root is the caller itself.
     pub protect_exe: bool,
+    /// exec without --detach: the process gets SIGKILL when the husk that waits for it dies (even
+    /// of SIGKILL, which it cannot forward), instead of running on unseen in the container.
+    pub die_with_parent: bool,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
@@ -287,6 +290,8 @@ fn exec_intermediate(ctx: &InitContext, chan: &Channel) -> ! {
 }
 
 fn exec_final(ctx: &InitContext, chan: &Channel, join: Vec<OwnedFd>) -> ! {
+    // Our parent (CLONE_PARENT: the husk that runs exec) is alive until it has sent Go.
+    let parent = ctx.die_with_parent.then(nix::unistd::getppid);
     let run = || -> Result<std::convert::Infallible, init::InitError> {
         match chan.recv().map_err(|source| init::InitError::Sys {
             step: "sync exec",
@@ -304,7 +309,7 @@ fn exec_final(ctx: &InitContext, chan: &Channel, join: Vec<OwnedFd>) -> ! {
         if let Some(writable) = &ctx.landlock {
             crate::security::landlock::apply(writable)?;
         }
-        init::finish_and_exec(ctx, &exe)
+        init::finish_and_exec(ctx, &exe, parent)
     };
     let Err(e) = run();
     init::report_and_exit(chan, &e)

@@ -144,7 +144,8 @@ pub struct Plan {
     /// Propagation of `/` in the new mount namespace (`linux.rootfsPropagation`, default rprivate).
     pub propagation: MsFlags,
     pub mounts: Vec<MountOp>,
-    /// False when `/dev` is a bind mount: then devices, /dev symlinks and ptmx are left alone.
+    /// False when `/dev` (its last mount) is a bind mount: then devices, /dev symlinks and ptmx are
+    /// left alone.
     pub setup_dev: bool,
     /// Default devices merged with `linux.devices` (config entries win by path).
     pub devices: Vec<Device>,
@@ -174,9 +175,13 @@ pub fn plan(spec: &Spec, bundle: &Path, options: &Options) -> Result<Plan, Rootf
         .flatten()
         .map(|m| plan_mount(m, bundle, options, &own))
         .collect::<Result<Vec<_>, _>>()?;
+    // The last mount at /dev is the /dev the container sees (a launcher may bind the image's own
+    // /dev first and cover it with a tmpfs).
     let setup_dev = !mounts
         .iter()
-        .any(|m| m.destination == Path::new("/dev") && matches!(m.kind, MountKind::Bind { .. }));
+        .rev()
+        .find(|m| m.destination == Path::new("/dev"))
+        .is_some_and(|m| matches!(m.kind, MountKind::Bind { .. }));
     let devices = dev::merge(linux.and_then(|l| l.devices().as_deref()).unwrap_or(&[]))?;
     let paths = |list: Option<&Vec<String>>| -> Vec<PathBuf> {
         list.into_iter()

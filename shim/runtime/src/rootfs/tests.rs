@@ -209,6 +209,17 @@ fn dev_bind_skips_device_setup() {
     assert!(!plan_of(&s, Options::default()).setup_dev);
 }
 
+/// Issue 14: the launcher binds the image's /dev, then covers it with a tmpfs (--contain with an
+/// overlay): the tmpfs is the /dev the container gets, so its devices must be made.
+#[test]
+fn dev_set_up_when_the_last_dev_mount_is_a_tmpfs() {
+    let s = spec(json!({"mounts": [
+        {"destination": "/dev", "type": "bind", "source": "/img/dev", "options": ["rbind", "ro"]},
+        {"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["mode=755"]}
+    ]}));
+    assert!(plan_of(&s, Options::default()).setup_dev);
+}
+
 #[test]
 fn masked_and_readonly_paths() {
     let p = plan_of(&spec(json!({})), Options::default());

@@ -343,7 +343,7 @@ pub fn now_rfc3339() -> String {
     rfc3339(d.as_secs() as i64, d.subsec_nanos())
 }
 
-fn rfc3339(secs: i64, nanos: u32) -> String {
+pub fn rfc3339(secs: i64, nanos: u32) -> String {
     let days = secs.div_euclid(86400);
     let sod = secs.rem_euclid(86400);
     // Civil-from-days (Howard Hinnant's algorithm).

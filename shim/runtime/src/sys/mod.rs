@@ -172,13 +172,21 @@ pub fn recv_fd(sock: std::os::fd::BorrowedFd<'_>) -> nix::Result<std::os::fd::Ow
     Err(Errno::EBADMSG)
 }
 
-/// Puts SIGPIPE back to SIG_DFL. The Rust runtime ignores SIGPIPE at start-up, and an ignored
-/// signal stays ignored across execve: the container's program must not inherit that.
-pub fn default_sigpipe() -> nix::Result<()> {
+/// Puts every signal back to SIG_DFL. The Rust runtime ignores SIGPIPE at start-up, and the
+/// caller may ignore others (nohup's SIGHUP, a shell's `trap '' INT`): an ignored signal stays
+/// ignored across execve, and the container's program must not inherit that (as under runc).
+/// Handlers do not survive execve anyway, so only the ignored ones change.
+pub fn default_signals() -> nix::Result<()> {
     use nix::sys::signal::{signal, SigHandler, Signal};
-    // SAFETY: installing SIG_DFL runs no handler code of ours, so none of sigaction's hazards
-    // (async-signal-safety of a handler, races with a handler's data) apply.
-    unsafe { signal(Signal::SIGPIPE, SigHandler::SigDfl) }.map(drop)
+    for sig in Signal::iterator() {
+        if matches!(sig, Signal::SIGKILL | Signal::SIGSTOP) {
+            continue;
+        }
+        // SAFETY: installing SIG_DFL runs no handler code of ours, so none of sigaction's hazards
+        // (async-signal-safety of a handler, races with a handler's data) apply.
+        unsafe { signal(sig, SigHandler::SigDfl) }?;
+    }
+    Ok(())
 }
 
 /// Sets the `lo` interface up (SIOCGIFFLAGS, then SIOCSIFFLAGS with IFF_UP) in the calling

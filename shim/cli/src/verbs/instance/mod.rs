@@ -34,7 +34,10 @@ pub enum InstanceCommand {
     #[command(alias = "ls")]
     List(ListArgs),
     /// Stop instances: the signal, then SIGKILL after the timeout; remove their containers
+    /// (an exited instance: its record)
     Stop(StopArgs),
+    /// Print an instance's log: its program's stdout and stderr, and the watcher's messages
+    Logs(LogsArgs),
     /// The watcher of one instance (started by `instance start`)
     #[command(name = "__watch", hide = true)]
     Watch { name: String },
@@ -68,6 +71,12 @@ pub struct ListArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Instance name
+    pub name: String,
+}
+
+#[derive(Debug, Args)]
 pub struct StopArgs {
     /// Stop every instance
     #[arg(short, long, conflicts_with = "name")]
@@ -88,6 +97,7 @@ pub fn run(g: &Global, a: InstanceArgs) -> anyhow::Result<i32> {
         InstanceCommand::Start(s) => start::start(g, *s),
         InstanceCommand::List(l) => list(g, l),
         InstanceCommand::Stop(s) => stop(g, s),
+        InstanceCommand::Logs(l) => logs(g, l),
         InstanceCommand::Watch { name } => instance::watch(g, &name),
     }
 }
@@ -112,11 +122,60 @@ fn stop(g: &Global, a: StopArgs) -> anyhow::Result<i32> {
         None => all.iter().collect(),
     };
     let t = Duration::from_secs(a.timeout);
-    for rec in chosen {
-        instance::remove(&opts, &dir, rec, sig, t)
-            .with_context(|| format!("stop instance {}", rec.name))?;
+    // In parallel: each waits up to the timeout for its program.
+    let results: Vec<anyhow::Result<()>> = std::thread::scope(|s| {
+        let handles: Vec<_> = chosen
+            .iter()
+            .map(|rec| {
+                let opts = &opts;
+                let dir = &dir;
+                s.spawn(move || {
+                    instance::remove(opts, dir, rec, sig, t)
+                        .with_context(|| format!("stop instance {}", rec.name))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(anyhow::anyhow!("stop panicked")))
+            })
+            .collect()
+    });
+    let mut failed = None;
+    for r in results {
+        if let Err(e) = r {
+            if failed.is_some() {
+                log::error!("{e:#}");
+            } else {
+                failed = Some(e);
+            }
+        }
     }
+    failed.map_or(Ok(0), Err)
+}
+
+/// `instance logs NAME`: the log file, kept after stop until the next start of NAME.
+fn logs(g: &Global, a: LogsArgs) -> anyhow::Result<i32> {
+    inst::validate_name(&a.name).map_err(|e| usage(e.to_string()))?;
+    let (_, dir) = base(g)?;
+    let log = inst::paths(&dir, &a.name).log;
+    let mut f = match std::fs::File::open(&log) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            anyhow::bail!("instance logs {}: no such instance", a.name)
+        }
+        Err(e) => return Err(e).with_context(|| format!("read {}", log.display())),
+    };
+    std::io::copy(&mut f, &mut std::io::stdout().lock())
+        .with_context(|| format!("read {}", log.display()))?;
     Ok(0)
+}
+
+/// RFC 3339 of `secs` since the epoch, as `started` is written.
+fn date(secs: u64) -> String {
+    husk_runtime::state::rfc3339(secs as i64, 0)
 }
 
 /// One row of `list` per instance, each looked up in the engine; an instance found orphaned
@@ -133,7 +192,10 @@ fn rows(opts: &GlobalOptions, dir: &Path) -> anyhow::Result<Vec<Value>> {
             instance::remove(opts, dir, &rec, Signal::SIGKILL, Duration::ZERO)?;
             continue;
         }
-        let (pid, status) = instance::status(opts, &rec);
+        let (pid, status) = match rec.exit_code {
+            Some(_) => (0, "exited".to_string()),
+            None => instance::status(opts, &rec),
+        };
         rows.push(serde_json::json!({
             "name": rec.name,
             "id": rec.id,
@@ -141,7 +203,9 @@ fn rows(opts: &GlobalOptions, dir: &Path) -> anyhow::Result<Vec<Value>> {
             "image": rec.image,
             "started": rec.started,
             "status": status,
-            "expires": rec.expires,
+            "exit_code": rec.exit_code,
+            "finished": rec.finished,
+            "expires": rec.expires.map(date),
             "ttl": rec.expires.map(|e| inst::remaining(e, now)),
             "log": inst::paths(dir, &rec.name).log,
             "watcher": rec.watcher,
@@ -150,24 +214,58 @@ fn rows(opts: &GlobalOptions, dir: &Path) -> anyhow::Result<Vec<Value>> {
     Ok(rows)
 }
 
+/// A table cell: the value's text, "-" for none.
+fn cell(v: &Value) -> String {
+    match v {
+        Value::Null => "-".into(),
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// An RFC 3339 date cell, to the second.
+fn date_cell(v: &Value) -> String {
+    match v.as_str() {
+        Some(s) if s.len() > 19 => format!("{}Z", &s[..19]),
+        _ => cell(v),
+    }
+}
+
 fn print_table(rows: &[Value]) {
-    println!(
-        "{:<20} {:>8} {:<8} {:<26} {:>8}  IMAGE",
-        "NAME", "PID", "STATUS", "STARTED", "TTL"
-    );
+    let head = ["NAME", "PID", "STATUS", "STARTED", "EXPIRES", "IMAGE"];
+    let mut table: Vec<Vec<String>> = vec![head.iter().map(|h| h.to_string()).collect()];
     for r in rows {
-        let ttl = r["ttl"]
-            .as_u64()
-            .map_or("-".to_string(), |s| format!("{s}s"));
-        println!(
-            "{:<20} {:>8} {:<8} {:<26} {:>8}  {}",
-            r["name"].as_str().unwrap_or_default(),
-            r["pid"],
-            r["status"].as_str().unwrap_or_default(),
-            r["started"].as_str().unwrap_or_default(),
-            ttl,
-            r["image"].as_str().unwrap_or_default()
-        );
+        let status = match r["exit_code"].as_i64() {
+            Some(code) => format!("exited ({code})"),
+            None => cell(&r["status"]),
+        };
+        let pid = if r["pid"] == 0 {
+            "-".into()
+        } else {
+            cell(&r["pid"])
+        };
+        table.push(vec![
+            cell(&r["name"]),
+            pid,
+            status,
+            date_cell(&r["started"]),
+            date_cell(&r["expires"]),
+            cell(&r["image"]),
+        ]);
+    }
+    let widths: Vec<usize> = (0..head.len())
+        .map(|i| table.iter().map(|row| row[i].len()).max().unwrap_or(0))
+        .collect();
+    for row in table {
+        let mut line = String::new();
+        for (i, c) in row.iter().enumerate() {
+            if i + 1 == row.len() {
+                line.push_str(c);
+            } else {
+                line.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", line.trim_end());
     }
 }
 

@@ -49,6 +49,8 @@ fn record(a: &StartArgs, root: PathBuf, ttl: Option<Duration>) -> Record {
         started: husk_runtime::state::now_rfc3339(),
         expires: ttl.map(|t| inst::now_secs() + t.as_secs()),
         watcher: None,
+        exit_code: None,
+        finished: None,
     }
 }
 
@@ -57,6 +59,9 @@ pub fn start(g: &Global, mut a: StartArgs) -> anyhow::Result<i32> {
     let ttl = check(&a)?;
     let gopts = options(g)?;
     let p = inst::paths(&inst::dir_for(&gopts.root), &a.name);
+    // Its own pid namespace always: when the program (pid 1) ends, the kernel ends every other
+    // process of the instance (`exec -d`, `sh -c 'cmd &'`), cgroup or not.
+    a.launch.pid = true;
     let req = launch::Request {
         verb: husk_launcher::Verb::Run {
             args: std::mem::take(&mut a.args),
@@ -74,6 +79,15 @@ pub fn start(g: &Global, mut a: StartArgs) -> anyhow::Result<i32> {
     }
     let what = || format!("start instance {}", a.name);
     let id = inst::container_id(&a.name);
+    if let Ok(old) = inst::read_record(&p.record) {
+        if let Some(code) = old.exit_code {
+            anyhow::bail!(
+                "{}: already exists (exited with status {code}; `husk instance stop {}` removes it)",
+                what(),
+                a.name
+            );
+        }
+    }
     if p.record.exists() || instance::open_container(&gopts, &id)?.is_some() {
         anyhow::bail!("{}: already exists", what());
     }
