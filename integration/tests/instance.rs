@@ -255,8 +255,10 @@ fn exited_instance_stays_listed_with_its_status_and_log(t: &Ctx) {
     let logs = t.rt(&["instance", "logs", &name]).ok();
     assert!(logs.stdout.contains("boom-out"), "{logs}");
     assert!(logs.stdout.contains("boom-err"), "{logs}");
-    t.rt(&["exec", &format!("instance://{name}"), "/bin/true"])
+    let out = t
+        .rt(&["exec", &format!("instance://{name}"), "/bin/true"])
         .exec_fails();
+    assert!(out.stderr.contains("exited (status 3)"), "{out}");
     // Starting the name again says what to do; stop removes it.
     let again = t
         .rt(&["instance", "start", image(), &name, "/bin/true"])

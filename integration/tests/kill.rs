@@ -152,7 +152,10 @@ fn delete_sweeps_what_a_stopped_container_left_in_its_cgroup(t: &Ctx) {
     let b = t.bundle().args(&["/bin/sh", "-c", script]).edit(|v| {
         let ns = v["linux"]["namespaces"].as_array_mut().unwrap();
         ns.retain(|n| n["type"] != "pid");
-        v["process"]["env"].as_array_mut().unwrap().push(mark.clone().into());
+        v["process"]["env"]
+            .as_array_mut()
+            .unwrap()
+            .push(mark.clone().into());
     });
     let id = t.create(&b, "sweep");
     t.rt(&["start", &id]).ok();

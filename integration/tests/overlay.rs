@@ -162,6 +162,23 @@ fn x11_xauthority_under_a_bound_directory(t: &Ctx) {
         let out = out.ok();
         assert_eq!(out.stdout, "cookie", "{out}");
     }
+    // No XAUTHORITY: X clients use ~/.Xauthority, bound even over --contain's empty home.
+    let home = t.mkdir(&t.dir.join("h"));
+    let xauth = home.join(".Xauthority");
+    std::fs::write(&xauth, "default").unwrap();
+    t.give(&xauth);
+    let env = [("DISPLAY", ":99"), ("HOME", home.to_str().unwrap())];
+    let args = [
+        "exec",
+        "--contain",
+        "--x11",
+        &image,
+        "sh",
+        "-c",
+        "cat $HOME/.Xauthority",
+    ];
+    let out = t.rt_env(&args, &env).ok();
+    assert_eq!(out.stdout, "default", "{out}");
     t.assert_nothing_left();
 }
 

@@ -173,11 +173,11 @@ pub fn pages() -> Vec<(String, Vec<u8>)> {
         {
             let name2: &'static str =
                 Box::leak(format!("{name}-{}", sub2.get_name()).into_boxed_str());
-            let cmd = sub2.clone().name(name2).display_name(name2).bin_name(format!(
-                "husk {} {}",
-                sub.get_name(),
-                sub2.get_name()
-            ));
+            let cmd = sub2
+                .clone()
+                .name(name2)
+                .display_name(name2)
+                .bin_name(format!("husk {} {}", sub.get_name(), sub2.get_name()));
             pages.push((format!("{name2}.1"), render(cmd)));
         }
     }

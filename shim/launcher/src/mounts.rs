@@ -358,22 +358,28 @@ fn x11(host: &HostFacts, fs: &dyn Fs, m: &mut Vec<Mount>, warnings: &mut Vec<Str
             false,
         ));
     }
-    if let Some(x) = var("XAUTHORITY").filter(|x| x.starts_with('/')) {
-        let x = PathBuf::from(x);
-        if fs.stat(&x) == Some(Kind::File) {
-            m.push(bind(
-                &x,
-                &x,
-                &["bind", "ro", "nosuid", "nodev"],
-                false,
-                false,
-            ));
-        } else {
-            warnings.push(format!(
-                "--x11: XAUTHORITY {} is not a file: not bound",
-                x.display()
-            ));
-        }
+    // X clients default to ~/.Xauthority when XAUTHORITY is unset: bind that one then (it matters
+    // with --contain, whose home is an empty tmpfs).
+    let given = var("XAUTHORITY").filter(|x| x.starts_with('/'));
+    let default = host.home.join(".Xauthority");
+    let x = match given {
+        Some(x) => PathBuf::from(x),
+        None if fs.stat(&default) == Some(Kind::File) => default,
+        None => return,
+    };
+    if fs.stat(&x) == Some(Kind::File) {
+        m.push(bind(
+            &x,
+            &x,
+            &["bind", "ro", "nosuid", "nodev"],
+            false,
+            false,
+        ));
+    } else {
+        warnings.push(format!(
+            "--x11: XAUTHORITY {} is not a file: not bound",
+            x.display()
+        ));
     }
 }
 
@@ -483,6 +489,25 @@ mod tests {
             .map(|m| m.destination.components().count())
             .collect();
         assert!(depths.windows(2).all(|w| w[0] <= w[1]), "{d:?}");
+    }
+
+    /// Without XAUTHORITY, X clients use ~/.Xauthority: --x11 binds it, also over --contain's
+    /// empty home.
+    #[test]
+    fn x11_binds_the_default_xauthority_over_a_contained_home() {
+        let mut h = host("/");
+        h.env = vec![("DISPLAY".into(), ":1".into())];
+        let fs = fs().file("/home/u/.Xauthority", "c");
+        let mut o = opts();
+        o.x11 = true;
+        o.contain = true;
+        let p = plan(&o, &h, &fs, false, "/b".as_ref(), None).unwrap();
+        let d = dests(&p);
+        let at = |x: &str| d.iter().position(|y| y == x).unwrap();
+        assert!(at("/home/u") < at("/home/u/.Xauthority"), "{d:?}");
+        let p = plan(&o, &h, &super::tests::fs(), false, "/b".as_ref(), None).unwrap();
+        assert!(!dests(&p).contains(&"/home/u/.Xauthority".to_string()));
+        assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
 
     #[test]

@@ -178,13 +178,28 @@ fn open_for_exec(g: &Global, id: &str, instance: Option<&str>) -> anyhow::Result
                 Some(ContainerError::State(StateError::NotFound(_)))
             );
             match (missing, instance) {
-                (true, Some(name)) => Err(anyhow::anyhow!("no such instance {name}")),
+                (true, Some(name)) => Err(no_instance(g, name)),
                 (true, None) if std::path::Path::new(id).is_dir() => Err(anyhow::anyhow!(
                     "exec: no container {id}; for the image directory {id} here, write ./{id}"
                 )),
                 _ => Err(e),
             }
         }
+    }
+}
+
+/// Why instance `name` has no container: it exited (its record says with what), or there is none.
+fn no_instance(g: &Global, name: &str) -> anyhow::Error {
+    use husk_launcher::instance as inst;
+    let exited = super::options(g).ok().and_then(|o| {
+        let rec = inst::read_record(&inst::paths(&inst::dir_for(&o.root), name).record).ok()?;
+        rec.exit_code
+    });
+    match exited {
+        Some(code) => anyhow::anyhow!(
+            "instance {name} has exited (status {code}); `husk instance logs {name}` shows its output"
+        ),
+        None => anyhow::anyhow!("no such instance {name}"),
     }
 }
 

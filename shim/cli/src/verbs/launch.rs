@@ -95,7 +95,8 @@ pub struct LaunchFlags {
     /// mode 0600) and CAP_SYS_ADMIN, in a user namespace of the container's own
     #[arg(long)]
     pub fuse: bool,
-    /// Pass the X11 display: DISPLAY, /tmp/.X11-unix and the $XAUTHORITY file (read-only)
+    /// Pass the X11 display: DISPLAY, /tmp/.X11-unix and the $XAUTHORITY file (else
+    /// ~/.Xauthority), read-only
     #[arg(long)]
     pub x11: bool,
     /// Add capabilities to the program (comma-separated, e.g. CAP_NET_ADMIN,sys_ptrace), in every
