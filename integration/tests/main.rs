@@ -40,6 +40,7 @@ mod launcher_underlay;
 mod lifecycle;
 mod limits;
 mod overlay;
+mod parity_init;
 mod pause;
 mod probe;
 mod ps;

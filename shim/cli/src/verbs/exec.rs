@@ -149,6 +149,7 @@ fn process(a: &ExecArgs, c: &Container) -> anyhow::Result<Process> {
 
 pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
     take_ipc_mode(&mut a);
+    let instance = husk_launcher::instance::from_uri(&a.id).is_some();
     if let Some(name) = husk_launcher::instance::from_uri(&a.id) {
         a.id = husk_launcher::instance::container_id(name);
     } else if husk_launcher::image::is_image_arg(&a.id) {
@@ -163,6 +164,8 @@ pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
         console_fd: None,
         detach: a.detach,
         preserve_fds: a.preserve_fds,
+        // An instance's process keeps the caller's affinity, as a launch does (Slurm binding).
+        reset_cpu_affinity: !instance,
     };
     crate::supervise::exec_in(&c, &a.id, proc_, opts)
 }

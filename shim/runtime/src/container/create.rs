@@ -206,15 +206,21 @@ fn build(
             cgroup.enter(pid.as_raw(), resources.as_ref())?;
         }
         let json = state_json(&record, Status::Creating);
+        let at = hooks::At {
+            cwd: Some(bundle),
+            ..hooks::At::default()
+        };
         hooks::run(
             "prestart",
             hooks.prestart().as_deref().unwrap_or_default(),
             &json,
+            &at,
         )?;
         hooks::run(
             "createRuntime",
             hooks.create_runtime().as_deref().unwrap_or_default(),
             &json,
+            &at,
         )?;
         Ok(())
     })?;
@@ -312,6 +318,7 @@ pub(super) fn spec_context(
         join_cgroup: Vec::new(),
         landlock: spec::landlock(spec)?,
         time_offsets: time_offsets(&linux),
+        reset_cpu_affinity: opts.reset_cpu_affinity,
         hooks_create_container: Vec::new(),
         hooks_start_container: Vec::new(),
         state_json: Vec::new(),
@@ -341,10 +348,15 @@ pub(super) fn poststart(spec: &Spec, record: &Record) -> Vec<String> {
         return Vec::new();
     };
     let json = state_json(record, Status::Running);
+    let at = hooks::At {
+        cwd: Some(&record.bundle),
+        ..hooks::At::default()
+    };
     hooks::run_all(
         "poststart",
         h.poststart().as_deref().unwrap_or_default(),
         &json,
+        &at,
     )
 }
 

@@ -149,6 +149,7 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         join_cgroup: rec.cgroup.self_join_files()?,
         landlock: crate::spec::landlock(&spec)?,
         time_offsets: String::new(),
+        reset_cpu_affinity: opts.reset_cpu_affinity,
         hooks_create_container: Vec::new(),
         hooks_start_container: Vec::new(),
         state_json: Vec::new(),

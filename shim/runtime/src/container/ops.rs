@@ -161,10 +161,15 @@ pub(super) fn delete_with(
     if let Some(spec) = loaded {
         if let Some(h) = spec.hooks() {
             let json = state_json(rec, Status::Stopped);
+            let at = hooks::At {
+                cwd: Some(&rec.bundle),
+                ..hooks::At::default()
+            };
             warnings = hooks::run_all(
                 "poststop",
                 h.poststop().as_deref().unwrap_or_default(),
                 &json,
+                &at,
             );
         }
     }

@@ -4,6 +4,7 @@
 //! No re-exec of the husk binary: the child is a fork-like clone that already holds the parsed config,
 //! the mount plan and the compiled seccomp program.
 
+mod finish;
 pub mod hooks;
 pub mod init;
 pub mod sync;
@@ -80,6 +81,9 @@ pub struct InitContext {
     pub landlock: Option<Vec<std::path::PathBuf>>,
     /// `linux.timeOffsets` as /proc/PID/timens_offsets lines, for a new time namespace.
     pub time_offsets: String,
+    /// Give the process every CPU (the OCI verbs, as runc); the launcher keeps the caller's
+    /// affinity (a Slurm task bound to its cores stays bound).
+    pub reset_cpu_affinity: bool,
     pub hooks_create_container: Vec<Hook>,
     pub hooks_start_container: Vec<Hook>,
     /// OCI state JSON handed to container-side hooks.
@@ -156,6 +160,7 @@ pub fn spawn_init<E: From<ProcessError>>(
                     }
                 }
             });
+            let res = res.map_err(|e| own_error(&parent).map_or(e, E::from));
             settle(pid, parent, res)
         }
     }
@@ -177,6 +182,15 @@ fn settle<E>(
             reap_killed(pid);
             Err(e)
         }
+    }
+}
+
+/// After a failure on our side of the sync (EPIPE, a map write refused because the child is
+/// gone): the error the child sent before it exited, which is the real cause. Never blocks.
+fn own_error(chan: &Channel) -> Option<ProcessError> {
+    match chan.try_recv() {
+        Ok(Some(Msg::Failed(m))) => Some(ProcessError::Init(m)),
+        _ => None,
     }
 }
 
@@ -297,14 +311,17 @@ fn exec_final(ctx: &InitContext, chan: &Channel, join: Vec<OwnedFd>) -> ! {
         }
         // Closed right after: nothing of the host's cgroupfs reaches the exec'd program.
         crate::cgroup::join_self_by_fd(join, &ctx.join_cgroup)?;
-        init::setup_session(ctx)?;
-        let exe = init::find_executable(&ctx.process)?;
-        init::apply_apparmor(&ctx.process)?;
+        if ctx.reset_cpu_affinity {
+            init::reset_cpu_affinity();
+        }
+        init::setup_session(ctx, false)?;
+        let exe = finish::find_executable(&ctx.process)?;
+        finish::apply_apparmor(&ctx.process)?;
         // The same domain as the init's (the status is the init's to report).
         if let Some(writable) = &ctx.landlock {
             crate::security::landlock::apply(writable)?;
         }
-        init::finish_and_exec(ctx, &exe)
+        finish::prepare_and_exec(ctx, exe)
     };
     let Err(e) = run();
     init::report_and_exit(chan, &e)

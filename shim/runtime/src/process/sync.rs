@@ -99,9 +99,18 @@ impl Channel {
 
     /// Next message; `Ok(None)` when the peer closed its end (exited, or exec'd with CLOEXEC).
     pub fn recv(&self) -> nix::Result<Option<Msg>> {
+        self.recv_flags(MsgFlags::empty())
+    }
+
+    /// A message already queued, without waiting (EAGAIN when there is none).
+    pub fn try_recv(&self) -> nix::Result<Option<Msg>> {
+        self.recv_flags(MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn recv_flags(&self, flags: MsgFlags) -> nix::Result<Option<Msg>> {
         let mut buf = [0u8; 4096];
         loop {
-            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            match recv(self.0.as_raw_fd(), &mut buf, flags) {
                 Ok(0) => return Ok(None),
                 Ok(n) => return Ok(Msg::decode(&buf[..n])),
                 Err(nix::errno::Errno::EINTR) => continue,

@@ -40,7 +40,7 @@ pub fn mount_at(
     })
 }
 
-fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
+pub(super) fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)

@@ -28,7 +28,7 @@ mod resolve;
 #[cfg(test)]
 mod component_tests;
 
-pub use dev::{Device, DeviceKind};
+pub use dev::{bind_console, Device, DeviceKind};
 pub use options::MountOptions;
 
 use nix::errno::Errno;

@@ -130,6 +130,30 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
+/// Closes every fd from `first` up except those in `keep` (close_range(2) over each gap).
+pub fn close_from_except(first: u32, keep: &[std::os::fd::RawFd]) -> nix::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut lo = first;
+    for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if fd > lo {
+            let hi = if fd == u32::MAX { u32::MAX } else { fd - 1 };
+            // SAFETY: close_range only closes descriptors; the callers own every fd in the range
+            // (a forked init about to wait or exec) and keep no Rust handle to them that is used
+            // or dropped afterwards.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0 as libc::c_uint) };
+            Errno::result(ret)?;
+        }
+        lo = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
 /// `_exit(2)`: leaves a forked child at once, without running the parent's atexit handlers or
 /// flushing buffers that belong to the parent.
 pub fn exit_now(code: i32) -> ! {
