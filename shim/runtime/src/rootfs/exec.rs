@@ -4,8 +4,9 @@
 //! naming the object that was *covered* by a mount, so every step after a mount (remount,
 //! propagation) resolves the destination again to reach the new mount's root.
 
-use super::{cgroup, dev, resolve, MountKind, MountOp, MountOptions, Plan, RootfsError};
+use super::{cgroup, copyup, dev, resolve, MountKind, MountOp, MountOptions, Plan, RootfsError};
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstat, SFlag};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
@@ -160,6 +161,7 @@ fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
                 remount_bind(root, dest, &op.options)?;
             }
         }
+        MountKind::Fs { fstype, source } if fstype == "tmpfs" => mount_tmpfs(root, op, source)?,
         MountKind::Fs { fstype, source } => {
             // CVE-2019-16884/-19921: proc and sysfs must not land on a symlinked target.
             let target = if fstype == "proc" || fstype == "sysfs" {
@@ -169,11 +171,12 @@ fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
             }
             .map_err(resolve_err(dest))?;
             let o = &op.options;
+            let flags = o.flags - late_readonly(op);
             mount_at(
                 Some(Path::new(source)),
                 &target,
                 Some(fstype),
-                o.flags,
+                flags,
                 &o.data,
                 dest,
             )?;
@@ -181,6 +184,73 @@ fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
         MountKind::Cgroup { cgroupns } => return cgroup::mount(root, op, *cgroupns),
     }
     propagate(root, dest, &op.options.propagation)
+}
+
+/// A tmpfs, as runc mounts one: on an existing directory it takes that directory's mode (a
+/// `mode=` of the config still wins: the later option counts), on a made one tmpfs's 1777; with
+/// `tmpcopyup` it starts with a copy of what it covers ([`copyup`]).
+fn mount_tmpfs(root: BorrowedFd<'_>, op: &MountOp, source: &str) -> Result<(), RootfsError> {
+    let dest = &op.destination;
+    let o = &op.options;
+    let (target, covered) = match resolve::open(root, dest, resolve::Create::No) {
+        Ok(fd) => {
+            let st = fstat(fd.as_raw_fd()).map_err(resolve_err(dest))?;
+            (fd, Some(st.st_mode & 0o7777))
+        }
+        Err(_) => (
+            resolve::open(root, dest, resolve::Create::Dir).map_err(resolve_err(dest))?,
+            None,
+        ),
+    };
+    let data = match covered {
+        Some(mode) if o.data.is_empty() => format!("mode={mode:04o}"),
+        Some(mode) => format!("mode={mode:04o},{}", o.data),
+        None => o.data.clone(),
+    };
+    let copy_from = match covered {
+        Some(_) if o.copy_up => Some(reopen_dir(&target).map_err(resolve_err(dest))?),
+        _ => None,
+    };
+    let flags = o.flags - late_readonly(op);
+    mount_at(
+        Some(Path::new(source)),
+        &target,
+        Some("tmpfs"),
+        flags,
+        &data,
+        dest,
+    )?;
+    if let Some(from) = copy_from {
+        let top = resolve::open(root, dest, resolve::Create::No).map_err(resolve_err(dest))?;
+        let to = reopen_dir(&top).map_err(resolve_err(dest))?;
+        copyup::copy_tree(from.as_fd(), to.as_fd()).map_err(|source| RootfsError::CopyUp {
+            path: dest.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A readable directory fd from an O_PATH one (to list it).
+fn reopen_dir(fd: &OwnedFd) -> nix::Result<OwnedFd> {
+    let how = nix::fcntl::OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS);
+    crate::sys::fd::openat2(fd.as_fd(), Path::new("."), how)
+}
+
+/// MS_RDONLY when `op` is a read-only tmpfs or /dev: those are mounted writable (devices, modes
+/// and copies go in first) and made read-only by [`finalize`], as runc does.
+fn late_readonly(op: &MountOp) -> MsFlags {
+    let late = match &op.kind {
+        MountKind::Fs { fstype, .. } => fstype == "tmpfs" || op.destination == Path::new("/dev"),
+        _ => false,
+    };
+    if late {
+        op.options.flags & MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    }
 }
 
 /// Applies `mounts[].options` propagation words to the mount now at `dest`.
@@ -327,10 +397,12 @@ pub fn pivot(plan: &Plan) -> Result<(), RootfsError> {
         // below the new root, reachable only by escaping the chroot (needs CAP_SYS_CHROOT).
         log::debug!("rootfs: move {rootfs:?} onto / and chroot");
         chdir(&rootfs).map_err(err("chdir to", &rootfs))?;
+        hide_host_procfs(&rootfs)?;
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(err("move onto / the rootfs", &rootfs))?;
         chroot(".").map_err(err("chroot into", &rootfs))?;
-        return chdir("/").map_err(err("chdir to", Path::new("/")));
+        chdir("/").map_err(err("chdir to", Path::new("/")))?;
+        return root_propagation(plan);
     }
     log::debug!("rootfs: pivot_root into {rootfs:?}");
     let old = open_dir(Path::new("/"))?;
@@ -350,12 +422,106 @@ pub fn pivot(plan: &Plan) -> Result<(), RootfsError> {
     )
     .map_err(err("make rslave the old root of", &rootfs))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(err("detach the old root of", &rootfs))?;
-    chdir("/").map_err(err("chdir to", Path::new("/")))
+    chdir("/").map_err(err("chdir to", Path::new("/")))?;
+    root_propagation(plan)
+}
+
+/// `linux.rootfsPropagation` other than private or slave (shared, unbindable) is applied to the
+/// new `/` too, after pivot_root, as runc does: the bind that became `/` was made under a private
+/// parent, so `shared` would otherwise be lost.
+fn root_propagation(plan: &Plan) -> Result<(), RootfsError> {
+    if plan
+        .propagation
+        .intersects(MsFlags::MS_PRIVATE | MsFlags::MS_SLAVE)
+    {
+        return Ok(());
+    }
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        plan.propagation,
+        None::<&str>,
+    )
+    .map_err(|source| RootfsError::Propagation {
+        path: "/".into(),
+        source,
+    })
+}
+
+/// Before --no-pivot's chroot: the host's whole proc and sysfs mounts stay in the namespace,
+/// below the new root, and while one is fully visible the kernel lets a user namespace inside
+/// mount a fresh, unmasked proc (mount_too_revealing). Each is detached (rslave first, so the
+/// host keeps its own), or covered with an empty tmpfs where it may not be unmounted (a user
+/// namespace's locked mounts), as runc does (msMoveRoot).
+fn hide_host_procfs(rootfs: &Path) -> Result<(), RootfsError> {
+    let info = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(info).map_err(|source| RootfsError::Read {
+        path: info.into(),
+        source,
+    })?;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let fstype = fields
+            .iter()
+            .position(|f| *f == "-")
+            .and_then(|i| fields.get(i + 1));
+        let (Some(root), Some(point), Some(fstype)) = (fields.get(3), fields.get(4), fstype) else {
+            continue;
+        };
+        let point = unescape(point);
+        if *root != "/" || !matches!(*fstype, "proc" | "sysfs") || point.starts_with(rootfs) {
+            continue;
+        }
+        let rslave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+        match mount(None::<&str>, &point, None::<&str>, rslave, None::<&str>) {
+            Ok(()) => {}
+            // Under one detached already (/sys/kernel/security after /sys).
+            Err(Errno::ENOENT) => continue,
+            Err(source) => {
+                return Err(RootfsError::Propagation {
+                    path: point,
+                    source,
+                })
+            }
+        }
+        match umount2(&point, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(Errno::EINVAL | Errno::EPERM) => mount(
+                Some("tmpfs"),
+                &point,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(|source| RootfsError::Mount {
+                what: "tmpfs".into(),
+                path: point.clone(),
+                source,
+            })?,
+            Err(source) => {
+                return Err(RootfsError::Pivot {
+                    op: "detach the host's",
+                    path: point,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn finalize(plan: &Plan) -> Result<(), RootfsError> {
     let root = open_dir(Path::new("/"))?;
     let root = root.as_fd();
+    for op in plan
+        .mounts
+        .iter()
+        .filter(|op| !late_readonly(op).is_empty())
+    {
+        log::debug!("rootfs: remount {:?} read-only", op.destination);
+        remount_bind(root, &op.destination, &op.options)?;
+    }
     let mut null = None;
     for path in &plan.masked_paths {
         log::debug!("rootfs: mask {path:?}");

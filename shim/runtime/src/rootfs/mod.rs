@@ -20,6 +20,7 @@
 //! Behaviour follows runc's libcontainer/rootfs_linux.go; see also mount(2), pivot_root(2), openat2(2).
 
 mod cgroup;
+mod copyup;
 mod dev;
 mod exec;
 pub mod options;
@@ -78,6 +79,8 @@ pub enum RootfsError {
     Device { path: PathBuf, source: Errno },
     #[error("create symlink {path}: {source}")]
     Symlink { path: PathBuf, source: Errno },
+    #[error("copy {path} into its tmpfs (tmpcopyup): {source}")]
+    CopyUp { path: PathBuf, source: Errno },
     #[error("mask {path}: /dev/null is not the null device")]
     NotNullDevice { path: PathBuf },
     #[error("{op} {path}: {source}")]
