@@ -41,6 +41,7 @@ mod lifecycle;
 mod limits;
 mod overlay;
 mod parity_init;
+mod parity_ns;
 mod parity_rootfs;
 mod pause;
 mod probe;

@@ -128,7 +128,14 @@ fn take_ipc_mode(a: &mut ExecArgs) {
 fn process(a: &ExecArgs, c: &Container) -> anyhow::Result<Process> {
     if let Some(path) = &a.process {
         let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-        return serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()));
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))?;
+        // runc takes a process without `user` as root's (the spec's zero value).
+        if let Some(p) = value.as_object_mut() {
+            p.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        return serde_json::from_value(value).with_context(|| format!("parse {}", path.display()));
     }
     if a.command.is_empty() {
         return Err(usage("exec needs a command or --process"));

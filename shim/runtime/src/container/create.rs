@@ -80,7 +80,7 @@ fn build(
     let spec = loaded.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let process = spec.process().clone().unwrap_or_default();
-    let mut warnings = Vec::new();
+    let mut warnings = loaded.warnings;
 
     let (cgroup, warn) = Cgroup::prepare(
         linux.cgroups_path().as_deref(),
@@ -180,6 +180,11 @@ fn build(
         state_json: state_json(&record, Status::Creating),
         overlap_cgroup_setup: overlap,
         join_cgroup,
+        fetch_bind_sources: process::sources::wanted(
+            ns::privileged(),
+            base.ns.new_userns(),
+            base.rootfs.as_ref(),
+        ),
         ..base
     };
     let resources = linux.resources().clone();
@@ -319,6 +324,7 @@ pub(super) fn spec_context(
         landlock: spec::landlock(spec)?,
         time_offsets: time_offsets(&linux),
         reset_cpu_affinity: opts.reset_cpu_affinity,
+        fetch_bind_sources: false,
         hooks_create_container: Vec::new(),
         hooks_start_container: Vec::new(),
         state_json: Vec::new(),

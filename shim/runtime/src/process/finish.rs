@@ -80,7 +80,7 @@ pub(super) fn prepare(ctx: &InitContext, exe: CString) -> Result<Prepared, InitE
         Err(source) => return Err(cwd_err(cwd, source)),
     };
     give_stdio(p.user().uid())?;
-    security::identity::switch(p.user(), ctx.setgroups_allowed)?;
+    security::identity::switch(p.user(), setgroups_allowed(ctx))?;
     if !entered {
         nix::unistd::chdir(cwd).map_err(|e| cwd_err(cwd, e))?;
     }
@@ -106,6 +106,19 @@ pub(super) fn prepare(ctx: &InitContext, exe: CString) -> Result<Prepared, InitE
 /// [`prepare`] then execve, for exec and the in-place run (nothing waits in between).
 pub(super) fn prepare_and_exec(ctx: &InitContext, exe: CString) -> Result<Infallible, InitError> {
     Err(prepare(ctx, exe)?.exec())
+}
+
+/// Whether setgroups(2) works here. A user namespace we made says so itself (the parent wrote
+/// its setgroups file); one we joined (another container's, or exec's) may deny it, which only
+/// its /proc/self/setgroups tells (runc reads it the same way).
+fn setgroups_allowed(ctx: &InitContext) -> bool {
+    if !ctx.setgroups_allowed {
+        return false;
+    }
+    if !ctx.ns.joins_userns() {
+        return true;
+    }
+    std::fs::read_to_string("/proc/self/setgroups").map_or(true, |s| s.trim() != "deny")
 }
 
 fn cwd_err(cwd: &Path, source: Errno) -> InitError {

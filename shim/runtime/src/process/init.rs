@@ -100,6 +100,11 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
             other => return Err(InitError::Protocol(other)),
         }
     }
+    // [1a'] bind sources the parent opened for us.
+    let sources = match ctx.fetch_bind_sources {
+        true => super::sources::receive(ctx, chan).map_err(sys("sync [1a']"))?,
+        false => Vec::new(),
+    };
     let unshare = super::init_unshares(ctx);
     if !unshare.is_empty() {
         nix::sched::unshare(unshare).map_err(sys("unshare namespaces"))?;
@@ -112,7 +117,7 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         gate.pass()?;
     }
     enter(ctx)?;
-    build_root(ctx, &mut gate, true)?;
+    build_root(ctx, &mut gate, true, &sources)?;
     gate.pass()?;
     let exe = finish::find_executable(&ctx.process)?;
     finish::apply_apparmor(&ctx.process)?;
@@ -255,6 +260,7 @@ fn build_root(
     ctx: &InitContext,
     gate: &mut CgroupGate<'_>,
     session: bool,
+    sources: &[Option<std::os::fd::OwnedFd>],
 ) -> Result<(), InitError> {
     let Some(plan) = &ctx.rootfs else {
         if session {
@@ -273,7 +279,7 @@ fn build_root(
         }
         return make_cwd(ctx);
     }
-    plan.prepare_gated(&mut || gate.pass())?;
+    plan.prepare_gated(&mut || gate.pass(), sources)?;
     join_cgroup_before_root_changes(ctx, gate)?;
     if !ctx.hooks_create_container.is_empty() {
         // In the rootfs, before pivot_root (runc: "the old root is still available").
@@ -338,7 +344,7 @@ pub fn in_place(ctx: &InitContext) -> Result<Infallible, InitError> {
     enter(ctx)?;
     // The caller unshared every namespace itself; there is no parent to wait for.
     let mut gate = CgroupGate { ctx, chan: None };
-    build_root(ctx, &mut gate, false)?;
+    build_root(ctx, &mut gate, false, &[])?;
     let exe = finish::find_executable(&ctx.process)?;
     finish::apply_apparmor(&ctx.process)?;
     if let Some(writable) = &ctx.landlock {

@@ -13,7 +13,7 @@
 //! - exec: intermediate → parent `Pid(n)` of the process it cloned with CLONE_PARENT.
 
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
@@ -24,6 +24,9 @@ pub enum Msg {
     Pid(i32),
     /// What Landlock applied (security::landlock::Status as JSON).
     Landlock(String),
+    /// Bind sources opened by the parent: one byte per bind of this chunk, `1` when its fd is
+    /// attached (in order), `0` when the parent could not open it.
+    Sources(Vec<bool>),
     Failed(String),
 }
 
@@ -33,6 +36,7 @@ const START: u8 = 3;
 const PID: u8 = 4;
 const LANDLOCK: u8 = 5;
 const MAPPED: u8 = 6;
+const SOURCES: u8 = 7;
 const FAILED: u8 = 0xff;
 
 /// One end of the channel.
@@ -67,6 +71,11 @@ impl Msg {
                 v.extend_from_slice(s.as_bytes());
                 v
             }
+            Msg::Sources(have) => {
+                let mut v = vec![SOURCES];
+                v.extend(have.iter().map(|&h| u8::from(h)));
+                v
+            }
             Msg::Failed(s) => {
                 let mut v = vec![FAILED];
                 v.extend_from_slice(s.as_bytes());
@@ -84,6 +93,7 @@ impl Msg {
             START => Msg::Start,
             PID => Msg::Pid(i32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
             LANDLOCK => Msg::Landlock(String::from_utf8_lossy(rest).into_owned()),
+            SOURCES => Msg::Sources(rest.iter().map(|&b| b == 1).collect()),
             FAILED => Msg::Failed(String::from_utf8_lossy(rest).into_owned()),
             _ => return None,
         })
@@ -100,6 +110,30 @@ impl Channel {
     /// Next message; `Ok(None)` when the peer closed its end (exited, or exec'd with CLOEXEC).
     pub fn recv(&self) -> nix::Result<Option<Msg>> {
         self.recv_flags(MsgFlags::empty())
+    }
+
+    /// `msg` with `fds` attached (SCM_RIGHTS; at most [`crate::sys::FDS_PER_MESSAGE`]).
+    pub fn send_with_fds(&self, msg: &Msg, fds: &[RawFd]) -> nix::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let buf = msg.encode();
+        let iov = [std::io::IoSlice::new(&buf)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map(drop)
+    }
+
+    /// The next message and the fds that came with it.
+    pub fn recv_with_fds(&self) -> nix::Result<(Option<Msg>, Vec<OwnedFd>)> {
+        let mut buf = [0u8; 4096];
+        let (n, fds) = crate::sys::recv_with_fds(self.0.as_fd(), &mut buf)?;
+        Ok(((n > 0).then(|| Msg::decode(&buf[..n])).flatten(), fds))
     }
 
     /// A message already queued, without waiting (EAGAIN when there is none).
@@ -133,6 +167,7 @@ mod tests {
             Msg::Created,
             Msg::Start,
             Msg::Pid(4242),
+            Msg::Sources(vec![true, false, true]),
             Msg::Failed("mount /proc: permission denied".into()),
         ] {
             a.send(&m).unwrap();

@@ -73,6 +73,7 @@ fn rootfs_path(plan: &Plan) -> Result<PathBuf, RootfsError> {
 pub fn prepare<E: From<RootfsError>>(
     plan: &Plan,
     before_cgroup: &mut dyn FnMut() -> Result<(), E>,
+    sources: &[Option<OwnedFd>],
 ) -> Result<(), E> {
     let propagate = |path: &Path, flags| {
         mount(None::<&str>, path, None::<&str>, flags, None::<&str>).map_err(|source| {
@@ -108,12 +109,20 @@ pub fn prepare<E: From<RootfsError>>(
         log::debug!("rootfs: remount / read-only before the mounts");
         remount_bind(root.as_fd(), Path::new("/"), &read_only())?;
     }
+    let mut binds = 0;
     for op in &plan.mounts {
         if matches!(op.kind, MountKind::Cgroup { .. }) {
             before_cgroup()?;
         }
         log::debug!("rootfs: mount {op:?}");
-        apply(root.as_fd(), op)?;
+        let source_fd = match op.kind {
+            MountKind::Bind { .. } => {
+                binds += 1;
+                sources.get(binds - 1).and_then(Option::as_ref)
+            }
+            _ => None,
+        };
+        apply(root.as_fd(), op, source_fd)?;
     }
     if !plan.setup_dev {
         return Ok(());
@@ -126,8 +135,12 @@ pub fn prepare<E: From<RootfsError>>(
 }
 
 /// Applies one mount, then its fallback if the first attempt hit a user-namespace restriction.
-fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
-    let err = match apply_one(root, op) {
+fn apply(
+    root: BorrowedFd<'_>,
+    op: &MountOp,
+    source_fd: Option<&OwnedFd>,
+) -> Result<(), RootfsError> {
+    let err = match apply_one(root, op, source_fd) {
         Err(e @ RootfsError::Mount { .. }) => e,
         r => return r,
     };
@@ -138,24 +151,30 @@ fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
     match &op.fallback {
         Some(fallback) if retryable => {
             log::debug!("rootfs: {err}; trying {fallback:?}");
-            apply_one(root, fallback)
+            apply_one(root, fallback, None)
         }
         _ => Err(err),
     }
 }
 
-fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
+fn apply_one(
+    root: BorrowedFd<'_>,
+    op: &MountOp,
+    source_fd: Option<&OwnedFd>,
+) -> Result<(), RootfsError> {
     let dest = &op.destination;
     match &op.kind {
         MountKind::Bind { source } => {
-            let create = if source.is_dir() {
+            let (from, is_dir) = bind_source(source, source_fd);
+            let create = if is_dir {
                 resolve::Create::Dir
             } else {
                 resolve::Create::File
             };
             let target = resolve::open(root, dest, create).map_err(resolve_err(dest))?;
             let flags = op.options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-            mount_at(Some(source), &target, None, flags, "", dest)?;
+            mount_at(Some(&from), &target, None, flags, "", dest)
+                .map_err(|e| named_source(e, source))?;
             let extra = op.options.flags & !(flags | MsFlags::MS_REMOUNT);
             if !extra.is_empty() {
                 remount_bind(root, dest, &op.options)?;
@@ -184,6 +203,40 @@ fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
         MountKind::Cgroup { cgroupns } => return cgroup::mount(root, op, *cgroupns),
     }
     propagate(root, dest, &op.options.propagation)
+}
+
+/// What to bind from: the source path; or, when we may not reach it (EACCES, EPERM: a user
+/// namespace's root is nobody to the host's files) and the parent opened it for us, that fd,
+/// through /proc/self/fd (the kernel then checks no permission on the path). And whether it is a
+/// directory.
+fn bind_source(source: &Path, fd: Option<&OwnedFd>) -> (PathBuf, bool) {
+    match (std::fs::metadata(source), fd) {
+        (Ok(m), _) => (source.to_path_buf(), m.is_dir()),
+        (Err(e), Some(fd)) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+            let is_dir = fstat(fd.as_raw_fd()).is_ok_and(|st| {
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+            });
+            (fd_path(fd), is_dir)
+        }
+        // The mount reports it.
+        (Err(_), _) => (source.to_path_buf(), false),
+    }
+}
+
+/// A bind's error names its source, not /proc/self/fd/N.
+fn named_source(e: RootfsError, source: &Path) -> RootfsError {
+    match e {
+        RootfsError::Mount {
+            path,
+            source: errno,
+            ..
+        } => RootfsError::Mount {
+            what: source.display().to_string(),
+            path,
+            source: errno,
+        },
+        e => e,
+    }
 }
 
 /// A tmpfs, as runc mounts one: on an existing directory it takes that directory's mode (a

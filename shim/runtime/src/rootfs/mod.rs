@@ -331,15 +331,27 @@ pub(crate) fn clean(path: &Path) -> PathBuf {
 impl Plan {
     /// In the child, in its new mount namespace: propagation, rootfs bind, `mounts`, devices.
     pub fn prepare(&self) -> Result<(), RootfsError> {
-        exec::prepare(self, &mut || Ok(()))
+        exec::prepare(self, &mut || Ok(()), &[])
     }
 
     /// [`Plan::prepare`], calling `before_cgroup` just before the first cgroup mount (if any).
+    /// `sources` holds, in the order of [`Plan::bind_sources`], fds of bind sources opened by a
+    /// more privileged parent: a source we may not reach ourselves (EACCES in a user namespace)
+    /// is bound from its fd instead.
     pub fn prepare_gated<E: From<RootfsError>>(
         &self,
         before_cgroup: &mut dyn FnMut() -> Result<(), E>,
+        sources: &[Option<std::os::fd::OwnedFd>],
     ) -> Result<(), E> {
-        exec::prepare(self, before_cgroup)
+        exec::prepare(self, before_cgroup, sources)
+    }
+
+    /// The host paths of the `mounts` that are binds, in order.
+    pub fn bind_sources(&self) -> impl Iterator<Item = &Path> {
+        self.mounts.iter().filter_map(|m| match &m.kind {
+            MountKind::Bind { source } => Some(source.as_path()),
+            _ => None,
+        })
     }
 
     /// In the child, after the createContainer hooks: makes the rootfs `/`.

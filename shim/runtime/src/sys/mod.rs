@@ -196,6 +196,44 @@ pub fn recv_fd(sock: std::os::fd::BorrowedFd<'_>) -> nix::Result<std::os::fd::Ow
     Err(Errno::EBADMSG)
 }
 
+/// The most fds one message of [`recv_with_fds`] carries.
+pub const FDS_PER_MESSAGE: usize = 64;
+
+/// Receives one message and the fds sent with it (SCM_RIGHTS, at most [`FDS_PER_MESSAGE`]) on
+/// `sock`; returns the payload's length (0: the peer closed) and the fds, owned.
+pub fn recv_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> nix::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; FDS_PER_MESSAGE]);
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            r => break r?,
+        }
+    };
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these fds in our table for this message; nothing
+            // else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes, fds))
+}
+
 /// Puts SIGPIPE back to SIG_DFL. The Rust runtime ignores SIGPIPE at start-up, and an ignored
 /// signal stays ignored across execve: the container's program must not inherit that.
 pub fn default_sigpipe() -> nix::Result<()> {
