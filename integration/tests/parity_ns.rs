@@ -9,6 +9,7 @@ use crate::{both, root_only};
 use serde_json::json;
 use std::fs;
 use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
 
 both!(
     join_another_containers_userns,
@@ -23,7 +24,8 @@ both!(
 // reaches what it reaches), and cgroups (none rootless on this v1 host).
 root_only!(
     inaccessible_bind_source_in_userns,
-    shared_pidns_processes_die_with_delete
+    shared_pidns_processes_die_with_delete,
+    pre_frozen_cgroup_is_refused,
 );
 
 /// The root bundle with a user namespace of its own (0 → 100000), or the rootless one as is.
@@ -252,4 +254,37 @@ fn config_names_the_parser_refused(t: &Ctx) {
         out.stderr.contains("CAP_NO_SUCH_THING"),
         "no warning: {out}"
     );
+}
+
+/// A v1 freezer cgroup made and frozen by the test; thawed and removed on drop.
+struct FrozenCgroup(std::path::PathBuf);
+
+impl Drop for FrozenCgroup {
+    fn drop(&mut self) {
+        let _ = fs::write(self.0.join("freezer.state"), "THAWED");
+        let _ = fs::remove_dir(&self.0);
+    }
+}
+
+/// Item 11: creating into a cgroup that is already frozen fails at once (the init would stop
+/// there and create wait forever; runc's "should refuse pre-existing frozen cgroup").
+fn pre_frozen_cgroup_is_refused(t: &Ctx) {
+    let base = Path::new("/sys/fs/cgroup/freezer");
+    if !base.join("freezer.state").exists() && !base.is_dir() {
+        return crate::harness::skip("no v1 freezer hierarchy");
+    }
+    let id = t.id("frozen");
+    let frozen = FrozenCgroup(base.join(&id));
+    fs::create_dir(&frozen.0).unwrap();
+    fs::write(frozen.0.join("freezer.state"), "FROZEN").unwrap();
+    let b = t
+        .bundle()
+        .probe(&["sleep", "600"])
+        .set("/linux/cgroupsPath", json!(format!("/{id}")));
+    let dir = t.write(&b);
+    let out = t
+        .rt(&["run", "--detach", "--bundle", dir.to_str().unwrap(), &id])
+        .fails();
+    assert!(out.stderr.contains("frozen"), "{out}");
+    t.assert_nothing_left();
 }

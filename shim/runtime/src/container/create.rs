@@ -91,6 +91,11 @@ fn build(
         },
     )?;
     warnings.extend(warn);
+    // A process moved into a frozen cgroup stops: create would wait for it forever (runc
+    // refuses the same way).
+    if cgroup.is_frozen().unwrap_or(false) {
+        return Err(ContainerError::Frozen(cgroup.path.display().to_string()));
+    }
     let ns_plan = NsPlan::from_spec(&spec)?;
     if !ns_plan.has_mount_ns() {
         warnings.push(format!(

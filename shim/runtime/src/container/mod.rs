@@ -56,6 +56,8 @@ pub enum ContainerError {
     },
     #[error("{0}")]
     Usage(&'static str),
+    #[error("container's cgroup unexpectedly frozen: {0} (thaw or remove it)")]
+    Frozen(String),
     #[error("container {0} runs without a cgroup: {1} needs one")]
     NoCgroup(String, &'static str),
 }
