@@ -79,7 +79,7 @@ pub(super) fn prepare(ctx: &InitContext, exe: CString) -> Result<Prepared, InitE
         Err(Errno::EACCES | Errno::EPERM) => false,
         Err(source) => return Err(cwd_err(cwd, source)),
     };
-    give_stdio(p.user().uid())?;
+    give_stdio(p.user().uid(), ctx.console.is_some())?;
     security::identity::switch(p.user(), setgroups_allowed(ctx))?;
     if !entered {
         nix::unistd::chdir(cwd).map_err(|e| cwd_err(cwd, e))?;
@@ -138,20 +138,21 @@ fn verify_cwd(cwd: &Path) -> Result<(), InitError> {
     }
 }
 
-/// The container's stdio (its terminal, or the pipes and files it was given) belongs to the
-/// process user, so it may reopen /dev/stdout or /proc/self/fd/N and control its terminal; only
-/// the owner changes (the terminal keeps devpts's gid, tty). /dev/null and stdio already the
-/// user's are left alone; EPERM (an owner not mapped in our user namespace) and EROFS are
-/// ignored, as runc does (fixStdioPermissions).
-fn give_stdio(uid: u32) -> Result<(), InitError> {
-    let null = nix::sys::stat::makedev(1, 3);
+/// The container's stdio belongs to the process user, so it may reopen /dev/stdout or
+/// /proc/self/fd/N and control its terminal, as under runc (fixStdioPermissions): its pty
+/// (`console`), and the pipes, sockets and files it was given. Only the owner changes (the pty
+/// keeps devpts's gid, tty). Unlike runc, a character device that is not the container's own pty
+/// is left alone: /dev/null, and above all a host terminal handed over as stdio, which must not
+/// become the container user's. Stdio already the user's is skipped; EPERM (an owner not mapped
+/// in our user namespace) and EROFS are ignored, as runc does.
+fn give_stdio(uid: u32, console: bool) -> Result<(), InitError> {
     let (stdin, stdout, stderr) = (std::io::stdin(), std::io::stdout(), std::io::stderr());
     for fd in [stdin.as_fd(), stdout.as_fd(), stderr.as_fd()] {
         let Ok(st) = nix::sys::stat::fstat(fd.as_raw_fd()) else {
             continue;
         };
         let is_char = st.st_mode & libc::S_IFMT == libc::S_IFCHR;
-        if st.st_uid == uid || (is_char && st.st_rdev == null) {
+        if st.st_uid == uid || (is_char && !console) {
             continue;
         }
         match nix::unistd::fchown(fd.as_raw_fd(), Some(uid.into()), None) {

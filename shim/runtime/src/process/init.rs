@@ -3,6 +3,9 @@
 //! Runs in a fork-like copy of the parent (single-threaded, no CLONE_VM), so it reads the context the
 //! parent built without any serialisation. Every error is sent to the parent over the sync channel
 //! and the child `_exit`s; nothing here returns to the caller.
+//!
+//! Everything that can fail happens before [2] (see [`super::sync`] for the table): `create`
+//! fails with the cause, as under runc; after `start` only startContainer hooks and execve run.
 
 use super::finish::{self, Prepared};
 use super::sync::{Channel, Msg};

@@ -1,16 +1,27 @@
 //! The parent/child sync channel: a SOCK_SEQPACKET socketpair carrying small tagged messages.
-//! No serde on this path: a tag byte and a fixed or string payload.
+//! No serde on this path: a tag byte and a fixed or string payload (and fds, for [1a']).
 //!
-//! Sync points (the same number is used in the parent's and the child's comments):
+//! Sync points (the same number is used in the parent's and the child's comments; the parent's
+//! side is `process::spawn_init`, the child's `init::run`, each one straight function):
 //! - [1a] parent → child `Mapped` (only with a new user namespace): id maps written.
+//! - [1a'] parent → child `Sources` with fds (only root, a new user namespace and bind mounts):
+//!   the bind sources, opened inside the child's mount namespace (`process::sources`).
 //! - [1b] parent → child `Go`: cgroup joined, state saved, prestart/createRuntime hooks run. Without
 //!   hooks the child waits for it only just before its first cgroup mount (or at the end of the
 //!   rootfs), so its mounts overlap the parent's cgroup work; it unshares its cgroup namespace
 //!   after it, so the namespace's root is the container's cgroup.
-//! - [2] child → parent `Created` (or `Failed(msg)`): rootfs, pivot, console done; argv resolved.
-//!   With Landlock asked for, a `Landlock(status JSON)` comes just before it.
+//! - [2] child → parent `Created` (or `Failed(msg)`): everything that can fail is done — rootfs,
+//!   createContainer hooks, pivot, console, sysctls, cwd, argv resolved, AppArmor, Landlock,
+//!   rlimits, bounding set, identity, capabilities, no_new_privs, seccomp — and the caller's fds
+//!   are closed. With Landlock asked for, a `Landlock(status JSON)` comes just before it. After
+//!   [2] only the wait for start, startContainer hooks and execve remain (runc: the init closes
+//!   its sync pipe only once finalizeNamespace is done).
 //! - [3] parent → child `Start` (run only; create/start uses exec.fifo instead).
-//! - exec: intermediate → parent `Pid(n)` of the process it cloned with CLONE_PARENT.
+//! - intermediate → parent `Pid(n)` of the process it cloned with CLONE_PARENT: exec, and an
+//!   init that joins a user namespace given by path (`process::spawn_init`).
+//!
+//! A failure on the parent's side of a sync (EPIPE: the child has exited) gives way to the
+//! child's own `Failed` message when one is queued (`process::own_error`).
 
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};

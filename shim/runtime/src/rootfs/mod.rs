@@ -3,8 +3,11 @@
 //!
 //! CONTRACT (used by process/init, in the child, in this order):
 //! `Plan::prepare` (propagation, bind the rootfs onto itself, read-only at once with
-//! [`EARLY_READONLY`], every `mounts` entry, default devices, /dev symlinks and ptmx) → [createContainer hooks] → `Plan::pivot` (pivot_root, or MS_MOVE+chroot with
-//! no_pivot) → `Plan::finalize` (masked paths, readonly paths, readonly root).
+//! [`EARLY_READONLY`], every `mounts` entry, default devices, /dev symlinks and ptmx) →
+//! [createContainer hooks] → `Plan::pivot` (pivot_root, or MS_MOVE+chroot with no_pivot after
+//! hiding the host's proc and sysfs; then `rootfsPropagation` again on `/`) → [console on
+//! /dev/console, sysctls, cwd] → `Plan::finalize` (read-only tmpfs and /dev, masked paths,
+//! readonly paths, readonly root).
 //!
 //! Invariants:
 //! - Every destination is resolved inside the rootfs without following symlinks out of it
@@ -16,6 +19,8 @@
 //!   clears them explicitly; in a user namespace the kernel refuses to drop them (mount_namespaces(7)).
 //! - Masked files are covered with /dev/null only after checking it is the real 1:3 character device
 //!   (runc CVE-2025-31133).
+//! - A read-only tmpfs or /dev is mounted writable and made read-only in `finalize` (devices, the
+//!   console, modes and `tmpcopyup` copies go in first), as runc does.
 //!
 //! Behaviour follows runc's libcontainer/rootfs_linux.go; see also mount(2), pivot_root(2), openat2(2).
 
