@@ -204,7 +204,7 @@ mod tests {
             cwd: Some(&dir),
             default_env: Some(&env),
         };
-        run("startContainer", &[h.clone()], b"{}", &at).unwrap();
+        run("startContainer", std::slice::from_ref(&h), b"{}", &at).unwrap();
         let got = std::fs::read_to_string(&out).unwrap();
         assert_eq!(got.trim(), format!("{} from-process", dir.display()));
         // No env and no default: husk's own environment is inherited.
