@@ -22,7 +22,7 @@ both!(
 );
 
 /// A listening console socket at `path`, connectable by the runtime's user.
-fn console_socket(t: &Ctx, path: &Path) -> OwnedFd {
+pub(crate) fn console_socket(t: &Ctx, path: &Path) -> OwnedFd {
     let fd = socket(
         AddressFamily::Unix,
         SockType::Stream,
@@ -37,7 +37,7 @@ fn console_socket(t: &Ctx, path: &Path) -> OwnedFd {
 }
 
 /// Accepts one connection and receives the pty master (runc sends it with the name "/dev/ptmx").
-fn receive_master(listener: &OwnedFd) -> File {
+pub(crate) fn receive_master(listener: &OwnedFd) -> File {
     // Bounded: a runtime that never connects must fail the test, not hang it.
     let mut fds = [PollFd::new(listener.as_fd(), PollFlags::POLLIN)];
     let ready = poll(&mut fds, PollTimeout::from(10_000u16)).unwrap();
@@ -76,7 +76,7 @@ fn owned(fd: std::os::fd::RawFd) -> OwnedFd {
 }
 
 /// Reads the master until the slave side closes (EIO) or the deadline.
-fn read_all(master: &mut File) -> String {
+pub(crate) fn read_all(master: &mut File) -> String {
     let mut out = Vec::new();
     let start = Instant::now();
     let mut buf = [0u8; 4096];

@@ -11,13 +11,13 @@ use std::sync::Mutex;
 
 both!(uid_range_map_allows_chown);
 
-const FIRST: u32 = 200_000;
-const COUNT: u32 = 65_536;
+pub(crate) const FIRST: u32 = 200_000;
+pub(crate) const COUNT: u32 = 65_536;
 
 /// Adds `USER:200000:65536` to /etc/subuid and /etc/subgid when missing (root only; idempotent,
 /// serialised across the test threads). Returns false when the ranges are missing and cannot be
 /// added.
-fn ensure_subids() -> bool {
+pub(crate) fn ensure_subids() -> bool {
     static LOCK: Mutex<()> = Mutex::new(());
     let _guard = LOCK.lock().unwrap();
     let user = std::env::var("HUSK_TEST_USER").unwrap_or_else(|_| "tuser".into());

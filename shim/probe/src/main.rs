@@ -29,7 +29,7 @@ const USAGE: &str =
     "usage: husk-probe [json | exit N | sleep SECS | sig | raise N | write PATH [DATA] \
 | read PATH | open PATH r|w | readlink PATH | exes | chown PATH UID GID \
 | syscall NAME|NR [ARGS..] | alloc MB | fork N | fds | tty | echo WORDS.. | cat \
-| unix PATH MSG | nolandlock CMD [ARGS..]]";
+| unix PATH MSG | nolandlock CMD [ARGS..] | nest CMD [ARGS..]]";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -68,6 +68,8 @@ fn main() -> ExitCode {
             eprintln!("husk-probe: exec {cmd}: {e}");
             return ExitCode::from(127);
         }
+        // `unshare -mrpf CMD`: CMD as root of a new user, mount and pid namespace.
+        ["nest", cmd, rest @ ..] => return nest(cmd, rest),
         ["cat"] => {
             let mut buf = Vec::new();
             let _ = io::stdin().read_to_end(&mut buf);
@@ -358,6 +360,32 @@ fn syscall(name: &str, rest: &[&str]) -> Json {
         },
     };
     outcome(j, r)
+}
+
+/// Runs `cmd` in a new user namespace (mapping root to our ids), mount namespace and pid namespace
+/// (as its pid 1), and exits with its status.
+fn nest(cmd: &str, rest: &[&str]) -> ExitCode {
+    const NEWUSER_NS_PID: i64 = 0x1000_0000 | 0x0002_0000 | 0x2000_0000;
+    // getuid(2), getgid(2): the ids our new root maps to.
+    let (Ok(uid), Ok(gid)) = (sys::raw_syscall(102, [0; 6]), sys::raw_syscall(104, [0; 6])) else {
+        eprintln!("husk-probe: nest: getuid/getgid failed");
+        return ExitCode::from(125);
+    };
+    let setup = sys::raw_syscall(272, [NEWUSER_NS_PID, 0, 0, 0, 0, 0])
+        .and_then(|_| std::fs::write("/proc/self/setgroups", "deny"))
+        .and_then(|()| std::fs::write("/proc/self/uid_map", format!("0 {uid} 1")))
+        .and_then(|()| std::fs::write("/proc/self/gid_map", format!("0 {gid} 1")));
+    if let Err(e) = setup {
+        eprintln!("husk-probe: nest: {e}");
+        return ExitCode::from(125);
+    }
+    match std::process::Command::new(cmd).args(rest).status() {
+        Ok(s) => ExitCode::from(s.code().unwrap_or(128) as u8),
+        Err(e) => {
+            eprintln!("husk-probe: exec {cmd}: {e}");
+            ExitCode::from(127)
+        }
+    }
 }
 
 /// Allocates and touches `mb` MiB, one MiB at a time, so a memory limit triggers the OOM killer.

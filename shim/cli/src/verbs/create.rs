@@ -47,6 +47,7 @@ impl BundleArgs {
             preserve_fds: self.preserve_fds,
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
+            reset_cpu_affinity: true,
         }
     }
 }

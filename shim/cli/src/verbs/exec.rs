@@ -128,7 +128,14 @@ fn take_ipc_mode(a: &mut ExecArgs) {
 fn process(a: &ExecArgs, c: &Container) -> anyhow::Result<Process> {
     if let Some(path) = &a.process {
         let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
-        return serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()));
+        let mut value: serde_json::Value =
+            serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))?;
+        // runc takes a process without `user` as root's (the spec's zero value).
+        if let Some(p) = value.as_object_mut() {
+            p.entry("user")
+                .or_insert_with(|| serde_json::json!({"uid": 0, "gid": 0}));
+        }
+        return serde_json::from_value(value).with_context(|| format!("parse {}", path.display()));
     }
     if a.command.is_empty() {
         return Err(usage("exec needs a command or --process"));
@@ -206,6 +213,7 @@ fn no_instance(g: &Global, name: &str) -> anyhow::Error {
 pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
     take_ipc_mode(&mut a);
     let name = husk_launcher::instance::from_uri(&a.id).map(str::to_string);
+    let instance = name.is_some();
     if let Some(name) = &name {
         a.id = husk_launcher::instance::container_id(name);
     } else if husk_launcher::image::is_image_arg(&a.id) {
@@ -226,6 +234,8 @@ pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
         console_fd: None,
         detach: a.detach,
         preserve_fds: a.preserve_fds,
+        // An instance's process keeps the caller's affinity, as a launch does (Slurm binding).
+        reset_cpu_affinity: !instance,
     };
     crate::supervise::exec_in(&c, &a.id, proc_, opts)
 }

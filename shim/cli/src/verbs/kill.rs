@@ -13,7 +13,7 @@ pub struct KillArgs {
     pub all: bool,
     /// Container id
     pub id: String,
-    /// Signal: KILL, SIGKILL, kill or 9
+    /// Signal: KILL, SIGKILL, kill or 9 (0: only check that the init is alive)
     #[arg(default_value = "SIGTERM")]
     pub signal: String,
 }
@@ -33,8 +33,13 @@ pub fn parse_signal(s: &str) -> Option<Signal> {
 }
 
 pub fn run(g: &Global, a: KillArgs) -> anyhow::Result<i32> {
-    let sig = parse_signal(&a.signal)
-        .ok_or_else(|| anyhow::anyhow!("kill container {}: unknown signal {:?}", a.id, a.signal))?;
+    // 0: no signal, only the checks (is the init alive?), as kill(1) and runc take it.
+    let sig = match a.signal.as_str() {
+        "0" => None,
+        s => Some(parse_signal(s).ok_or_else(|| {
+            anyhow::anyhow!("kill container {}: unknown signal {:?}", a.id, a.signal)
+        })?),
+    };
     let (_, c) = open(g, &a.id)?;
     context_id(husk_runtime::container::kill(&c, sig, a.all), "kill", &a.id)?;
     Ok(0)

@@ -80,7 +80,7 @@ fn build(
     let spec = loaded.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let process = spec.process().clone().unwrap_or_default();
-    let mut warnings = Vec::new();
+    let mut warnings = loaded.warnings;
 
     let (cgroup, warn) = Cgroup::prepare(
         linux.cgroups_path().as_deref(),
@@ -91,6 +91,11 @@ fn build(
         },
     )?;
     warnings.extend(warn);
+    // A process moved into a frozen cgroup stops: create would wait for it forever (runc
+    // refuses the same way).
+    if cgroup.is_frozen().unwrap_or(false) {
+        return Err(ContainerError::Frozen(cgroup.path.display().to_string()));
+    }
     let ns_plan = NsPlan::from_spec(&spec)?;
     if !ns_plan.has_mount_ns() {
         warnings.push(format!(
@@ -180,6 +185,11 @@ fn build(
         state_json: state_json(&record, Status::Creating),
         overlap_cgroup_setup: overlap,
         join_cgroup,
+        fetch_bind_sources: process::sources::wanted(
+            ns::privileged(),
+            base.ns.new_userns(),
+            base.rootfs.as_ref(),
+        ),
         ..base
     };
     let resources = linux.resources().clone();
@@ -206,15 +216,21 @@ fn build(
             cgroup.enter(pid.as_raw(), resources.as_ref())?;
         }
         let json = state_json(&record, Status::Creating);
+        let at = hooks::At {
+            cwd: Some(bundle),
+            ..hooks::At::default()
+        };
         hooks::run(
             "prestart",
             hooks.prestart().as_deref().unwrap_or_default(),
             &json,
+            &at,
         )?;
         hooks::run(
             "createRuntime",
             hooks.create_runtime().as_deref().unwrap_or_default(),
             &json,
+            &at,
         )?;
         Ok(())
     })?;
@@ -313,6 +329,8 @@ pub(super) fn spec_context(
         join_cgroup: Vec::new(),
         landlock: spec::landlock(spec)?,
         time_offsets: time_offsets(&linux),
+        reset_cpu_affinity: opts.reset_cpu_affinity,
+        fetch_bind_sources: false,
         hooks_create_container: Vec::new(),
         hooks_start_container: Vec::new(),
         state_json: Vec::new(),
@@ -342,10 +360,15 @@ pub(super) fn poststart(spec: &Spec, record: &Record) -> Vec<String> {
         return Vec::new();
     };
     let json = state_json(record, Status::Running);
+    let at = hooks::At {
+        cwd: Some(&record.bundle),
+        ..hooks::At::default()
+    };
     hooks::run_all(
         "poststart",
         h.poststart().as_deref().unwrap_or_default(),
         &json,
+        &at,
     )
 }
 

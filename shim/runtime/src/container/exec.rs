@@ -11,7 +11,6 @@ use nix::unistd::Pid;
 use oci_spec::runtime::{Capability, Process, Spec};
 use std::collections::HashSet;
 use std::path::PathBuf;
-use std::str::FromStr;
 
 /// What `husk exec` flags change in the container's configured process.
 #[derive(Debug, Clone, Default)]
@@ -63,15 +62,10 @@ pub fn exec_process(spec: &Spec, o: &ExecOverrides) -> Result<Process, Container
     if !o.caps.is_empty() {
         let mut add = HashSet::new();
         for c in &o.caps {
-            let name = if c.starts_with("CAP_") {
-                c.clone()
-            } else {
-                format!("CAP_{c}")
-            };
-            add.insert(
-                Capability::from_str(&name)
-                    .map_err(|_| ContainerError::Usage("unknown capability in --cap"))?,
-            );
+            // The names config.json takes: CAP_X or X, any case.
+            let cap = serde_json::from_value::<Capability>(serde_json::Value::from(c.as_str()))
+                .map_err(|_| ContainerError::Usage("unknown capability in --cap"))?;
+            add.insert(cap);
         }
         let mut caps = p.capabilities().clone().unwrap_or_default();
         let extend = |s: Option<HashSet<Capability>>| -> HashSet<Capability> {
@@ -150,6 +144,8 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         join_cgroup: rec.cgroup.self_join_files()?,
         landlock: crate::spec::landlock(&spec)?,
         time_offsets: String::new(),
+        reset_cpu_affinity: opts.reset_cpu_affinity,
+        fetch_bind_sources: false,
         hooks_create_container: Vec::new(),
         hooks_start_container: Vec::new(),
         state_json: Vec::new(),

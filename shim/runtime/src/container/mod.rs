@@ -56,6 +56,8 @@ pub enum ContainerError {
     },
     #[error("{0}")]
     Usage(&'static str),
+    #[error("container's cgroup unexpectedly frozen: {0} (thaw or remove it)")]
+    Frozen(String),
     #[error("container {0} runs without a cgroup: {1} needs one")]
     NoCgroup(String, &'static str),
 }
@@ -79,6 +81,8 @@ pub struct CreateOptions {
     pub preserve_fds: u32,
     pub no_pivot: bool,
     pub no_new_keyring: bool,
+    /// Give the container every CPU instead of the caller's affinity (the OCI verbs, as runc).
+    pub reset_cpu_affinity: bool,
 }
 
 /// Options of exec.
@@ -90,6 +94,8 @@ pub struct ExecOptions {
     pub console_fd: Option<std::os::fd::OwnedFd>,
     pub detach: bool,
     pub preserve_fds: u32,
+    /// See [`CreateOptions::reset_cpu_affinity`].
+    pub reset_cpu_affinity: bool,
 }
 
 /// A container known to the engine: its directory and (when create got that far) its record.

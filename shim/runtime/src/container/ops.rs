@@ -90,32 +90,66 @@ fn wait_exec(watch: &std::fs::File, timeout: Duration) -> Result<(), ContainerEr
     }
 }
 
-/// Sends `sig` to the init, or with `all` to every process of the container.
-pub fn kill(c: &Container, sig: Signal, all: bool) -> Result<(), ContainerError> {
-    c.require(
-        "kill",
-        &[
-            Status::Created,
-            Status::Running,
-            Status::Paused,
-            Status::Creating,
-        ],
-    )?;
+const LIVE: [Status; 4] = [
+    Status::Created,
+    Status::Running,
+    Status::Paused,
+    Status::Creating,
+];
+
+/// Sends `sig` (None: signal 0, only the checks) to the init, or with `all` to every process of
+/// the container. As runc: `all` also works on a stopped container (its cgroup may still hold
+/// processes of a shared or host pid namespace, which outlive the init); so does SIGKILL to a
+/// container without a pid namespace of its own, which kills every process in its cgroup.
+pub fn kill(
+    c: &Container,
+    sig: impl Into<Option<Signal>>,
+    all: bool,
+) -> Result<(), ContainerError> {
+    let sig = sig.into();
     let rec = c.record()?;
-    if all {
-        for pid in c.pids()? {
-            let _ = send(Pid::from_raw(pid), sig);
-        }
-        // A frozen process only acts on SIGKILL once thawed.
-        if sig == Signal::SIGKILL && rec.cgroup.is_frozen().unwrap_or(false) {
-            rec.cgroup.thaw()?;
-        }
-        return Ok(());
+    if all || (sig == Some(Signal::SIGKILL) && rec.cgroup.is_enabled() && !own_pidns(c)) {
+        return kill_all(c, sig);
     }
+    c.require("kill", &LIVE)?;
     send(Pid::from_raw(rec.pid), sig).map_err(|source| ContainerError::Sys {
         op: "signal container init",
         source,
     })
+}
+
+/// Every process of the container: from the cgroup whatever the init's state, else (no cgroup)
+/// from the init's pid namespace while it lives.
+fn kill_all(c: &Container, sig: Option<Signal>) -> Result<(), ContainerError> {
+    let rec = c.record()?;
+    let pids = if rec.cgroup.is_enabled() {
+        // Gone (a systemd scope removed with its last process): nothing is left to signal.
+        rec.cgroup.pids().unwrap_or_default()
+    } else if LIVE.contains(&c.status()) {
+        c.pids()?
+    } else {
+        Vec::new()
+    };
+    for pid in pids {
+        let _ = send(Pid::from_raw(pid), sig);
+    }
+    // A frozen process only acts on SIGKILL once thawed.
+    if sig == Some(Signal::SIGKILL) && rec.cgroup.is_frozen().unwrap_or(false) {
+        rec.cgroup.thaw()?;
+    }
+    Ok(())
+}
+
+/// Whether the saved config gives the container a pid namespace of its own (a new one); unknown
+/// counts as yes (the init's SIGKILL then ends it, and its pid namespace with it).
+fn own_pidns(c: &Container) -> bool {
+    let Ok(loaded) = crate::spec::load_file(&c.dir.saved_config()) else {
+        return true;
+    };
+    matches!(
+        crate::spec::namespace(&loaded.spec, oci_spec::runtime::LinuxNamespaceType::Pid),
+        Some(None)
+    )
 }
 
 /// Removes a stopped container (with `force`, kills it first): processes, cgroup, state.
@@ -139,6 +173,8 @@ pub(super) fn delete_with(
     };
     let status = rec.status(&c.dir);
     match status {
+        // Without a pid namespace of its own the init's end did not end the rest (containerd's
+        // cleanup deletes and expects nothing left running): swept below in every case.
         Status::Stopped => {}
         // runc deletes a created (never started) container without --force.
         Status::Created => kill_and_wait(c)?,
@@ -151,7 +187,7 @@ pub(super) fn delete_with(
             })
         }
     }
-    sweep_cgroup(rec)?;
+    sweep_cgroup(rec);
     let mut warnings = Vec::new();
     let loaded = match spec {
         Some(s) => Some(std::borrow::Cow::Borrowed(s)),
@@ -162,10 +198,15 @@ pub(super) fn delete_with(
     if let Some(spec) = loaded {
         if let Some(h) = spec.hooks() {
             let json = state_json(rec, Status::Stopped);
+            let at = hooks::At {
+                cwd: Some(&rec.bundle),
+                ..hooks::At::default()
+            };
             warnings = hooks::run_all(
                 "poststop",
                 h.poststop().as_deref().unwrap_or_default(),
                 &json,
+                &at,
             );
         }
     }
@@ -194,15 +235,13 @@ fn kill_and_wait(c: &Container) -> Result<(), ContainerError> {
     }
 }
 
-/// SIGKILLs whatever is left in the cgroup until it is empty (bounded). Processes outside a pid
-/// namespace do not die with the init: a `sh -c 'cmd &'` or a detached exec in a container that
-/// shares the host's pid namespace outlives it, and its cgroup cannot be removed until they go
-/// (as runc's destroy, whatever the init's state).
-fn sweep_cgroup(rec: &crate::state::Record) -> Result<(), ContainerError> {
+/// Processes outside a pid namespace do not die with the init: SIGKILL what the cgroup holds
+/// until it is empty (bounded: a process stuck in the kernel must not hang delete).
+fn sweep_cgroup(rec: &crate::state::Record) {
     if !rec.cgroup.is_enabled() {
-        return Ok(());
+        return;
     }
-    for _ in 0..200 {
+    for _ in 0..100 {
         let pids = rec.cgroup.pids().unwrap_or_default();
         if pids.is_empty() {
             break;
@@ -211,11 +250,10 @@ fn sweep_cgroup(rec: &crate::state::Record) -> Result<(), ContainerError> {
             let _ = send(Pid::from_raw(pid), Signal::SIGKILL);
         }
         if rec.cgroup.is_frozen().unwrap_or(false) {
-            rec.cgroup.thaw()?;
+            let _ = rec.cgroup.thaw();
         }
         std::thread::sleep(Duration::from_millis(5));
     }
-    Ok(())
 }
 
 fn wait_fd(fd: &std::os::fd::OwnedFd, timeout: Duration) -> Result<(), ContainerError> {

@@ -105,6 +105,23 @@ impl NsPlan {
         self.clone_flags.contains(CloneFlags::CLONE_NEWUSER)
     }
 
+    /// True when a user namespace is given by path.
+    pub fn joins_userns(&self) -> bool {
+        self.joins
+            .iter()
+            .any(|(t, _, _)| *t == LinuxNamespaceType::User)
+    }
+
+    /// Joins only the user namespace given by path (see [`NsPlan::join_all`], which then skips it).
+    pub fn join_userns(&self) -> Result<(), NsError> {
+        for (typ, path, fd) in &self.joins {
+            if *typ == LinuxNamespaceType::User {
+                join(*typ, path, fd)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Parent side, before clone: a pid namespace given by path must be entered by the *parent*
     /// (setns on a pid namespace only affects children), so the init is born inside it.
     pub fn join_pid_for_children(&self) -> Result<(), NsError> {
@@ -127,13 +144,35 @@ impl NsPlan {
     /// an init; exec joins it here so the process it clones is born inside.
     pub fn join_all(&self) -> Result<(), NsError> {
         for (typ, path, fd) in &self.joins {
-            nix::sched::setns(fd, flag_for_setns(*typ)).map_err(|source| NsError::Join {
-                kind: spec::ns_name(*typ),
-                path: path.clone(),
-                source,
-            })?;
+            join(*typ, path, fd)?;
         }
         Ok(())
+    }
+}
+
+/// setns(2); a user namespace we are in already (joined by an intermediate, see
+/// process::spawn_init) is no error, though the kernel says EINVAL.
+fn join(typ: LinuxNamespaceType, path: &Path, fd: &OwnedFd) -> Result<(), NsError> {
+    match nix::sched::setns(fd, flag_for_setns(typ)) {
+        Err(nix::errno::Errno::EINVAL) if typ == LinuxNamespaceType::User && member_of(fd) => {
+            Ok(())
+        }
+        r => r.map_err(|source| NsError::Join {
+            kind: spec::ns_name(typ),
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+/// Is `fd` our own user namespace?
+fn member_of(fd: &OwnedFd) -> bool {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let ours = std::fs::metadata("/proc/self/ns/user");
+    match (nix::sys::stat::fstat(fd.as_raw_fd()), ours) {
+        (Ok(st), Ok(m)) => st.st_ino == m.ino() && st.st_dev == m.dev(),
+        _ => false,
     }
 }
 

@@ -1,9 +1,15 @@
 //! OCI hooks: each runs with the container state JSON on stdin, its own args and env, and an
 //! optional timeout after which it is killed and counts as failed.
+//!
+//! Environment and directory as under runc: a hook with no `env` inherits husk's environment (the
+//! caller's), except startContainer hooks, which get the process's ([`At::default_env`]); a hook
+//! with `env` gets exactly that. The runtime's hooks run in the bundle, createContainer hooks in
+//! the rootfs, startContainer hooks in the process's cwd ([`At::cwd`]).
 
 use oci_spec::runtime::Hook;
 use std::io::Write;
 use std::os::unix::process::CommandExt;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -30,25 +36,53 @@ pub enum HookError {
     },
 }
 
+/// Where and with what environment hooks run (the default: husk's cwd and environment).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct At<'a> {
+    /// The hooks' working directory.
+    pub cwd: Option<&'a Path>,
+    /// The environment of a hook without an `env` of its own (or an empty one).
+    pub default_env: Option<&'a [String]>,
+}
+
 /// Runs `hooks` in order; the first failure stops the rest.
-pub fn run(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Result<(), HookError> {
+pub fn run(
+    kind: &'static str,
+    hooks: &[Hook],
+    state_json: &[u8],
+    at: &At<'_>,
+) -> Result<(), HookError> {
     for hook in hooks {
-        run_one(kind, hook, state_json)?;
+        run_one(kind, hook, state_json, at)?;
     }
     Ok(())
 }
 
 /// Runs every hook even when some fail (poststart, poststop: "log a warning, the remaining hooks
 /// and the lifecycle continue"); returns one warning per failure.
-pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8]) -> Vec<String> {
+pub fn run_all(kind: &'static str, hooks: &[Hook], state_json: &[u8], at: &At<'_>) -> Vec<String> {
     hooks
         .iter()
-        .filter_map(|h| run_one(kind, h, state_json).err())
+        .filter_map(|h| run_one(kind, h, state_json, at).err())
         .map(|e| e.to_string())
         .collect()
 }
 
-fn run_one(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), HookError> {
+fn set_env(cmd: &mut Command, env: &[String]) {
+    cmd.env_clear();
+    for kv in env {
+        if let Some((k, v)) = kv.split_once('=') {
+            cmd.env(k, v);
+        }
+    }
+}
+
+fn run_one(
+    kind: &'static str,
+    hook: &Hook,
+    state_json: &[u8],
+    at: &At<'_>,
+) -> Result<(), HookError> {
     let path = hook.path().display().to_string();
     let mut cmd = Command::new(hook.path());
     if let Some(args) = hook.args() {
@@ -56,11 +90,16 @@ fn run_one(kind: &'static str, hook: &Hook, state_json: &[u8]) -> Result<(), Hoo
             cmd.arg0(argv0).args(rest);
         }
     }
-    cmd.env_clear();
-    for kv in hook.env().as_deref().unwrap_or_default() {
-        if let Some((k, v)) = kv.split_once('=') {
-            cmd.env(k, v);
-        }
+    match (hook.env().as_deref(), at.default_env) {
+        (Some(env), _) if !env.is_empty() => set_env(&mut cmd, env),
+        (_, Some(env)) => set_env(&mut cmd, env),
+        // `"env": []`: an empty environment, as Go's exec.Cmd gives runc's hooks.
+        (Some(_), None) => set_env(&mut cmd, &[]),
+        (None, None) => {}
+    }
+    // A bundle removed before `delete` must not fail the poststop hooks.
+    if let Some(dir) = at.cwd.filter(|d| d.is_dir()) {
+        cmd.current_dir(dir);
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::inherit())
@@ -138,7 +177,7 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("husk-hook-{}", std::process::id()));
         let out = dir.with_extension("out");
         let h = hook(&["sh", "-c", &format!("cat > {}", out.display())], None);
-        run("prestart", &[h], br#"{"id":"x"}"#).unwrap();
+        run("prestart", &[h], br#"{"id":"x"}"#, &At::default()).unwrap();
         assert_eq!(std::fs::read_to_string(&out).unwrap(), r#"{"id":"x"}"#);
         let _ = std::fs::remove_file(out);
     }
@@ -146,15 +185,40 @@ mod tests {
     #[test]
     fn failing_hook_names_kind_and_stderr() {
         let h = hook(&["sh", "-c", "echo boom >&2; exit 3"], None);
-        let e = run("poststart", &[h], b"{}").unwrap_err().to_string();
+        let e = run("poststart", &[h], b"{}", &At::default())
+            .unwrap_err()
+            .to_string();
         assert!(e.starts_with("poststart hook /bin/sh failed"), "{e}");
         assert!(e.ends_with("boom"), "{e}");
     }
 
     #[test]
+    fn env_and_cwd() {
+        let dir = std::env::temp_dir().join(format!("husk-hook-env-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("out");
+        let script = format!("echo \"$PWD ${{HUSK_HOOK_T:-unset}}\" > {}", out.display());
+        let h = hook(&["sh", "-c", &script], None);
+        let env = ["HUSK_HOOK_T=from-process".to_string()];
+        let at = At {
+            cwd: Some(&dir),
+            default_env: Some(&env),
+        };
+        run("startContainer", std::slice::from_ref(&h), b"{}", &at).unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert_eq!(got.trim(), format!("{} from-process", dir.display()));
+        // No env and no default: husk's own environment is inherited.
+        std::env::set_var("HUSK_HOOK_T", "inherited");
+        run("prestart", &[h], b"{}", &At::default()).unwrap();
+        let got = std::fs::read_to_string(&out).unwrap();
+        assert!(got.trim().ends_with(" inherited"), "{got}");
+        let _ = std::fs::remove_dir_all(dir);
+    }
+
+    #[test]
     fn hook_timeout_kills() {
         let h = hook(&["sh", "-c", "exec sleep 30"], Some(1));
-        let e = run("createRuntime", &[h], b"{}").unwrap_err();
+        let e = run("createRuntime", &[h], b"{}", &At::default()).unwrap_err();
         assert!(matches!(e, HookError::Timeout { .. }));
     }
 }

@@ -3,17 +3,19 @@
 //! Runs in a fork-like copy of the parent (single-threaded, no CLONE_VM), so it reads the context the
 //! parent built without any serialisation. Every error is sent to the parent over the sync channel
 //! and the child `_exit`s; nothing here returns to the caller.
+//!
+//! Everything that can fail happens before [2] (see [`super::sync`] for the table): `create`
+//! fails with the cause, as under runc; after `start` only startContainer hooks and execve run.
 
+use super::finish::{self, Prepared};
 use super::sync::{Channel, Msg};
 use super::{hooks, InitContext, StartWait};
 use crate::security;
 use nix::fcntl::{fcntl, FcntlArg, OFlag};
-use nix::unistd::AccessFlags;
-use oci_spec::runtime::Process;
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::os::fd::{AsFd, AsRawFd};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
 pub enum InitError {
@@ -64,9 +66,14 @@ pub enum InitError {
     Protocol(Option<Msg>),
     #[error("cwd {path}: {source}")]
     Cwd { path: PathBuf, source: nix::Error },
+    #[error("create cwd {path}: {source}")]
+    MakeCwd {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
-fn sys(step: &'static str) -> impl FnOnce(nix::Error) -> InitError {
+pub(super) fn sys(step: &'static str) -> impl FnOnce(nix::Error) -> InitError {
     move |source| InitError::Sys { step, source }
 }
 
@@ -86,7 +93,7 @@ pub(super) fn report_and_exit(chan: &Channel, err: &dyn std::fmt::Display) -> ! 
 }
 
 fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
-    // Die with husk until the container is created; cleared at [2].
+    // Die with husk until the last setup steps (see below).
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(sys("set pdeathsig"))?;
     // [1a] with a new user namespace nothing can be done before the parent has written its maps.
@@ -96,6 +103,11 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
             other => return Err(InitError::Protocol(other)),
         }
     }
+    // [1a'] bind sources the parent opened for us.
+    let sources = match ctx.fetch_bind_sources {
+        true => super::sources::receive(ctx, chan).map_err(sys("sync [1a']"))?,
+        false => Vec::new(),
+    };
     let unshare = super::init_unshares(ctx);
     if !unshare.is_empty() {
         nix::sched::unshare(unshare).map_err(sys("unshare namespaces"))?;
@@ -108,11 +120,10 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         gate.pass()?;
     }
     enter(ctx)?;
-    build_root(ctx, &mut gate)?;
+    build_root(ctx, &mut gate, true, &sources)?;
     gate.pass()?;
-    setup_session(ctx)?;
-    let exe = find_executable(&ctx.process)?;
-    apply_apparmor(&ctx.process)?;
+    let exe = finish::find_executable(&ctx.process)?;
+    finish::apply_apparmor(&ctx.process)?;
     // After the last mount (a Landlock-restricted process may not mount) and the AppArmor write to
     // /proc/self/attr; before [2], so the parent learns what was applied.
     if let Some(writable) = &ctx.landlock {
@@ -120,16 +131,45 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         let json = serde_json::to_string(&status).unwrap_or_default();
         chan.send(&Msg::Landlock(json)).map_err(sys("sync [2]"))?;
     }
+    // The container outlives `create`. A husk that dies from here on leaves an init whose [2]
+    // fails with EPIPE, and it exits. (The identity switch would clear it too, but not for root.)
     nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
-    // [2] created.
+    let ready = finish::prepare(ctx, exe, None)?;
+    close_inherited(ctx, chan)?;
+    // [2] created: everything that can fail has been done.
     chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
     wait_for_start(ctx, chan)?;
-    hooks::run(
+    start_container_hooks(ctx, &ready)?;
+    Err(ready.exec())
+}
+
+/// startContainer hooks run in the container after `start`, as the process user, under its
+/// seccomp filter; one without an `env` of its own gets the process's (as under runc).
+fn start_container_hooks(ctx: &InitContext, ready: &Prepared) -> Result<(), InitError> {
+    if ctx.hooks_start_container.is_empty() {
+        return Ok(());
+    }
+    let at = hooks::At {
+        default_env: Some(&ready.env),
+        ..hooks::At::default()
+    };
+    Ok(hooks::run(
         "startContainer",
         &ctx.hooks_start_container,
         &ctx.state_json,
-    )?;
-    finish_and_exec(ctx, &exe, None)
+        &at,
+    )?)
+}
+
+/// The init is a fork of husk: it holds whatever husk was given (a caller's pipe, say) and the
+/// console socket. While it waits for `start` it must hold nothing but its stdio, the preserved
+/// fds and what it still needs: the sync channel and exec.fifo.
+fn close_inherited(ctx: &InitContext, chan: &Channel) -> Result<(), InitError> {
+    let mut keep = vec![chan.0.as_raw_fd()];
+    if let StartWait::Fifo { read, write } = &ctx.start {
+        keep.extend([read.as_raw_fd(), write.as_raw_fd()]);
+    }
+    crate::sys::close_from_except(3 + ctx.preserve_fds, &keep).map_err(sys("close inherited fds"))
 }
 
 /// Sync point [1b]: the parent has made the container's cgroup and put us in it, or left that last
@@ -151,11 +191,28 @@ impl CgroupGate<'_> {
             other => return Err(InitError::Protocol(other)),
         }
         crate::cgroup::join_self(&self.ctx.join_cgroup)?;
+        if self.ctx.reset_cpu_affinity {
+            reset_cpu_affinity();
+        }
         let cgroupns = nix::sched::CloneFlags::CLONE_NEWCGROUP;
         if self.ctx.ns.clone_flags.contains(cgroupns) {
             nix::sched::unshare(cgroupns).map_err(sys("unshare cgroup namespace"))?;
         }
         Ok(())
+    }
+}
+
+/// Every CPU, as runc does (tryResetCPUAffinity): the container must not inherit the affinity of
+/// whoever ran husk (a shell pinned with taskset, a daemon's worker). The kernel clamps the mask
+/// to the CPUs that exist and to the cgroup's cpuset. Best effort: a failure keeps the inherited
+/// one.
+pub(super) fn reset_cpu_affinity() {
+    let mut all = nix::sched::CpuSet::new();
+    for cpu in 0..nix::sched::CpuSet::count() {
+        let _ = all.set(cpu);
+    }
+    if let Err(e) = nix::sched::sched_setaffinity(nix::unistd::Pid::from_raw(0), &all) {
+        log::debug!("reset cpu affinity: {e}");
     }
 }
 
@@ -199,32 +256,74 @@ fn enter(ctx: &InitContext) -> Result<(), InitError> {
     Ok(())
 }
 
-/// The root filesystem: mounts, createContainer hooks, pivot_root, sysctls, masked and read-only
-/// paths (or a plain chroot without a mount namespace).
+/// The root filesystem: mounts, createContainer hooks, pivot_root, the console (with `session`),
+/// sysctls, the cwd, masked and read-only paths (or a plain chroot without a mount namespace).
 /// `gate` is passed before the first cgroup mount (and before any hook).
-fn build_root(ctx: &InitContext, gate: &mut CgroupGate<'_>) -> Result<(), InitError> {
-    if let Some(plan) = ctx.rootfs.as_ref().filter(|_| !ctx.ns.has_mount_ns()) {
+fn build_root(
+    ctx: &InitContext,
+    gate: &mut CgroupGate<'_>,
+    session: bool,
+    sources: &[Option<std::os::fd::OwnedFd>],
+) -> Result<(), InitError> {
+    let Some(plan) = &ctx.rootfs else {
+        if session {
+            setup_session(ctx, false)?;
+        }
+        return write_sysctls(ctx);
+    };
+    if !ctx.ns.has_mount_ns() {
         // No mount namespace: mounting would change the host's mount table, so the rootfs is only
         // entered with chroot (the parent warned that config mounts are not applied).
         join_cgroup_before_root_changes(ctx, gate)?;
         nix::unistd::chroot(&plan.rootfs).map_err(sys("chroot into rootfs"))?;
         nix::unistd::chdir("/").map_err(sys("chdir to /"))?;
-    } else if let Some(plan) = &ctx.rootfs {
-        plan.prepare_gated(&mut || gate.pass())?;
-        join_cgroup_before_root_changes(ctx, gate)?;
+        if session {
+            setup_session(ctx, false)?;
+        }
+        return make_cwd(ctx);
+    }
+    plan.prepare_gated(&mut || gate.pass(), sources)?;
+    join_cgroup_before_root_changes(ctx, gate)?;
+    if !ctx.hooks_create_container.is_empty() {
+        // In the rootfs, before pivot_root (runc: "the old root is still available").
+        let rootfs = plan.rootfs_real.as_deref().unwrap_or(&plan.rootfs);
+        let at = hooks::At {
+            cwd: Some(rootfs),
+            ..hooks::At::default()
+        };
         hooks::run(
             "createContainer",
             &ctx.hooks_create_container,
             &ctx.state_json,
+            &at,
         )?;
-        plan.pivot()?;
-        // Before finalize: readonlyPaths usually has /proc/sys (Docker, podman), sysctls come first.
-        write_sysctls(ctx)?;
-        plan.finalize()?;
-    } else {
-        write_sysctls(ctx)?;
     }
+    plan.pivot()?;
+    if session {
+        // After pivot_root (the pty comes from the container's /dev/ptmx), before finalize (a
+        // read-only /dev or root would refuse /dev/console).
+        setup_session(ctx, true)?;
+    }
+    // Before finalize: readonlyPaths usually has /proc/sys (Docker, podman), sysctls come first.
+    write_sysctls(ctx)?;
+    make_cwd(ctx)?;
+    plan.finalize()?;
     Ok(())
+}
+
+/// A process.cwd missing from the image is made (0755, by the container's root, as runc does:
+/// Kubernetes workingDir, `nerdctl run -w`). Inside the new root, so nothing outside is reached.
+fn make_cwd(ctx: &InitContext) -> Result<(), InitError> {
+    use std::os::unix::fs::DirBuilderExt;
+    let cwd = ctx.process.cwd();
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(cwd)
+        .map_err(|source| InitError::MakeCwd {
+            path: cwd.clone(),
+            source,
+        })
 }
 
 /// A self-joining init ([`InitContext::join_cgroup`]) reaches the host's cgroupfs only until its
@@ -248,9 +347,9 @@ pub fn in_place(ctx: &InitContext) -> Result<Infallible, InitError> {
     enter(ctx)?;
     // The caller unshared every namespace itself; there is no parent to wait for.
     let mut gate = CgroupGate { ctx, chan: None };
-    build_root(ctx, &mut gate)?;
-    let exe = find_executable(&ctx.process)?;
-    apply_apparmor(&ctx.process)?;
+    build_root(ctx, &mut gate, false, &[])?;
+    let exe = finish::find_executable(&ctx.process)?;
+    finish::apply_apparmor(&ctx.process)?;
     if let Some(writable) = &ctx.landlock {
         let status = security::landlock::apply(writable)?;
         if !status.enforced {
@@ -260,7 +359,7 @@ pub fn in_place(ctx: &InitContext) -> Result<Infallible, InitError> {
             );
         }
     }
-    finish_and_exec(ctx, &exe, None)
+    finish::prepare_and_exec(ctx, exe, None)
 }
 
 /// In a user namespace, become its root: our host ids may be unmapped there (root creating a
@@ -342,9 +441,10 @@ fn write_sysctls(ctx: &InitContext) -> Result<(), InitError> {
     Ok(())
 }
 
-/// A new session; with a console, the pty becomes its controlling terminal and our stdio.
-pub(super) fn setup_session(ctx: &InitContext) -> Result<(), InitError> {
-    if !setup_console(ctx)? {
+/// A new session; with a console, the pty becomes its controlling terminal and our stdio, and
+/// with `bind_console` (an init with a mount namespace) also the container's /dev/console.
+pub(super) fn setup_session(ctx: &InitContext, bind_console: bool) -> Result<(), InitError> {
+    if !setup_console(ctx, bind_console)? {
         nix::unistd::setsid().map_err(sys("setsid"))?;
     }
     Ok(())
@@ -352,7 +452,7 @@ pub(super) fn setup_session(ctx: &InitContext) -> Result<(), InitError> {
 
 /// With `process.terminal`: a pty made inside the container, its master sent over the console
 /// socket, its slave our controlling terminal and stdio. Returns whether a terminal was set up.
-fn setup_console(ctx: &InitContext) -> Result<bool, InitError> {
+fn setup_console(ctx: &InitContext, bind_console: bool) -> Result<bool, InitError> {
     let Some(sock) = &ctx.console else {
         return Ok(false);
     };
@@ -364,6 +464,9 @@ fn setup_console(ctx: &InitContext) -> Result<bool, InitError> {
     let slave_path = ptsname_r(&master).map_err(sys("ptsname"))?;
     if let Some((rows, cols)) = ctx.console_size {
         crate::sys::set_winsize(master.as_raw_fd(), rows, cols).map_err(sys("set console size"))?;
+    }
+    if bind_console {
+        crate::rootfs::bind_console(std::path::Path::new(&slave_path))?;
     }
     send_fd(sock.as_fd(), master.as_raw_fd(), &slave_path)?;
     drop(master);
@@ -423,154 +526,6 @@ fn wait_for_start(ctx: &InitContext, chan: &Channel) -> Result<(), InitError> {
     }
 }
 
-/// The last steps, shared with exec: limits, identity, capabilities, no_new_privs, seccomp, execve.
-/// `parent`: die with that parent (SIGKILL), which must still be ours; set after the identity
-/// switch, which clears the parent-death signal.
-pub(super) fn finish_and_exec(
-    ctx: &InitContext,
-    exe: &CString,
-    parent: Option<nix::unistd::Pid>,
-) -> Result<Infallible, InitError> {
-    let p = &ctx.process;
-    let nnp = p.no_new_privileges().unwrap_or(false);
-    let argv: Vec<CString> = p
-        .args()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .map(|a| cstring(a))
-        .collect();
-    let mut envp: Vec<CString> = ctx.env.iter().map(|a| cstring(a)).collect();
-    if !ctx.env.iter().any(|kv| kv.starts_with("HOME=")) {
-        envp.push(cstring(&format!("HOME={}", home_of(p.user().uid()))));
-    }
-    // A foreground husk blocks the signals it forwards, Rust ignores SIGPIPE and the caller may
-    // ignore others: the program must start with an empty mask and default dispositions.
-    nix::sys::signal::SigSet::all()
-        .thread_unblock()
-        .map_err(sys("unblock signals"))?;
-    crate::sys::default_signals().map_err(sys("reset signal dispositions"))?;
-    security::rlimit::apply(p.rlimits().as_deref().unwrap_or_default())?;
-    crate::sys::cloexec_from(3 + ctx.preserve_fds).map_err(sys("close inherited fds"))?;
-    if let Some(c) = p.capabilities() {
-        security::caps::drop_bounding(c)?;
-    }
-    // Without no_new_privs the kernel loads a filter only for a holder of CAP_SYS_ADMIN: load it
-    // now, before the identity switch drops it (as runc does); the filter must allow what follows.
-    if !nnp {
-        if let Some(prog) = &ctx.seccomp {
-            prog.load()?;
-        }
-    }
-    security::identity::switch(p.user(), ctx.setgroups_allowed)?;
-    let cwd = p.cwd();
-    nix::unistd::chdir(cwd).map_err(|source| InitError::Cwd {
-        path: cwd.clone(),
-        source,
-    })?;
-    // CVE-2024-21626: a cwd reached through an inherited fd (e.g. /proc/self/fd/N of a host
-    // directory) lies outside our root, and getcwd then fails with ENOENT ("(unreachable)").
-    match nix::unistd::getcwd() {
-        Ok(p) if p.is_absolute() => {}
-        Ok(_) => {
-            return Err(InitError::Cwd {
-                path: cwd.clone(),
-                source: nix::errno::Errno::ENOENT,
-            })
-        }
-        Err(source) => {
-            return Err(InitError::Cwd {
-                path: cwd.clone(),
-                source,
-            })
-        }
-    }
-    if let Some(c) = p.capabilities() {
-        security::caps::apply_sets(c)?;
-    }
-    if let Some(parent) = parent {
-        nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
-            .map_err(sys("set pdeathsig"))?;
-        // Reparented already: the caller died before the signal was armed.
-        if nix::unistd::getppid() != parent {
-            return Err(InitError::Sys {
-                step: "exec: the caller is gone",
-                source: nix::errno::Errno::ESRCH,
-            });
-        }
-    }
-    if nnp {
-        security::set_no_new_privs()?;
-        // As late as possible: only execve follows.
-        if let Some(prog) = &ctx.seccomp {
-            prog.load()?;
-        }
-    }
-    let Err(source) = nix::unistd::execve(exe, &argv, &envp);
-    Err(InitError::Exec {
-        path: exe.to_string_lossy().into_owned(),
-        source,
-    })
-}
-
-/// The home directory of `uid` in the container's /etc/passwd, "/" when unknown (as runc sets HOME).
-fn home_of(uid: u32) -> String {
-    std::fs::read_to_string("/etc/passwd")
-        .ok()
-        .and_then(|text| {
-            text.lines().find_map(|l| {
-                let f: Vec<&str> = l.split(':').collect();
-                (f.len() >= 6 && f[2].parse() == Ok(uid)).then(|| f[5].to_string())
-            })
-        })
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "/".to_string())
-}
-
-fn cstring(s: &str) -> CString {
+pub(super) fn cstring(s: &str) -> CString {
     CString::new(s.replace('\0', "")).unwrap_or_default()
-}
-
-/// Before [2], so a profile that cannot be applied fails `create` (it takes effect at execve).
-pub(super) fn apply_apparmor(p: &Process) -> Result<(), InitError> {
-    if let Some(profile) = p.apparmor_profile().as_deref().filter(|s| !s.is_empty()) {
-        security::apparmor::apply(profile)?;
-    }
-    Ok(())
-}
-
-/// Resolves argv[0] against the container's PATH, as the shell would.
-pub(super) fn find_executable(p: &Process) -> Result<CString, InitError> {
-    let argv0 = p
-        .args()
-        .as_ref()
-        .and_then(|a| a.first())
-        .cloned()
-        .unwrap_or_default();
-    if argv0.contains('/') {
-        // Checked here, at create, so a missing program fails `create` (containerd shows it as
-        // "OCI runtime create failed"), not the container after `start`.
-        return match std::fs::metadata(&argv0) {
-            Ok(_) => Ok(cstring(&argv0)),
-            Err(e) => Err(InitError::Stat {
-                path: argv0,
-                source: e,
-            }),
-        };
-    }
-    let path = p
-        .env()
-        .as_deref()
-        .unwrap_or_default()
-        .iter()
-        .find_map(|kv| kv.strip_prefix("PATH="))
-        .unwrap_or("/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
-        .to_string();
-    for dir in path.split(':').filter(|d| !d.is_empty()) {
-        let cand = Path::new(dir).join(&argv0);
-        if cand.is_file() && nix::unistd::access(&cand, AccessFlags::X_OK).is_ok() {
-            return Ok(cstring(&cand.to_string_lossy()));
-        }
-    }
-    Err(InitError::NotFound(argv0))
 }

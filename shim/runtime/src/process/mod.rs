@@ -4,8 +4,10 @@
 //! No re-exec of the husk binary: the child is a fork-like clone that already holds the parsed config,
 //! the mount plan and the compiled seccomp program.
 
+mod finish;
 pub mod hooks;
 pub mod init;
+pub mod sources;
 pub mod sync;
 
 use crate::ns::NsPlan;
@@ -83,6 +85,11 @@ pub struct InitContext {
     pub landlock: Option<Vec<std::path::PathBuf>>,
     /// `linux.timeOffsets` as /proc/PID/timens_offsets lines, for a new time namespace.
     pub time_offsets: String,
+    /// The parent opens the bind sources for the init ([`sources`], sync point [1a']).
+    pub fetch_bind_sources: bool,
+    /// Give the process every CPU (the OCI verbs, as runc); the launcher keeps the caller's
+    /// affinity (a Slurm task bound to its cores stays bound).
+    pub reset_cpu_affinity: bool,
     pub hooks_create_container: Vec<Hook>,
     pub hooks_start_container: Vec<Hook>,
     /// OCI state JSON handed to container-side hooks.
@@ -103,10 +110,16 @@ pub struct Spawned {
 /// parent has nothing to do in the container's namespaces before [1b], so only the pid and user
 /// namespaces are cloned (the init must be born in them) and the init makes its mount, network,
 /// UTS and IPC namespaces itself, while the parent does the cgroup and state work.
+/// With [`InitContext::fetch_bind_sources`] the mount namespace is cloned too: the parent opens
+/// the sources inside it at [1a'].
 fn clone_flags(ctx: &InitContext) -> CloneFlags {
     let all = ctx.ns.clone_flags - CloneFlags::CLONE_NEWCGROUP;
+    let mut born = CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUSER;
+    if ctx.fetch_bind_sources {
+        born |= CloneFlags::CLONE_NEWNS;
+    }
     if ctx.overlap_cgroup_setup {
-        all & (CloneFlags::CLONE_NEWPID | CloneFlags::CLONE_NEWUSER)
+        all & born
     } else {
         all
     }
@@ -127,20 +140,39 @@ pub fn spawn_init<E: From<ProcessError>>(
     after_map: impl FnOnce(Pid) -> Result<(), E>,
 ) -> Result<Spawned, E> {
     let (parent, child) = sync::pair().map_err(ProcessError::Sync)?;
-    ctx.ns
-        .join_pid_for_children()
-        .map_err(|e| ProcessError::Init(e.to_string()))?;
-    match clone_fork(clone_flags(ctx)).map_err(ProcessError::Clone)? {
+    let via_userns = via_joined_userns(ctx);
+    if !via_userns {
+        ctx.ns
+            .join_pid_for_children()
+            .map_err(|e| ProcessError::Init(e.to_string()))?;
+    }
+    let first = match via_userns {
+        true => CloneFlags::empty(),
+        false => clone_flags(ctx),
+    };
+    match clone_fork(first).map_err(ProcessError::Clone)? {
+        Forked::Child if via_userns => {
+            drop(parent);
+            init_in_joined_userns(ctx, &child)
+        }
         Forked::Child => {
             drop(parent);
             init::main(ctx, &child)
         }
-        Forked::Parent(pid) => {
+        Forked::Parent(first) => {
             drop(child);
+            let pid = match via_userns {
+                true => child_of_intermediate(first, &parent)?,
+                false => first,
+            };
             let res = map(pid).and_then(|()| {
                 if ctx.ns.new_userns() {
                     // [1a] mapped.
                     parent.send(&Msg::Mapped).map_err(ProcessError::Sync)?;
+                }
+                if ctx.fetch_bind_sources {
+                    // [1a'] bind sources.
+                    sources::send(pid, ctx, &parent)?;
                 }
                 after_map(pid)?;
                 // [1b] go.
@@ -159,8 +191,54 @@ pub fn spawn_init<E: From<ProcessError>>(
                     }
                 }
             });
+            let res = res.map_err(|e| own_error(&parent).map_or(e, E::from));
             settle(pid, parent, res)
         }
+    }
+}
+
+/// A user namespace given by path, and namespaces to make: they must be made *inside* it (owned
+/// by it), or the container's root holds no capability over them (mount, proc: EPERM; Kubernetes
+/// `hostUsers: false` pods join the sandbox's). clone(2) makes them in the caller's, so an
+/// intermediate child joins the user namespace first and clones the init from there.
+fn via_joined_userns(ctx: &InitContext) -> bool {
+    ctx.ns.joins_userns() && !ctx.ns.clone_flags.is_empty()
+}
+
+/// The intermediate of [`via_joined_userns`]: joins a pid namespace given by path (for its
+/// children: it stays in ours, so the pid it reports is ours too; and first, while it holds our
+/// capabilities), then the user namespace, clones the init (our child, with CLONE_PARENT) into
+/// the new namespaces, reports its pid and exits.
+fn init_in_joined_userns(ctx: &InitContext, chan: &Channel) -> ! {
+    let run = || -> Result<Pid, init::InitError> {
+        ctx.ns.join_pid_for_children()?;
+        ctx.ns.join_userns()?;
+        match clone_fork(clone_flags(ctx) | CloneFlags::CLONE_PARENT) {
+            Ok(Forked::Parent(p)) => Ok(p),
+            Ok(Forked::Child) => init::main(ctx, chan),
+            Err(source) => Err(init::InitError::Sys {
+                step: "clone container init in the joined user namespace",
+                source,
+            }),
+        }
+    };
+    match run() {
+        Ok(pid) => {
+            let _ = chan.send(&Msg::Pid(pid.as_raw()));
+            crate::sys::exit_now(0)
+        }
+        Err(e) => init::report_and_exit(chan, &e),
+    }
+}
+
+/// The init's pid from the intermediate (which is reaped), or its error.
+fn child_of_intermediate(mid: Pid, chan: &Channel) -> Result<Pid, ProcessError> {
+    let got = chan.recv().map_err(ProcessError::Sync);
+    let _ = waitpid(mid, None);
+    match got? {
+        Some(Msg::Pid(p)) => Ok(Pid::from_raw(p)),
+        Some(Msg::Failed(m)) => Err(ProcessError::Init(m)),
+        other => Err(ProcessError::Protocol(other)),
     }
 }
 
@@ -180,6 +258,15 @@ fn settle<E>(
             reap_killed(pid);
             Err(e)
         }
+    }
+}
+
+/// After a failure on our side of the sync (EPIPE, a map write refused because the child is
+/// gone): the error the child sent before it exited, which is the real cause. Never blocks.
+fn own_error(chan: &Channel) -> Option<ProcessError> {
+    match chan.try_recv() {
+        Ok(Some(Msg::Failed(m))) => Some(ProcessError::Init(m)),
+        _ => None,
     }
 }
 
@@ -302,14 +389,17 @@ fn exec_final(ctx: &InitContext, chan: &Channel, join: Vec<OwnedFd>) -> ! {
         }
         // Closed right after: nothing of the host's cgroupfs reaches the exec'd program.
         crate::cgroup::join_self_by_fd(join, &ctx.join_cgroup)?;
-        init::setup_session(ctx)?;
-        let exe = init::find_executable(&ctx.process)?;
-        init::apply_apparmor(&ctx.process)?;
+        if ctx.reset_cpu_affinity {
+            init::reset_cpu_affinity();
+        }
+        init::setup_session(ctx, false)?;
+        let exe = finish::find_executable(&ctx.process)?;
+        finish::apply_apparmor(&ctx.process)?;
         // The same domain as the init's (the status is the init's to report).
         if let Some(writable) = &ctx.landlock {
             crate::security::landlock::apply(writable)?;
         }
-        init::finish_and_exec(ctx, &exe, parent)
+        finish::prepare_and_exec(ctx, exe, parent)
     };
     let Err(e) = run();
     init::report_and_exit(chan, &e)

@@ -1,19 +1,30 @@
 //! The parent/child sync channel: a SOCK_SEQPACKET socketpair carrying small tagged messages.
-//! No serde on this path: a tag byte and a fixed or string payload.
+//! No serde on this path: a tag byte and a fixed or string payload (and fds, for [1a']).
 //!
-//! Sync points (the same number is used in the parent's and the child's comments):
+//! Sync points (the same number is used in the parent's and the child's comments; the parent's
+//! side is `process::spawn_init`, the child's `init::run`, each one straight function):
 //! - [1a] parent → child `Mapped` (only with a new user namespace): id maps written.
+//! - [1a'] parent → child `Sources` with fds (only root, a new user namespace and bind mounts):
+//!   the bind sources, opened inside the child's mount namespace (`process::sources`).
 //! - [1b] parent → child `Go`: cgroup joined, state saved, prestart/createRuntime hooks run. Without
 //!   hooks the child waits for it only just before its first cgroup mount (or at the end of the
 //!   rootfs), so its mounts overlap the parent's cgroup work; it unshares its cgroup namespace
 //!   after it, so the namespace's root is the container's cgroup.
-//! - [2] child → parent `Created` (or `Failed(msg)`): rootfs, pivot, console done; argv resolved.
-//!   With Landlock asked for, a `Landlock(status JSON)` comes just before it.
+//! - [2] child → parent `Created` (or `Failed(msg)`): everything that can fail is done — rootfs,
+//!   createContainer hooks, pivot, console, sysctls, cwd, argv resolved, AppArmor, Landlock,
+//!   rlimits, bounding set, identity, capabilities, no_new_privs, seccomp — and the caller's fds
+//!   are closed. With Landlock asked for, a `Landlock(status JSON)` comes just before it. After
+//!   [2] only the wait for start, startContainer hooks and execve remain (runc: the init closes
+//!   its sync pipe only once finalizeNamespace is done).
 //! - [3] parent → child `Start` (run only; create/start uses exec.fifo instead).
-//! - exec: intermediate → parent `Pid(n)` of the process it cloned with CLONE_PARENT.
+//! - intermediate → parent `Pid(n)` of the process it cloned with CLONE_PARENT: exec, and an
+//!   init that joins a user namespace given by path (`process::spawn_init`).
+//!
+//! A failure on the parent's side of a sync (EPIPE: the child has exited) gives way to the
+//! child's own `Failed` message when one is queued (`process::own_error`).
 
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Msg {
@@ -24,6 +35,9 @@ pub enum Msg {
     Pid(i32),
     /// What Landlock applied (security::landlock::Status as JSON).
     Landlock(String),
+    /// Bind sources opened by the parent: one byte per bind of this chunk, `1` when its fd is
+    /// attached (in order), `0` when the parent could not open it.
+    Sources(Vec<bool>),
     Failed(String),
 }
 
@@ -33,6 +47,7 @@ const START: u8 = 3;
 const PID: u8 = 4;
 const LANDLOCK: u8 = 5;
 const MAPPED: u8 = 6;
+const SOURCES: u8 = 7;
 const FAILED: u8 = 0xff;
 
 /// One end of the channel.
@@ -67,6 +82,11 @@ impl Msg {
                 v.extend_from_slice(s.as_bytes());
                 v
             }
+            Msg::Sources(have) => {
+                let mut v = vec![SOURCES];
+                v.extend(have.iter().map(|&h| u8::from(h)));
+                v
+            }
             Msg::Failed(s) => {
                 let mut v = vec![FAILED];
                 v.extend_from_slice(s.as_bytes());
@@ -84,6 +104,7 @@ impl Msg {
             START => Msg::Start,
             PID => Msg::Pid(i32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
             LANDLOCK => Msg::Landlock(String::from_utf8_lossy(rest).into_owned()),
+            SOURCES => Msg::Sources(rest.iter().map(|&b| b == 1).collect()),
             FAILED => Msg::Failed(String::from_utf8_lossy(rest).into_owned()),
             _ => return None,
         })
@@ -99,9 +120,42 @@ impl Channel {
 
     /// Next message; `Ok(None)` when the peer closed its end (exited, or exec'd with CLOEXEC).
     pub fn recv(&self) -> nix::Result<Option<Msg>> {
+        self.recv_flags(MsgFlags::empty())
+    }
+
+    /// `msg` with `fds` attached (SCM_RIGHTS; at most [`crate::sys::FDS_PER_MESSAGE`]).
+    pub fn send_with_fds(&self, msg: &Msg, fds: &[RawFd]) -> nix::Result<()> {
+        use nix::sys::socket::{sendmsg, ControlMessage};
+        let buf = msg.encode();
+        let iov = [std::io::IoSlice::new(&buf)];
+        let cmsg = [ControlMessage::ScmRights(fds)];
+        let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
+        sendmsg::<()>(
+            self.0.as_raw_fd(),
+            &iov,
+            cmsgs,
+            MsgFlags::MSG_NOSIGNAL,
+            None,
+        )
+        .map(drop)
+    }
+
+    /// The next message and the fds that came with it.
+    pub fn recv_with_fds(&self) -> nix::Result<(Option<Msg>, Vec<OwnedFd>)> {
+        let mut buf = [0u8; 4096];
+        let (n, fds) = crate::sys::recv_with_fds(self.0.as_fd(), &mut buf)?;
+        Ok(((n > 0).then(|| Msg::decode(&buf[..n])).flatten(), fds))
+    }
+
+    /// A message already queued, without waiting (EAGAIN when there is none).
+    pub fn try_recv(&self) -> nix::Result<Option<Msg>> {
+        self.recv_flags(MsgFlags::MSG_DONTWAIT)
+    }
+
+    fn recv_flags(&self, flags: MsgFlags) -> nix::Result<Option<Msg>> {
         let mut buf = [0u8; 4096];
         loop {
-            match recv(self.0.as_raw_fd(), &mut buf, MsgFlags::empty()) {
+            match recv(self.0.as_raw_fd(), &mut buf, flags) {
                 Ok(0) => return Ok(None),
                 Ok(n) => return Ok(Msg::decode(&buf[..n])),
                 Err(nix::errno::Errno::EINTR) => continue,
@@ -124,6 +178,7 @@ mod tests {
             Msg::Created,
             Msg::Start,
             Msg::Pid(4242),
+            Msg::Sources(vec![true, false, true]),
             Msg::Failed("mount /proc: permission denied".into()),
         ] {
             a.send(&m).unwrap();

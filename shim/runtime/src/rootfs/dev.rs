@@ -239,6 +239,22 @@ fn resolve_err(path: &Path, source: Errno) -> RootfsError {
     }
 }
 
+/// Binds the container's terminal (a pty of its devpts) onto /dev/console, as runc does
+/// (mountConsole): programs that open /dev/console (init systems, getty, logger fallbacks) reach
+/// the terminal. Runs after pivot_root, in the container's root; /dev/console is made an empty
+/// file first when missing, without following a symlink out of the root.
+pub fn bind_console(pty: &Path) -> Result<(), RootfsError> {
+    let dest = Path::new("/dev/console");
+    let root = exec::open_dir(Path::new("/"))?;
+    let target = resolve::open(root.as_fd(), dest, resolve::Create::File).map_err(|source| {
+        RootfsError::Resolve {
+            path: dest.into(),
+            source,
+        }
+    })?;
+    exec::mount_at(Some(pty), &target, None, MsFlags::MS_BIND, "", dest)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

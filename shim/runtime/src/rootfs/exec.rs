@@ -4,8 +4,9 @@
 //! naming the object that was *covered* by a mount, so every step after a mount (remount,
 //! propagation) resolves the destination again to reach the new mount's root.
 
-use super::{cgroup, dev, resolve, MountKind, MountOp, MountOptions, Plan, RootfsError};
+use super::{cgroup, copyup, dev, resolve, MountKind, MountOp, MountOptions, Plan, RootfsError};
 use nix::errno::Errno;
+use nix::fcntl::OFlag;
 use nix::mount::{mount, umount2, MntFlags, MsFlags};
 use nix::sys::stat::{fstat, SFlag};
 use nix::sys::statvfs::{fstatvfs, FsFlags};
@@ -40,7 +41,7 @@ pub fn mount_at(
     })
 }
 
-fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
+pub(super) fn open_dir(path: &Path) -> Result<OwnedFd, RootfsError> {
     std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_DIRECTORY | libc::O_CLOEXEC)
@@ -72,6 +73,7 @@ fn rootfs_path(plan: &Plan) -> Result<PathBuf, RootfsError> {
 pub fn prepare<E: From<RootfsError>>(
     plan: &Plan,
     before_cgroup: &mut dyn FnMut() -> Result<(), E>,
+    sources: &[Option<OwnedFd>],
 ) -> Result<(), E> {
     let propagate = |path: &Path, flags| {
         mount(None::<&str>, path, None::<&str>, flags, None::<&str>).map_err(|source| {
@@ -107,12 +109,20 @@ pub fn prepare<E: From<RootfsError>>(
         log::debug!("rootfs: remount / read-only before the mounts");
         remount_bind(root.as_fd(), Path::new("/"), &read_only())?;
     }
+    let mut binds = 0;
     for op in &plan.mounts {
         if matches!(op.kind, MountKind::Cgroup { .. }) {
             before_cgroup()?;
         }
         log::debug!("rootfs: mount {op:?}");
-        apply(root.as_fd(), op)?;
+        let source_fd = match op.kind {
+            MountKind::Bind { .. } => {
+                binds += 1;
+                sources.get(binds - 1).and_then(Option::as_ref)
+            }
+            _ => None,
+        };
+        apply(root.as_fd(), op, source_fd)?;
     }
     if !plan.setup_dev {
         return Ok(());
@@ -125,8 +135,12 @@ pub fn prepare<E: From<RootfsError>>(
 }
 
 /// Applies one mount, then its fallback if the first attempt hit a user-namespace restriction.
-fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
-    let err = match apply_one(root, op) {
+fn apply(
+    root: BorrowedFd<'_>,
+    op: &MountOp,
+    source_fd: Option<&OwnedFd>,
+) -> Result<(), RootfsError> {
+    let err = match apply_one(root, op, source_fd) {
         Err(e @ RootfsError::Mount { .. }) => e,
         r => return r,
     };
@@ -137,29 +151,36 @@ fn apply(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
     match &op.fallback {
         Some(fallback) if retryable => {
             log::debug!("rootfs: {err}; trying {fallback:?}");
-            apply_one(root, fallback)
+            apply_one(root, fallback, None)
         }
         _ => Err(err),
     }
 }
 
-fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
+fn apply_one(
+    root: BorrowedFd<'_>,
+    op: &MountOp,
+    source_fd: Option<&OwnedFd>,
+) -> Result<(), RootfsError> {
     let dest = &op.destination;
     match &op.kind {
         MountKind::Bind { source } => {
-            let create = if source.is_dir() {
+            let (from, is_dir) = bind_source(source, source_fd);
+            let create = if is_dir {
                 resolve::Create::Dir
             } else {
                 resolve::Create::File
             };
             let target = resolve::open(root, dest, create).map_err(resolve_err(dest))?;
             let flags = op.options.flags & (MsFlags::MS_BIND | MsFlags::MS_REC);
-            mount_at(Some(source), &target, None, flags, "", dest)?;
+            mount_at(Some(&from), &target, None, flags, "", dest)
+                .map_err(|e| named_source(e, source))?;
             let extra = op.options.flags & !(flags | MsFlags::MS_REMOUNT);
             if !extra.is_empty() {
                 remount_bind(root, dest, &op.options)?;
             }
         }
+        MountKind::Fs { fstype, source } if fstype == "tmpfs" => mount_tmpfs(root, op, source)?,
         MountKind::Fs { fstype, source } => {
             // CVE-2019-16884/-19921: proc and sysfs must not land on a symlinked target.
             let target = if fstype == "proc" || fstype == "sysfs" {
@@ -169,11 +190,12 @@ fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
             }
             .map_err(resolve_err(dest))?;
             let o = &op.options;
+            let flags = o.flags - late_readonly(op);
             mount_at(
                 Some(Path::new(source)),
                 &target,
                 Some(fstype),
-                o.flags,
+                flags,
                 &o.data,
                 dest,
             )?;
@@ -181,6 +203,107 @@ fn apply_one(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
         MountKind::Cgroup { cgroupns } => return cgroup::mount(root, op, *cgroupns),
     }
     propagate(root, dest, &op.options.propagation)
+}
+
+/// What to bind from: the source path; or, when we may not reach it (EACCES, EPERM: a user
+/// namespace's root is nobody to the host's files) and the parent opened it for us, that fd,
+/// through /proc/self/fd (the kernel then checks no permission on the path). And whether it is a
+/// directory.
+fn bind_source(source: &Path, fd: Option<&OwnedFd>) -> (PathBuf, bool) {
+    match (std::fs::metadata(source), fd) {
+        (Ok(m), _) => (source.to_path_buf(), m.is_dir()),
+        (Err(e), Some(fd)) if matches!(e.raw_os_error(), Some(libc::EACCES | libc::EPERM)) => {
+            let is_dir = fstat(fd.as_raw_fd()).is_ok_and(|st| {
+                SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT == SFlag::S_IFDIR
+            });
+            (fd_path(fd), is_dir)
+        }
+        // The mount reports it.
+        (Err(_), _) => (source.to_path_buf(), false),
+    }
+}
+
+/// A bind's error names its source, not /proc/self/fd/N.
+fn named_source(e: RootfsError, source: &Path) -> RootfsError {
+    match e {
+        RootfsError::Mount {
+            path,
+            source: errno,
+            ..
+        } => RootfsError::Mount {
+            what: source.display().to_string(),
+            path,
+            source: errno,
+        },
+        e => e,
+    }
+}
+
+/// A tmpfs, as runc mounts one: on an existing directory it takes that directory's mode (a
+/// `mode=` of the config still wins: the later option counts), on a made one tmpfs's 1777; with
+/// `tmpcopyup` it starts with a copy of what it covers ([`copyup`]).
+fn mount_tmpfs(root: BorrowedFd<'_>, op: &MountOp, source: &str) -> Result<(), RootfsError> {
+    let dest = &op.destination;
+    let o = &op.options;
+    let (target, covered) = match resolve::open(root, dest, resolve::Create::No) {
+        Ok(fd) => {
+            let st = fstat(fd.as_raw_fd()).map_err(resolve_err(dest))?;
+            (fd, Some(st.st_mode & 0o7777))
+        }
+        Err(_) => (
+            resolve::open(root, dest, resolve::Create::Dir).map_err(resolve_err(dest))?,
+            None,
+        ),
+    };
+    let data = match covered {
+        Some(mode) if o.data.is_empty() => format!("mode={mode:04o}"),
+        Some(mode) => format!("mode={mode:04o},{}", o.data),
+        None => o.data.clone(),
+    };
+    let copy_from = match covered {
+        Some(_) if o.copy_up => Some(reopen_dir(&target).map_err(resolve_err(dest))?),
+        _ => None,
+    };
+    let flags = o.flags - late_readonly(op);
+    mount_at(
+        Some(Path::new(source)),
+        &target,
+        Some("tmpfs"),
+        flags,
+        &data,
+        dest,
+    )?;
+    if let Some(from) = copy_from {
+        let top = resolve::open(root, dest, resolve::Create::No).map_err(resolve_err(dest))?;
+        let to = reopen_dir(&top).map_err(resolve_err(dest))?;
+        copyup::copy_tree(from.as_fd(), to.as_fd()).map_err(|source| RootfsError::CopyUp {
+            path: dest.clone(),
+            source,
+        })?;
+    }
+    Ok(())
+}
+
+/// A readable directory fd from an O_PATH one (to list it).
+fn reopen_dir(fd: &OwnedFd) -> nix::Result<OwnedFd> {
+    let how = nix::fcntl::OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(nix::fcntl::ResolveFlag::RESOLVE_NO_SYMLINKS);
+    crate::sys::fd::openat2(fd.as_fd(), Path::new("."), how)
+}
+
+/// MS_RDONLY when `op` is a read-only tmpfs or /dev: those are mounted writable (devices, modes
+/// and copies go in first) and made read-only by [`finalize`], as runc does.
+fn late_readonly(op: &MountOp) -> MsFlags {
+    let late = match &op.kind {
+        MountKind::Fs { fstype, .. } => fstype == "tmpfs" || op.destination == Path::new("/dev"),
+        _ => false,
+    };
+    if late {
+        op.options.flags & MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    }
 }
 
 /// Applies `mounts[].options` propagation words to the mount now at `dest`.
@@ -327,10 +450,12 @@ pub fn pivot(plan: &Plan) -> Result<(), RootfsError> {
         // below the new root, reachable only by escaping the chroot (needs CAP_SYS_CHROOT).
         log::debug!("rootfs: move {rootfs:?} onto / and chroot");
         chdir(&rootfs).map_err(err("chdir to", &rootfs))?;
+        hide_host_procfs(&rootfs)?;
         mount(Some("."), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
             .map_err(err("move onto / the rootfs", &rootfs))?;
         chroot(".").map_err(err("chroot into", &rootfs))?;
-        return chdir("/").map_err(err("chdir to", Path::new("/")));
+        chdir("/").map_err(err("chdir to", Path::new("/")))?;
+        return root_propagation(plan);
     }
     log::debug!("rootfs: pivot_root into {rootfs:?}");
     let old = open_dir(Path::new("/"))?;
@@ -350,12 +475,106 @@ pub fn pivot(plan: &Plan) -> Result<(), RootfsError> {
     )
     .map_err(err("make rslave the old root of", &rootfs))?;
     umount2(".", MntFlags::MNT_DETACH).map_err(err("detach the old root of", &rootfs))?;
-    chdir("/").map_err(err("chdir to", Path::new("/")))
+    chdir("/").map_err(err("chdir to", Path::new("/")))?;
+    root_propagation(plan)
+}
+
+/// `linux.rootfsPropagation` other than private or slave (shared, unbindable) is applied to the
+/// new `/` too, after pivot_root, as runc does: the bind that became `/` was made under a private
+/// parent, so `shared` would otherwise be lost.
+fn root_propagation(plan: &Plan) -> Result<(), RootfsError> {
+    if plan
+        .propagation
+        .intersects(MsFlags::MS_PRIVATE | MsFlags::MS_SLAVE)
+    {
+        return Ok(());
+    }
+    mount(
+        None::<&str>,
+        "/",
+        None::<&str>,
+        plan.propagation,
+        None::<&str>,
+    )
+    .map_err(|source| RootfsError::Propagation {
+        path: "/".into(),
+        source,
+    })
+}
+
+/// Before --no-pivot's chroot: the host's whole proc and sysfs mounts stay in the namespace,
+/// below the new root, and while one is fully visible the kernel lets a user namespace inside
+/// mount a fresh, unmasked proc (mount_too_revealing). Each is detached (rslave first, so the
+/// host keeps its own), or covered with an empty tmpfs where it may not be unmounted (a user
+/// namespace's locked mounts), as runc does (msMoveRoot).
+fn hide_host_procfs(rootfs: &Path) -> Result<(), RootfsError> {
+    let info = Path::new("/proc/self/mountinfo");
+    let text = std::fs::read_to_string(info).map_err(|source| RootfsError::Read {
+        path: info.into(),
+        source,
+    })?;
+    for line in text.lines() {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let fstype = fields
+            .iter()
+            .position(|f| *f == "-")
+            .and_then(|i| fields.get(i + 1));
+        let (Some(root), Some(point), Some(fstype)) = (fields.get(3), fields.get(4), fstype) else {
+            continue;
+        };
+        let point = unescape(point);
+        if *root != "/" || !matches!(*fstype, "proc" | "sysfs") || point.starts_with(rootfs) {
+            continue;
+        }
+        let rslave = MsFlags::MS_SLAVE | MsFlags::MS_REC;
+        match mount(None::<&str>, &point, None::<&str>, rslave, None::<&str>) {
+            Ok(()) => {}
+            // Under one detached already (/sys/kernel/security after /sys).
+            Err(Errno::ENOENT) => continue,
+            Err(source) => {
+                return Err(RootfsError::Propagation {
+                    path: point,
+                    source,
+                })
+            }
+        }
+        match umount2(&point, MntFlags::MNT_DETACH) {
+            Ok(()) => {}
+            Err(Errno::EINVAL | Errno::EPERM) => mount(
+                Some("tmpfs"),
+                &point,
+                Some("tmpfs"),
+                MsFlags::empty(),
+                None::<&str>,
+            )
+            .map_err(|source| RootfsError::Mount {
+                what: "tmpfs".into(),
+                path: point.clone(),
+                source,
+            })?,
+            Err(source) => {
+                return Err(RootfsError::Pivot {
+                    op: "detach the host's",
+                    path: point,
+                    source,
+                })
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn finalize(plan: &Plan) -> Result<(), RootfsError> {
     let root = open_dir(Path::new("/"))?;
     let root = root.as_fd();
+    for op in plan
+        .mounts
+        .iter()
+        .filter(|op| !late_readonly(op).is_empty())
+    {
+        log::debug!("rootfs: remount {:?} read-only", op.destination);
+        remount_bind(root, &op.destination, &op.options)?;
+    }
     let mut null = None;
     for path in &plan.masked_paths {
         log::debug!("rootfs: mask {path:?}");

@@ -3,8 +3,11 @@
 //!
 //! CONTRACT (used by process/init, in the child, in this order):
 //! `Plan::prepare` (propagation, bind the rootfs onto itself, read-only at once with
-//! [`EARLY_READONLY`], every `mounts` entry, default devices, /dev symlinks and ptmx) → [createContainer hooks] → `Plan::pivot` (pivot_root, or MS_MOVE+chroot with
-//! no_pivot) → `Plan::finalize` (masked paths, readonly paths, readonly root).
+//! [`EARLY_READONLY`], every `mounts` entry, default devices, /dev symlinks and ptmx) →
+//! [createContainer hooks] → `Plan::pivot` (pivot_root, or MS_MOVE+chroot with no_pivot after
+//! hiding the host's proc and sysfs; then `rootfsPropagation` again on `/`) → [console on
+//! /dev/console, sysctls, cwd] → `Plan::finalize` (read-only tmpfs and /dev, masked paths,
+//! readonly paths, readonly root).
 //!
 //! Invariants:
 //! - Every destination is resolved inside the rootfs without following symlinks out of it
@@ -16,10 +19,13 @@
 //!   clears them explicitly; in a user namespace the kernel refuses to drop them (mount_namespaces(7)).
 //! - Masked files are covered with /dev/null only after checking it is the real 1:3 character device
 //!   (runc CVE-2025-31133).
+//! - A read-only tmpfs or /dev is mounted writable and made read-only in `finalize` (devices, the
+//!   console, modes and `tmpcopyup` copies go in first), as runc does.
 //!
 //! Behaviour follows runc's libcontainer/rootfs_linux.go; see also mount(2), pivot_root(2), openat2(2).
 
 mod cgroup;
+mod copyup;
 mod dev;
 mod exec;
 pub mod options;
@@ -28,7 +34,7 @@ mod resolve;
 #[cfg(test)]
 mod component_tests;
 
-pub use dev::{Device, DeviceKind};
+pub use dev::{bind_console, Device, DeviceKind};
 pub use options::MountOptions;
 
 use nix::errno::Errno;
@@ -78,6 +84,8 @@ pub enum RootfsError {
     Device { path: PathBuf, source: Errno },
     #[error("create symlink {path}: {source}")]
     Symlink { path: PathBuf, source: Errno },
+    #[error("copy {path} into its tmpfs (tmpcopyup): {source}")]
+    CopyUp { path: PathBuf, source: Errno },
     #[error("mask {path}: /dev/null is not the null device")]
     NotNullDevice { path: PathBuf },
     #[error("{op} {path}: {source}")]
@@ -333,15 +341,27 @@ pub(crate) fn clean(path: &Path) -> PathBuf {
 impl Plan {
     /// In the child, in its new mount namespace: propagation, rootfs bind, `mounts`, devices.
     pub fn prepare(&self) -> Result<(), RootfsError> {
-        exec::prepare(self, &mut || Ok(()))
+        exec::prepare(self, &mut || Ok(()), &[])
     }
 
     /// [`Plan::prepare`], calling `before_cgroup` just before the first cgroup mount (if any).
+    /// `sources` holds, in the order of [`Plan::bind_sources`], fds of bind sources opened by a
+    /// more privileged parent: a source we may not reach ourselves (EACCES in a user namespace)
+    /// is bound from its fd instead.
     pub fn prepare_gated<E: From<RootfsError>>(
         &self,
         before_cgroup: &mut dyn FnMut() -> Result<(), E>,
+        sources: &[Option<std::os::fd::OwnedFd>],
     ) -> Result<(), E> {
-        exec::prepare(self, before_cgroup)
+        exec::prepare(self, before_cgroup, sources)
+    }
+
+    /// The host paths of the `mounts` that are binds, in order.
+    pub fn bind_sources(&self) -> impl Iterator<Item = &Path> {
+        self.mounts.iter().filter_map(|m| match &m.kind {
+            MountKind::Bind { source } => Some(source.as_path()),
+            _ => None,
+        })
     }
 
     /// In the child, after the createContainer hooks: makes the rootfs `/`.

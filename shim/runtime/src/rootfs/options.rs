@@ -17,6 +17,8 @@ pub struct MountOptions {
     pub data: String,
     /// The config named an atime option; otherwise a bind remount keeps the source's atime flags.
     pub atime_given: bool,
+    /// `tmpcopyup` (podman, runc): a tmpfs starts with a copy of the directory it covers.
+    pub copy_up: bool,
 }
 
 impl Default for MountOptions {
@@ -27,6 +29,7 @@ impl Default for MountOptions {
             propagation: Vec::new(),
             data: String::new(),
             atime_given: false,
+            copy_up: false,
         }
     }
 }
@@ -36,7 +39,7 @@ impl Default for MountOptions {
 const UNSUPPORTED: &[&str] = &["idmap", "ridmap"];
 
 /// Options that belong to other runtimes' extensions and carry no mount(2) meaning here.
-const IGNORED: &[&str] = &["tmpcopyup", "copy-symlink", "src-nofollow"];
+const IGNORED: &[&str] = &["copy-symlink", "src-nofollow"];
 
 /// Parses options; `Err(option)` names the first unsupported one.
 pub fn parse(options: &[String]) -> Result<MountOptions, String> {
@@ -48,6 +51,10 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
             return Err(opt.to_string());
         }
         if IGNORED.contains(&opt) {
+            continue;
+        }
+        if opt == "tmpcopyup" {
+            out.copy_up = true;
             continue;
         }
         if let Some(p) = propagation(opt) {
@@ -196,6 +203,7 @@ mod tests {
     #[test]
     fn idmap_refused_extensions_ignored() {
         assert_eq!(parse(&["idmap".to_string()]), Err("idmap".to_string()));
-        assert_eq!(p(&["tmpcopyup"]), MountOptions::default());
+        assert_eq!(p(&["copy-symlink"]), MountOptions::default());
+        assert!(p(&["tmpcopyup"]).copy_up);
     }
 }

@@ -56,9 +56,11 @@ fn keepcaps(on: bool) -> Result<(), IdentityError> {
     nix::sys::prctl::set_keepcaps(on).map_err(|source| IdentityError::KeepCaps { on, source })
 }
 
-/// The supplementary group list: the primary gid, then `additionalGids`, without duplicates.
+/// The supplementary group list: `additionalGids` without duplicates. Not the primary gid: runc
+/// sets exactly `additionalGids` (the gid is the process's group already), and a program that
+/// drops its supplementary groups must not find the gid among them.
 pub fn groups(user: &User) -> Vec<u32> {
-    let mut out = vec![user.gid()];
+    let mut out = Vec::new();
     for &g in user.additional_gids().iter().flatten() {
         if !out.contains(&g) {
             out.push(g);
@@ -73,20 +75,20 @@ mod tests {
     use oci_spec::runtime::UserBuilder;
 
     #[test]
-    fn groups_start_with_gid_and_drop_duplicates() {
+    fn groups_are_additional_gids_without_duplicates() {
         let user = UserBuilder::default()
             .uid(1001u32)
             .gid(1001u32)
-            .additional_gids(vec![1002u32, 1001, 1003, 1002])
+            .additional_gids(vec![1002u32, 1003, 1002])
             .build()
             .unwrap();
-        assert_eq!(groups(&user), vec![1001, 1002, 1003]);
+        assert_eq!(groups(&user), vec![1002, 1003]);
     }
 
     #[test]
-    fn groups_without_additional_gids_is_just_gid() {
+    fn groups_without_additional_gids_is_empty() {
         let user = UserBuilder::default().gid(5u32).build().unwrap();
-        assert_eq!(groups(&user), vec![5]);
+        assert!(groups(&user).is_empty());
     }
 
     #[test]

@@ -4,6 +4,8 @@
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::path::{Path, PathBuf};
 
+mod compat;
+
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
     #[error("read {path}: {source}")]
@@ -25,6 +27,8 @@ pub enum SpecError {
 pub struct Loaded {
     pub spec: Spec,
     pub raw: Vec<u8>,
+    /// What was ignored to accept it (unknown capabilities), one line each, for the caller to log.
+    pub warnings: Vec<String>,
 }
 
 /// The paths annotation run.husk.landlock.write limits writes to; None without the annotation.
@@ -49,11 +53,18 @@ pub fn load_file(path: &Path) -> Result<Loaded, SpecError> {
         path: path.to_path_buf(),
         source,
     })?;
-    let spec = serde_json::from_slice(&raw).map_err(|source| SpecError::Parse {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(Loaded { spec, raw })
+    let (spec, warnings) = match serde_json::from_slice(&raw) {
+        Ok(spec) => (spec, Vec::new()),
+        Err(source) => compat::reparse(&raw).ok_or_else(|| SpecError::Parse {
+            path: path.to_path_buf(),
+            source,
+        })?,
+    };
+    Ok(Loaded {
+        spec,
+        raw,
+        warnings,
+    })
 }
 
 fn invalid(key: &'static str, reason: impl Into<String>) -> SpecError {

@@ -130,6 +130,30 @@ pub fn cloexec_from(first: u32) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
+/// Closes every fd from `first` up except those in `keep` (close_range(2) over each gap).
+pub fn close_from_except(first: u32, keep: &[std::os::fd::RawFd]) -> nix::Result<()> {
+    let mut keep: Vec<u32> = keep
+        .iter()
+        .filter_map(|&fd| u32::try_from(fd).ok())
+        .filter(|&fd| fd >= first)
+        .collect();
+    keep.sort_unstable();
+    keep.dedup();
+    let mut lo = first;
+    for fd in keep.into_iter().chain(std::iter::once(u32::MAX)) {
+        if fd > lo {
+            let hi = if fd == u32::MAX { u32::MAX } else { fd - 1 };
+            // SAFETY: close_range only closes descriptors; the callers own every fd in the range
+            // (a forked init about to wait or exec) and keep no Rust handle to them that is used
+            // or dropped afterwards.
+            let ret = unsafe { libc::syscall(libc::SYS_close_range, lo, hi, 0 as libc::c_uint) };
+            Errno::result(ret)?;
+        }
+        lo = fd.saturating_add(1);
+    }
+    Ok(())
+}
+
 /// `_exit(2)`: leaves a forked child at once, without running the parent's atexit handlers or
 /// flushing buffers that belong to the parent.
 pub fn exit_now(code: i32) -> ! {
@@ -170,6 +194,44 @@ pub fn recv_fd(sock: std::os::fd::BorrowedFd<'_>) -> nix::Result<std::os::fd::Ow
         }
     }
     Err(Errno::EBADMSG)
+}
+
+/// The most fds one message of [`recv_with_fds`] carries.
+pub const FDS_PER_MESSAGE: usize = 64;
+
+/// Receives one message and the fds sent with it (SCM_RIGHTS, at most [`FDS_PER_MESSAGE`]) on
+/// `sock`; returns the payload's length (0: the peer closed) and the fds, owned.
+pub fn recv_with_fds(
+    sock: std::os::fd::BorrowedFd<'_>,
+    buf: &mut [u8],
+) -> nix::Result<(usize, Vec<std::os::fd::OwnedFd>)> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut iov = [std::io::IoSliceMut::new(buf)];
+    let mut space = nix::cmsg_space!([std::os::fd::RawFd; FDS_PER_MESSAGE]);
+    let msg = loop {
+        match recvmsg::<()>(
+            sock.as_raw_fd(),
+            &mut iov,
+            Some(&mut space),
+            MsgFlags::MSG_CMSG_CLOEXEC,
+        ) {
+            Err(Errno::EINTR) => continue,
+            r => break r?,
+        }
+    };
+    let mut fds = Vec::new();
+    for c in msg.cmsgs()? {
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // SAFETY: the kernel just installed these fds in our table for this message; nothing
+            // else owns them.
+            fds.extend(
+                raw.into_iter()
+                    .map(|fd| unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) }),
+            );
+        }
+    }
+    Ok((msg.bytes, fds))
 }
 
 /// Puts every signal back to SIG_DFL. The Rust runtime ignores SIGPIPE at start-up, and the
