@@ -333,7 +333,7 @@ fn set_names(ctx: &InitContext) -> Result<(), InitError> {
 
 fn write_sysctls(ctx: &InitContext) -> Result<(), InitError> {
     for (key, value) in &ctx.sysctl {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let path = format!("/proc/sys/{}", crate::spec::sysctl::path(key));
         std::fs::write(&path, value).map_err(|source| InitError::Sysctl {
             key: key.clone(),
             source,
