@@ -259,12 +259,12 @@ impl Sandbox {
     }
 
     /// No host resolv.conf or hosts; /tmp at the sandbox's size; the workspace nosuid and nodev;
-    /// a fresh read-only sysfs instead of the host's /sys.
+    /// a fresh read-only sysfs instead of the host's /sys, and no cgroupfs on it.
     fn rewrite_mounts(&self, config: &mut Value) {
         let mounts = config["mounts"].as_array_mut().expect("mounts is an array");
         mounts.retain(|m| {
             let d = m["destination"].as_str().unwrap_or_default();
-            d != "/etc/resolv.conf" && d != "/etc/hosts"
+            d != "/etc/resolv.conf" && d != "/etc/hosts" && d != "/sys/fs/cgroup"
         });
         for m in mounts.iter_mut() {
             match m["destination"].as_str().unwrap_or_default() {
