@@ -299,6 +299,12 @@ pub(super) fn spec_context(
         no_new_keyring: opts.no_new_keyring,
         setgroups_allowed,
         protect_exe: ns::privileged(),
+        exec_stub: crate::process::exec_stub::ExecStub::wanted().map_err(|source| {
+            ContainerError::Sys {
+                op: "create exec stub",
+                source,
+            }
+        })?,
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
         sysctl: linux

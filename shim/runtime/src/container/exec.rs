@@ -139,6 +139,12 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         no_new_keyring: true,
         setgroups_allowed: rec.setgroups_allowed,
         protect_exe: ns::privileged(),
+        exec_stub: crate::process::exec_stub::ExecStub::wanted().map_err(|source| {
+            ContainerError::Sys {
+                op: "create exec stub",
+                source,
+            }
+        })?,
         hostname: None,
         domainname: None,
         sysctl: Vec::new(),

@@ -129,7 +129,7 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
         &ctx.hooks_start_container,
         &ctx.state_json,
     )?;
-    finish_and_exec(ctx, &exe)
+    finish_and_exec(ctx, &exe, Some(chan))
 }
 
 /// Sync point [1b]: the parent has made the container's cgroup and put us in it, or left that last
@@ -260,7 +260,7 @@ pub fn in_place(ctx: &InitContext) -> Result<Infallible, InitError> {
             );
         }
     }
-    finish_and_exec(ctx, &exe)
+    finish_and_exec(ctx, &exe, None)
 }
 
 /// In a user namespace, become its root: our host ids may be unmapped there (root creating a
@@ -424,7 +424,12 @@ fn wait_for_start(ctx: &InitContext, chan: &Channel) -> Result<(), InitError> {
 }
 
 /// The last steps, shared with exec: limits, identity, capabilities, no_new_privs, seccomp, execve.
-pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infallible, InitError> {
+/// `report`: the sync channel an exec stub answers a failed execve on.
+pub(super) fn finish_and_exec(
+    ctx: &InitContext,
+    exe: &CString,
+    report: Option<&Channel>,
+) -> Result<Infallible, InitError> {
     let p = &ctx.process;
     let nnp = p.no_new_privileges().unwrap_or(false);
     let argv: Vec<CString> = p
@@ -489,7 +494,17 @@ pub(super) fn finish_and_exec(ctx: &InitContext, exe: &CString) -> Result<Infall
             prog.load()?;
         }
     }
-    let Err(source) = nix::unistd::execve(exe, &argv, &envp);
+    let source = match &ctx.exec_stub {
+        Some(stub) => {
+            let report = report.map_or(-1, |c| c.0.as_raw_fd());
+            let min_fd = 3 + ctx.preserve_fds as i32;
+            stub.exec(report, min_fd, exe, &argv, &envp)
+        }
+        None => {
+            let Err(e) = nix::unistd::execve(exe, &argv, &envp);
+            e
+        }
+    };
     Err(InitError::Exec {
         path: exe.to_string_lossy().into_owned(),
         source,

@@ -4,6 +4,7 @@
 //! No re-exec of the husk binary: the child is a fork-like clone that already holds the parsed config,
 //! the mount plan and the compiled seccomp program.
 
+pub mod exec_stub;
 pub mod hooks;
 pub mod init;
 pub mod sync;
@@ -66,6 +67,8 @@ pub struct InitContext {
     /// still read a non-dumpable init's /proc files for `exec`. An unprivileged caller could not
     /// (EACCES on /proc/PID/ns/*), and its container root is the caller itself.
     pub protect_exe: bool,
+    /// The program is exec'd through this stub ([`exec_stub`], CVE-2019-5736), when wanted.
+    pub exec_stub: Option<exec_stub::ExecStub>,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
@@ -184,6 +187,10 @@ fn settle<E>(
 fn child_failure(pid: Pid, got: Option<Msg>) -> ProcessError {
     match got {
         Some(Msg::Failed(m)) => ProcessError::Init(m),
+        Some(Msg::ExecFailed(errno, path)) => ProcessError::Init(format!(
+            "exec {path}: {}",
+            nix::errno::Errno::from_raw(errno)
+        )),
         None => match waitpid(pid, None) {
             Ok(st) => ProcessError::Died(describe(st)),
             Err(e) => ProcessError::Died(e.to_string()),
@@ -304,7 +311,7 @@ fn exec_final(ctx: &InitContext, chan: &Channel, join: Vec<OwnedFd>) -> ! {
         if let Some(writable) = &ctx.landlock {
             crate::security::landlock::apply(writable)?;
         }
-        init::finish_and_exec(ctx, &exe)
+        init::finish_and_exec(ctx, &exe, Some(chan))
     };
     let Err(e) = run();
     init::report_and_exit(chan, &e)

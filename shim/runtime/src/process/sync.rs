@@ -11,6 +11,8 @@
 //!   With Landlock asked for, a `Landlock(status JSON)` comes just before it.
 //! - [3] parent → child `Start` (run only; create/start uses exec.fifo instead).
 //! - exec: intermediate → parent `Pid(n)` of the process it cloned with CLONE_PARENT.
+//! - after the last point: the exec stub → parent `ExecFailed` when the program did not start
+//!   (written by [`super::exec_stub`]'s machine code: tag 7, errno as u32 LE, the path).
 
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -25,6 +27,8 @@ pub enum Msg {
     /// What Landlock applied (security::landlock::Status as JSON).
     Landlock(String),
     Failed(String),
+    /// execve of the program failed in the exec stub: errno, path.
+    ExecFailed(i32, String),
 }
 
 const GO: u8 = 1;
@@ -33,6 +37,7 @@ const START: u8 = 3;
 const PID: u8 = 4;
 const LANDLOCK: u8 = 5;
 const MAPPED: u8 = 6;
+const EXEC_FAILED: u8 = super::exec_stub::EXEC_FAILED;
 const FAILED: u8 = 0xff;
 
 /// One end of the channel.
@@ -72,6 +77,12 @@ impl Msg {
                 v.extend_from_slice(s.as_bytes());
                 v
             }
+            Msg::ExecFailed(errno, path) => {
+                let mut v = vec![EXEC_FAILED];
+                v.extend_from_slice(&errno.to_le_bytes());
+                v.extend_from_slice(path.as_bytes());
+                v
+            }
         }
     }
 
@@ -85,6 +96,10 @@ impl Msg {
             PID => Msg::Pid(i32::from_le_bytes(rest.get(..4)?.try_into().ok()?)),
             LANDLOCK => Msg::Landlock(String::from_utf8_lossy(rest).into_owned()),
             FAILED => Msg::Failed(String::from_utf8_lossy(rest).into_owned()),
+            EXEC_FAILED => {
+                let errno = i32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+                Msg::ExecFailed(errno, String::from_utf8_lossy(&rest[4..]).into_owned())
+            }
             _ => return None,
         })
     }
@@ -125,6 +140,7 @@ mod tests {
             Msg::Start,
             Msg::Pid(4242),
             Msg::Failed("mount /proc: permission denied".into()),
+            Msg::ExecFailed(2, "/bin/nope".into()),
         ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));
