@@ -92,7 +92,11 @@ fn sysctl_needs_its_own_namespace(t: &Ctx) {
             .filter(|n| *n != ns)
             .collect();
         let b = with_namespaces(t, &all).set("/linux/sysctl", json!({ key: value }));
-        refused(t, b, &format!("linux.sysctl: {key}: needs a {kernel_name} namespace"));
+        refused(
+            t,
+            b,
+            &format!("linux.sysctl: {key}: needs a {kernel_name} namespace"),
+        );
         let b = with_namespaces(t, &all)
             .edit(|c| {
                 c["linux"]["namespaces"]
@@ -101,7 +105,11 @@ fn sysctl_needs_its_own_namespace(t: &Ctx) {
                     .push(json!({"type": ns, "path": format!("/proc/self/ns/{kernel_name}")}))
             })
             .set("/linux/sysctl", json!({ key: value }));
-        refused(t, b, &format!("linux.sysctl: {key}: needs a {kernel_name} namespace"));
+        refused(
+            t,
+            b,
+            &format!("linux.sysctl: {key}: needs a {kernel_name} namespace"),
+        );
     }
 }
 
@@ -215,7 +223,10 @@ fn recursive_atime_and_symfollow_options(t: &Ctx) {
         for m in mounts_under(&p, "/t2") {
             assert!(want.is_empty() || has_option(m, want), "{word}: {m}");
             assert!(not.is_empty() || !has_option(m, not), "{word}: {m}");
-            assert!(!has_option(m, "noatime") || word == "rnoatime", "{word}: {m}");
+            assert!(
+                !has_option(m, "noatime") || word == "rnoatime",
+                "{word}: {m}"
+            );
         }
         assert!(!has_option(p.mount("/t").unwrap(), want) || want.is_empty());
     }
@@ -223,7 +234,9 @@ fn recursive_atime_and_symfollow_options(t: &Ctx) {
 
 /// Docker's default profile for a process without capabilities (what `--sandbox` installs).
 fn docker_profile() -> Value {
-    let path = host().bundles.join("../spec-templates/seccomp-default.json");
+    let path = host()
+        .bundles
+        .join("../spec-templates/seccomp-default.json");
     serde_json::from_str(&fs::read_to_string(path).unwrap()).unwrap()
 }
 
@@ -246,9 +259,7 @@ fn ia32(t: &Ctx) -> bool {
 /// filter cannot read them; libseccomp drops the condition there, so the sub-call is refused).
 /// Sockets are only created and closed.
 fn seccomp_rules_hold_on_every_abi(t: &Ctx) {
-    let socket = |family: &str, abi: &str| {
-        under_profile(t, &["socket", family, abi]).ok().probe()
-    };
+    let socket = |family: &str, abi: &str| under_profile(t, &["socket", family, abi]).ok().probe();
     let errno = |p: &Probe| p.get("error").as_str().unwrap_or("ok").to_string();
     assert_eq!(socket("2", "native").get("ok"), true, "control");
     for abi in ["native", "x32"] {
@@ -259,7 +270,11 @@ fn seccomp_rules_hold_on_every_abi(t: &Ctx) {
         eprintln!("no IA-32 emulation in this kernel: the i386 cases do not apply");
         return;
     }
-    assert_eq!(socket("2", "i386").get("ok"), true, "control: i386 direct socket");
+    assert_eq!(
+        socket("2", "i386").get("ok"),
+        true,
+        "control: i386 direct socket"
+    );
     let p = socket("40", "i386");
     assert_eq!(errno(&p), "EPERM", "i386: {}", p.0);
     for family in ["40", "2"] {
@@ -306,7 +321,8 @@ fn launch_cgroupfs_read_only_and_namespaced(t: &Ctx) {
     for o in &opens {
         assert_eq!(o["ok"], false, "writable: {o}");
         assert!(
-            o["error"] == "EROFS" || (o["error"] == "EACCES" && t.mode == crate::harness::Mode::Rootless),
+            o["error"] == "EROFS"
+                || (o["error"] == "EACCES" && t.mode == crate::harness::Mode::Rootless),
             "{o}"
         );
     }

@@ -337,11 +337,23 @@ fn seccomp_vsock_through_other_abis(t: &Ctx) {
         assert!(c.ok, "{}: {what} failed: {}", a.label, a.dump());
     };
     control("control: x86_64 socket(AF_INET)");
-    a.blocked("x86_64 socket(AF_VSOCK)", &["EPERM"], "seccomp: socket(AF_VSOCK) refused");
-    a.blocked("x32 socket(AF_VSOCK)", &["EPERM"], "the same rule on the x32 ABI");
+    a.blocked(
+        "x86_64 socket(AF_VSOCK)",
+        &["EPERM"],
+        "seccomp: socket(AF_VSOCK) refused",
+    );
+    a.blocked(
+        "x32 socket(AF_VSOCK)",
+        &["EPERM"],
+        "the same rule on the x32 ABI",
+    );
     if a.fact("ia32") == true {
         control("control: i386 socket(AF_INET)");
-        a.blocked("i386 socket(AF_VSOCK)", &["EPERM"], "the same rule on the i386 ABI");
+        a.blocked(
+            "i386 socket(AF_VSOCK)",
+            &["EPERM"],
+            "the same rule on the i386 ABI",
+        );
         a.blocked(
             "i386 socketcall(SYS_SOCKET, AF_VSOCK)",
             &["ENOSYS"],

@@ -486,7 +486,16 @@ mod tests {
             destination: "/s".into(),
             readonly: false,
         }];
-        let p = plan(&o, &host("/scratch/job"), &fs(), false, true, "/b".as_ref(), None).unwrap();
+        let p = plan(
+            &o,
+            &host("/scratch/job"),
+            &fs(),
+            false,
+            true,
+            "/b".as_ref(),
+            None,
+        )
+        .unwrap();
         assert_eq!(dests(&p).last().unwrap(), "/s");
         assert_eq!(p.pwd, PathBuf::from("/s/job"));
     }
@@ -514,14 +523,28 @@ mod tests {
 
     #[test]
     fn sys_read_only_to_the_bottom_and_a_cgroupfs_without_userns() {
-        let sys = |p: &MountPlan| p.mounts.iter().find(|m| m.destination == Path::new("/sys")).cloned();
+        let sys = |p: &MountPlan| {
+            p.mounts
+                .iter()
+                .find(|m| m.destination == Path::new("/sys"))
+                .cloned()
+        };
         let cgroupfs = |p: &MountPlan| {
             p.mounts
                 .iter()
                 .find(|m| m.destination == Path::new("/sys/fs/cgroup"))
                 .cloned()
         };
-        let root = plan(&opts(), &host("/"), &fs(), false, false, "/b".as_ref(), None).unwrap();
+        let root = plan(
+            &opts(),
+            &host("/"),
+            &fs(),
+            false,
+            false,
+            "/b".as_ref(),
+            None,
+        )
+        .unwrap();
         assert!(sys(&root).unwrap().options.contains(&"rro"));
         let cg = cgroupfs(&root).expect("a cgroupfs without a user namespace");
         assert_eq!((cg.typ, cg.options[0]), ("cgroup", "ro"));

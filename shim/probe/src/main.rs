@@ -421,8 +421,14 @@ fn syscall(name: &str, rest: &[&str]) -> Json {
 /// An i386 syscall (`int 0x80`) with integer arguments: what seccomp does on the IA-32 ABI.
 fn syscall32(nr: &str, rest: &[&str]) -> Json {
     let arg = |i: usize| rest.get(i).and_then(|a| a.parse::<u32>().ok()).unwrap_or(0);
-    let r = sys::syscall_i386(nr.parse().unwrap_or(u32::MAX), [arg(0), arg(1), arg(2), arg(3), arg(4)]);
-    outcome(Json::obj().with("op", "syscall32").with("nr", nr), r.map(drop))
+    let r = sys::syscall_i386(
+        nr.parse().unwrap_or(u32::MAX),
+        [arg(0), arg(1), arg(2), arg(3), arg(4)],
+    );
+    outcome(
+        Json::obj().with("op", "syscall32").with("nr", nr),
+        r.map(drop),
+    )
 }
 
 /// socket(FAMILY, SOCK_STREAM, 0) through one syscall ABI: `native` (x86_64), `x32` (bit 30 of
@@ -436,7 +442,9 @@ fn socket(family: &str, abi: &str) -> Json {
         .with("abi", abi);
     let fd = match abi {
         "native" => sys::raw_syscall(41, [fam.into(), 1, 0, 0, 0, 0]).map(|fd| fd as i32),
-        "x32" => sys::raw_syscall(0x4000_0000 + 41, [fam.into(), 1, 0, 0, 0, 0]).map(|fd| fd as i32),
+        "x32" => {
+            sys::raw_syscall(0x4000_0000 + 41, [fam.into(), 1, 0, 0, 0, 0]).map(|fd| fd as i32)
+        }
         "i386" => sys::syscall_i386(359, [fam, 1, 0, 0, 0]),
         "socketcall" => sys::low_page().and_then(|page| {
             page[..3].copy_from_slice(&[fam, 1, 0]);

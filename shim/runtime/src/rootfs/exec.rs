@@ -195,7 +195,11 @@ fn set_recursive(root: BorrowedFd<'_>, dest: &Path, o: &MountOptions) -> Result<
         return Ok(());
     }
     let top = resolve::open(root, dest, resolve::Create::No).map_err(resolve_err(dest))?;
-    log::trace!("mount_setattr({dest:?}, AT_RECURSIVE, set {:#x}, clear {:#x})", r.set, r.clear);
+    log::trace!(
+        "mount_setattr({dest:?}, AT_RECURSIVE, set {:#x}, clear {:#x})",
+        r.set,
+        r.clear
+    );
     crate::sys::mount_setattr_recursive(top.as_fd(), r.set, r.clear).map_err(|source| {
         RootfsError::Setattr {
             path: dest.into(),

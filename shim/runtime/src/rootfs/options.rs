@@ -264,7 +264,14 @@ mod tests {
 
     #[test]
     fn recursive_words_become_mount_attrs() {
-        let o = p(&["rbind", "rro", "rnosuid", "rnodev", "rnoexec", "rnosymfollow"]);
+        let o = p(&[
+            "rbind",
+            "rro",
+            "rnosuid",
+            "rnodev",
+            "rnoexec",
+            "rnosymfollow",
+        ]);
         assert_eq!(o.recursive.set, 0x1 | 0x2 | 0x4 | 0x8 | 0x20_0000);
         assert_eq!(o.recursive.clear, 0);
         assert_eq!(o.data, "", "not passed to mount(2) as data");
@@ -274,9 +281,18 @@ mod tests {
         assert_eq!(o.recursive.set, MOUNT_ATTR_NOATIME);
         assert_eq!(o.recursive.clear, MOUNT_ATTR_RDONLY | MOUNT_ATTR__ATIME);
         let o = p(&["rrelatime"]);
-        assert_eq!(o.recursive, RecursiveAttrs { set: 0, clear: MOUNT_ATTR__ATIME });
+        assert_eq!(
+            o.recursive,
+            RecursiveAttrs {
+                set: 0,
+                clear: MOUNT_ATTR__ATIME
+            }
+        );
         let o = p(&["rstrictatime", "rnodiratime"]);
-        assert_eq!(o.recursive.set, MOUNT_ATTR_STRICTATIME | MOUNT_ATTR_NODIRATIME);
+        assert_eq!(
+            o.recursive.set,
+            MOUNT_ATTR_STRICTATIME | MOUNT_ATTR_NODIRATIME
+        );
         assert_eq!(o.recursive.clear, MOUNT_ATTR__ATIME);
         assert!(p(&["ro"]).recursive.is_empty());
     }

@@ -34,7 +34,9 @@ const IPC: &[&str] = &[
 /// The levels of `key` ("net.ipv4.ip_forward" → ["net", "ipv4", "ip_forward"]); `None` when a level
 /// is empty, `.` or `..`, or holds a `/` that would leave /proc/sys.
 pub fn levels(key: &str) -> Option<Vec<String>> {
-    let slashes = key.find(['.', '/']).is_some_and(|i| key.as_bytes()[i] == b'/');
+    let slashes = key
+        .find(['.', '/'])
+        .is_some_and(|i| key.as_bytes()[i] == b'/');
     let (sep, other) = if slashes { ('/', '.') } else { ('.', '/') };
     let levels: Vec<String> = key
         .split(sep)
@@ -57,8 +59,8 @@ pub(super) fn validate(spec: &Spec) -> Result<(), SpecError> {
     let mut keys: Vec<&String> = sysctl.keys().collect();
     keys.sort();
     for key in keys {
-        let levels = levels(key)
-            .ok_or_else(|| invalid("linux.sysctl", format!("bad key {key:?}")))?;
+        let levels =
+            levels(key).ok_or_else(|| invalid("linux.sysctl", format!("bad key {key:?}")))?;
         let dotted = levels.join(".");
         let needs = if IPC.contains(&dotted.as_str()) || dotted.starts_with("fs.mqueue.") {
             LinuxNamespaceType::Ipc
@@ -97,13 +99,11 @@ fn owned(spec: &Spec, typ: LinuxNamespaceType) -> Result<bool, SpecError> {
     match namespace(spec, typ) {
         None => Ok(false),
         Some(None) => Ok(true),
-        Some(Some(path)) => Ok(!same_file(&path, &format!("/proc/self/ns/{}", ns_name(typ)))
-            .map_err(|e| {
-                invalid(
-                    "linux.namespaces.path",
-                    format!("{}: {e}", path.display()),
-                )
-            })?),
+        Some(Some(path)) => Ok(
+            !same_file(&path, &format!("/proc/self/ns/{}", ns_name(typ))).map_err(|e| {
+                invalid("linux.namespaces.path", format!("{}: {e}", path.display()))
+            })?,
+        ),
     }
 }
 
@@ -132,22 +132,41 @@ mod tests {
 
     #[test]
     fn levels_in_both_syntaxes() {
-        assert_eq!(levels("net.ipv4.ip_forward").unwrap(), ["net", "ipv4", "ip_forward"]);
+        assert_eq!(
+            levels("net.ipv4.ip_forward").unwrap(),
+            ["net", "ipv4", "ip_forward"]
+        );
         assert_eq!(
             levels("net/ipv4/conf/eth0.100/rp_filter").unwrap(),
             ["net", "ipv4", "conf", "eth0.100", "rp_filter"]
         );
-        assert_eq!(path("net.ipv4.conf.eth0/100.rp_filter"), "net/ipv4/conf/eth0.100/rp_filter");
-        for bad in ["", "net..x", "net.ipv4.", "/net/x", "net/../kernel/core_pattern", "a/./b"] {
+        assert_eq!(
+            path("net.ipv4.conf.eth0/100.rp_filter"),
+            "net/ipv4/conf/eth0.100/rp_filter"
+        );
+        for bad in [
+            "",
+            "net..x",
+            "net.ipv4.",
+            "/net/x",
+            "net/../kernel/core_pattern",
+            "a/./b",
+        ] {
             assert!(levels(bad).is_none(), "{bad:?}");
         }
     }
 
     #[test]
     fn not_namespaced_refused_naming_the_key() {
-        let e = check(r#"{"type":"ipc"},{"type":"network"},{"type":"uts"}"#,
-            r#""kernel.core_pattern":"|/tmp/x""#).unwrap_err();
-        assert!(e.contains("linux.sysctl: kernel.core_pattern: not namespaced"), "{e}");
+        let e = check(
+            r#"{"type":"ipc"},{"type":"network"},{"type":"uts"}"#,
+            r#""kernel.core_pattern":"|/tmp/x""#,
+        )
+        .unwrap_err();
+        assert!(
+            e.contains("linux.sysctl: kernel.core_pattern: not namespaced"),
+            "{e}"
+        );
         let e = check(r#"{"type":"network"}"#, r#""vm/overcommit_memory":"1""#).unwrap_err();
         assert!(e.contains("vm/overcommit_memory"), "{e}");
     }
@@ -164,7 +183,10 @@ mod tests {
         for (key, ns) in cases {
             let kv = format!(r#""{key}":"1""#);
             let e = check("", &kv).unwrap_err();
-            assert!(e.contains(key) && e.contains("namespace of the container's own"), "{e}");
+            assert!(
+                e.contains(key) && e.contains("namespace of the container's own"),
+                "{e}"
+            );
             let listed = format!(r#"{{"type":"{ns}"}}"#);
             check(&listed, &kv).unwrap_or_else(|e| panic!("{key} with {ns}: {e}"));
         }
@@ -173,7 +195,10 @@ mod tests {
     #[test]
     fn hostname_refused_even_with_uts() {
         let e = check(r#"{"type":"uts"}"#, r#""kernel.hostname":"x""#).unwrap_err();
-        assert!(e.contains("kernel.hostname: set the hostname field instead"), "{e}");
+        assert!(
+            e.contains("kernel.hostname: set the hostname field instead"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -181,8 +206,11 @@ mod tests {
         let ours = r#"{"type":"network","path":"/proc/self/ns/net"}"#;
         let e = check(ours, r#""net.ipv4.ip_forward":"1""#).unwrap_err();
         assert!(e.contains("net.ipv4.ip_forward"), "{e}");
-        let e = check(r#"{"type":"ipc","path":"/nonexistent/ns"}"#, r#""kernel.sem":"1""#)
-            .unwrap_err();
+        let e = check(
+            r#"{"type":"ipc","path":"/nonexistent/ns"}"#,
+            r#""kernel.sem":"1""#,
+        )
+        .unwrap_err();
         assert!(e.contains("linux.namespaces.path: /nonexistent/ns"), "{e}");
     }
 }

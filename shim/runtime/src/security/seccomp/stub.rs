@@ -35,7 +35,11 @@ const X32_SYSCALL_BIT: u32 = 0x4000_0000;
 /// `struct seccomp_data` offsets: nr, arch, then args[6] as u64 in the kernel's byte order.
 const OFF_NR: u32 = 0;
 const OFF_ARCH: u32 = 4;
-const OFF_ARG0_LOW: u32 = if cfg!(target_endian = "little") { 16 } else { 20 };
+const OFF_ARG0_LOW: u32 = if cfg!(target_endian = "little") {
+    16
+} else {
+    20
+};
 
 /// socketcall(2) sub-call numbers (linux/net.h), by the name of the syscall they stand for.
 const SOCKET_CALLS: &[(&str, u32)] = &[
@@ -183,7 +187,10 @@ fn abis(spec: &LinuxSeccomp, archs: &[ScmpArch]) -> Vec<Abi> {
             })
             .flatten();
         let mut muxers = Vec::new();
-        for (mux, calls, ipc) in [("socketcall", &socket_calls, false), ("ipc", &ipc_calls, true)] {
+        for (mux, calls, ipc) in [
+            ("socketcall", &socket_calls, false),
+            ("ipc", &ipc_calls, true),
+        ] {
             if let (Some(nr), false) = (number(mux, arch), calls.is_empty()) {
                 muxers.push((nr, calls.clone(), ipc));
             }
@@ -239,7 +246,12 @@ impl Asm {
             .map(|(i, &(code, jt, jf, k))| {
                 if code == JMP_JA {
                     let k = jt.map_or(k, |l| at(l, i) as u32);
-                    return libc::sock_filter { code, jt: 0, jf: 0, k };
+                    return libc::sock_filter {
+                        code,
+                        jt: 0,
+                        jf: 0,
+                        k,
+                    };
                 }
                 let short = |l: Option<Label>| {
                     l.map_or(0, |l| {

@@ -89,7 +89,11 @@ fn sandbox_vsock_rule_holds_on_every_abi() {
     assert_eq!(run(&prog, AUDIT_X86_64, 41, vsock), eperm);
     assert_eq!(run(&prog, AUDIT_X86_64, X32 | 41, inet), ALLOW);
     assert_eq!(run(&prog, AUDIT_X86_64, X32 | 41, vsock), eperm);
-    assert_eq!(run(&prog, AUDIT_I386, 359, inet), ALLOW, "i386 direct socket");
+    assert_eq!(
+        run(&prog, AUDIT_I386, 359, inet),
+        ALLOW,
+        "i386 direct socket"
+    );
     assert_eq!(run(&prog, AUDIT_I386, 359, vsock), eperm);
     // socketcall(SYS_SOCKET, args): the family sits in memory the filter cannot read.
     assert_eq!(run(&prog, AUDIT_I386, 102, [1, 0x1000, 0, 0, 0, 0]), ENOSYS);
@@ -111,9 +115,17 @@ fn newer_syscalls_get_enosys_older_ones_the_default() {
         assert_eq!(run(&prog, AUDIT_I386, nr + 20, [0; 6]), ENOSYS, "i386 {nr}");
     }
     // x32's own syscalls are numbered 512-547: its bound is above them.
-    assert_eq!(run(&prog, AUDIT_X86_64, X32 | 470, [0; 6]), eperm, "x32 470");
+    assert_eq!(
+        run(&prog, AUDIT_X86_64, X32 | 470, [0; 6]),
+        eperm,
+        "x32 470"
+    );
     for nr in [600, 1023] {
-        assert_eq!(run(&prog, AUDIT_X86_64, X32 | nr, [0; 6]), ENOSYS, "x32 {nr}");
+        assert_eq!(
+            run(&prog, AUDIT_X86_64, X32 | nr, [0; 6]),
+            ENOSYS,
+            "x32 {nr}"
+        );
     }
     assert_eq!(run(&prog, AUDIT_I386, 20, [0; 6]), ALLOW, "i386 getpid");
     assert_eq!(run(&prog, AUDIT_I386, 21, [0; 6]), eperm, "i386 mount");
@@ -134,11 +146,21 @@ fn an_allowing_default_has_no_enosys_bound_but_keeps_the_multiplexer_rule() {
     }));
     let prog = bpf(&s);
     assert_eq!(run(&prog, AUDIT_X86_64, 600, [0; 6]), ALLOW);
-    assert_eq!(run(&prog, AUDIT_X86_64, 41, socket_args(40)), errno(libc::EPERM));
+    assert_eq!(
+        run(&prog, AUDIT_X86_64, 41, socket_args(40)),
+        errno(libc::EPERM)
+    );
     assert_eq!(run(&prog, AUDIT_I386, 102, [1, 0, 0, 0, 0, 0]), ENOSYS);
     // ipc(SHMGET) with the version in the high 16 bits of `call`.
-    assert_eq!(run(&prog, AUDIT_I386, 117, [23 | 1 << 16, 0, 0, 0, 0, 0]), ENOSYS);
-    assert_eq!(run(&prog, AUDIT_I386, 117, [21, 0, 0, 0, 0, 0]), ALLOW, "shmat");
+    assert_eq!(
+        run(&prog, AUDIT_I386, 117, [23 | 1 << 16, 0, 0, 0, 0, 0]),
+        ENOSYS
+    );
+    assert_eq!(
+        run(&prog, AUDIT_I386, 117, [21, 0, 0, 0, 0, 0]),
+        ALLOW,
+        "shmat"
+    );
 }
 
 #[test]
@@ -164,10 +186,22 @@ fn nothing_to_add_adds_nothing() {
 #[test]
 fn every_architecture_at_once_assembles() {
     let all: Vec<&str> = [
-        "SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_ARM",
-        "SCMP_ARCH_AARCH64", "SCMP_ARCH_MIPS", "SCMP_ARCH_MIPS64", "SCMP_ARCH_MIPS64N32",
-        "SCMP_ARCH_MIPSEL", "SCMP_ARCH_MIPSEL64", "SCMP_ARCH_MIPSEL64N32", "SCMP_ARCH_PPC",
-        "SCMP_ARCH_PPC64", "SCMP_ARCH_PPC64LE", "SCMP_ARCH_S390", "SCMP_ARCH_S390X",
+        "SCMP_ARCH_X86",
+        "SCMP_ARCH_X86_64",
+        "SCMP_ARCH_X32",
+        "SCMP_ARCH_ARM",
+        "SCMP_ARCH_AARCH64",
+        "SCMP_ARCH_MIPS",
+        "SCMP_ARCH_MIPS64",
+        "SCMP_ARCH_MIPS64N32",
+        "SCMP_ARCH_MIPSEL",
+        "SCMP_ARCH_MIPSEL64",
+        "SCMP_ARCH_MIPSEL64N32",
+        "SCMP_ARCH_PPC",
+        "SCMP_ARCH_PPC64",
+        "SCMP_ARCH_PPC64LE",
+        "SCMP_ARCH_S390",
+        "SCMP_ARCH_S390X",
         "SCMP_ARCH_RISCV64",
     ]
     .to_vec();
@@ -179,7 +213,11 @@ fn every_architecture_at_once_assembles() {
     // Every conditional jump stays in the program; the last instruction returns.
     for (i, insn) in prefix.iter().enumerate() {
         let reach = i + 1 + usize::from(insn.jt.max(insn.jf));
-        let reach = if insn.code == 0x05 { i + 1 + insn.k as usize } else { reach };
+        let reach = if insn.code == 0x05 {
+            i + 1 + insn.k as usize
+        } else {
+            reach
+        };
         assert!(reach <= prefix.len(), "insn {i} jumps past the prefix");
     }
 }
