@@ -9,6 +9,8 @@ use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+crate::root_only!(cve_2019_5736_ptrace_capable_container);
+
 crate::both!(
     cve_2019_5736_created_init_exe_not_writable,
     cve_2019_5736_exec_process_exe_not_writable,
@@ -158,6 +160,56 @@ fn cve_2019_5736_self_exe_interpreter(t: &Ctx) {
         );
     }
     println!("grabbed: {}", report.get("grabbed"));
+    assert!(
+        fs::read(&host().runtime).unwrap() == runtime,
+        "runtime changed"
+    );
+}
+
+/// The same attacker with CAP_SYS_PTRACE and no user namespace (root only: in a user namespace
+/// the capability does not reach husk's processes): it may read /proc/PID/exe of a non-dumpable
+/// process, so husk's pre-exec window is open to it. 20 `exec`s of `true` must never let it
+/// grab the runtime's binary: husk then runs from a sealed copy of itself.
+fn cve_2019_5736_ptrace_capable_container(t: &Ctx) {
+    use std::os::unix::fs::MetadataExt;
+    let runtime = fs::read(&host().runtime).unwrap();
+    let meta = fs::metadata(&host().runtime).unwrap();
+    let b = t.bundle().probe(&["sleep", "600"]).edit(|c| {
+        let caps = &mut c["process"]["capabilities"];
+        for set in ["bounding", "effective", "permitted"] {
+            caps[set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_PTRACE"));
+        }
+    });
+    let id = t.start_running(&b, "ptrace");
+    let stop_in = format!("/tmp/stop-{id}");
+    let stop = t.rootfs().join(stop_in.trim_start_matches('/'));
+    let attacker = t.spawn(
+        &["exec", &id, "/bin/husk-probe", "exe-race", &stop_in],
+        None,
+    );
+    t.wait_for("the attacker to run", || {
+        fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c == format!("/bin/husk-probe\0exe-race\0{stop_in}\0").as_bytes())
+        })
+    });
+    for _ in 0..20 {
+        t.rt(&["exec", &id, "/bin/true"]).ok();
+    }
+    fs::write(&stop, "").unwrap();
+    let report = attacker.wait().ok().probe();
+    let grabbed = report.get("grabbed").as_array().unwrap();
+    for g in grabbed {
+        let is_runtime = g["dev"] == meta.dev() && g["ino"] == meta.ino();
+        assert!(
+            !is_runtime,
+            "the runtime's binary reached from the container: {g}"
+        );
+    }
+    println!("grabbed {} exes: {}", grabbed.len(), report.get("grabbed"));
     assert!(
         fs::read(&host().runtime).unwrap() == runtime,
         "runtime changed"

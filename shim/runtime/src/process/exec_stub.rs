@@ -12,8 +12,10 @@
 //!
 //! Used when the runtime's user can write the husk binary (root always; an unprivileged user only
 //! for a binary of its own): otherwise no container of that user can write it either. The window
-//! before the stub runs is covered by non-dumpable (see `InitContext::protect_exe`), except for a
-//! container given CAP_SYS_PTRACE without a user namespace (docs/security.md).
+//! before the stub runs is covered by non-dumpable (see `InitContext::protect_exe`). A container
+//! that may hold CAP_SYS_PTRACE without a user namespace reads non-dumpable processes too: for it
+//! husk itself must run from a sealed copy ([`ptrace_exposed`], [`reexec_sealed`]; runc-dmz's
+//! fallback, at the cost of copying the binary, only for such containers).
 //!
 //! x86_64 only (the code is hand-written): elsewhere husk execs the program directly.
 //! The code is exec_stub.S, assembled; the ELF headers are built around it here.
@@ -21,8 +23,10 @@
 use nix::errno::Errno;
 use nix::fcntl::{fcntl, AtFlags, FcntlArg, SealFlag};
 use nix::sys::memfd::{memfd_create, MemFdCreateFlag};
-use std::ffi::{CStr, CString};
+use oci_spec::runtime::{Capability, LinuxCapabilities};
+use std::ffi::{CStr, CString, OsString};
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::OsStrExt;
 
 /// argv[0] the stub wants: 8 bytes with the NUL, compared as one word.
 const MAGIC: &CStr = c"huskexe";
@@ -115,24 +119,13 @@ impl ExecStub {
 
     /// Writes the stub into a new memfd and seals it (no writes, no size change, no more seals).
     pub fn new() -> Result<ExecStub, Errno> {
-        let flags = MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING;
-        // MFD_EXEC (Linux 6.3): executable even where vm.memfd_noexec makes memfds no-exec by
-        // default; older kernels do not know the flag (EINVAL) and need none.
-        let exec = MemFdCreateFlag::from_bits_retain(0x10);
-        let fd = match memfd_create(c"husk-exec", flags | exec) {
-            Err(Errno::EINVAL) => memfd_create(c"husk-exec", flags)?,
-            r => r?,
-        };
+        let fd = exec_memfd(c"husk-exec")?;
         let bytes = elf();
         let written = nix::unistd::write(&fd, &bytes)?;
         if written != bytes.len() {
             return Err(Errno::EIO);
         }
-        let seals = SealFlag::F_SEAL_SEAL
-            | SealFlag::F_SEAL_SHRINK
-            | SealFlag::F_SEAL_GROW
-            | SealFlag::F_SEAL_WRITE;
-        fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals))?;
+        seal(&fd)?;
         Ok(ExecStub(fd))
     }
 
@@ -174,10 +167,111 @@ impl ExecStub {
     }
 }
 
+/// A new close-on-exec memfd that may be sealed and executed.
+fn exec_memfd(name: &CStr) -> Result<OwnedFd, Errno> {
+    let flags = MemFdCreateFlag::MFD_CLOEXEC | MemFdCreateFlag::MFD_ALLOW_SEALING;
+    // MFD_EXEC (Linux 6.3): executable even where vm.memfd_noexec makes memfds no-exec by
+    // default; older kernels do not know the flag (EINVAL) and need none.
+    let exec = MemFdCreateFlag::from_bits_retain(0x10);
+    match memfd_create(name, flags | exec) {
+        Err(Errno::EINVAL) => memfd_create(name, flags),
+        r => r,
+    }
+}
+
+/// No writes, no size change, no more seals.
+fn seal(fd: &OwnedFd) -> Result<(), Errno> {
+    let seals = SealFlag::F_SEAL_SEAL
+        | SealFlag::F_SEAL_SHRINK
+        | SealFlag::F_SEAL_GROW
+        | SealFlag::F_SEAL_WRITE;
+    fcntl(fd.as_raw_fd(), FcntlArg::F_ADD_SEALS(seals)).map(drop)
+}
+
+/// May a process of a container with these capabilities read (and ptrace) husk's non-dumpable
+/// processes in it? Only with CAP_SYS_PTRACE in the host's user namespace: without a user
+/// namespace of its own, and with CAP_SYS_PTRACE in its bounding, inheritable or ambient set
+/// (runc's rule for its dmz), or with no `capabilities` at all (every set left as it is).
+pub fn ptrace_exposed(caps: Option<&LinuxCapabilities>, userns: bool) -> bool {
+    if userns {
+        return false;
+    }
+    let Some(c) = caps else {
+        return true;
+    };
+    [c.bounding(), c.inheritable(), c.ambient()]
+        .into_iter()
+        .flatten()
+        .any(|set| set.contains(&Capability::SysPtrace))
+}
+
+/// Is this process running from a sealed copy of its binary (see [`reexec_sealed`])?
+pub fn running_sealed() -> bool {
+    std::fs::File::open("/proc/self/exe")
+        .ok()
+        .and_then(|f| fcntl(f.as_raw_fd(), FcntlArg::F_GET_SEALS).ok())
+        .is_some_and(|seals| seals & libc::F_SEAL_WRITE != 0)
+}
+
+/// Execs this program again, with `argv` and the current environment, from a write-sealed memfd
+/// copy of its binary: its /proc/PID/exe, and its children's, is then no file on the host.
+/// Returns only on failure.
+pub fn reexec_sealed(argv: &[OsString]) -> Errno {
+    let run = || -> Result<std::convert::Infallible, Errno> {
+        let mut exe = std::fs::File::open("/proc/self/exe").map_err(io_errno)?;
+        let fd = exec_memfd(c"husk-sealed")?;
+        let mut copy = std::fs::File::from(fd);
+        std::io::copy(&mut exe, &mut copy).map_err(io_errno)?;
+        let fd = OwnedFd::from(copy);
+        seal(&fd)?;
+        let cstr = |s: &std::ffi::OsStr| CString::new(s.as_bytes()).map_err(|_| Errno::EINVAL);
+        let args = argv
+            .iter()
+            .map(|a| cstr(a))
+            .collect::<Result<Vec<_>, _>>()?;
+        let env = std::env::vars_os()
+            .map(|(k, v)| {
+                let mut kv = k;
+                kv.push("=");
+                kv.push(v);
+                cstr(&kv)
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let flags = AtFlags::AT_EMPTY_PATH;
+        nix::unistd::execveat(Some(fd.as_raw_fd()), c"", &args, &env, flags)
+    };
+    match run() {
+        Err(e) => e,
+        Ok(never) => match never {},
+    }
+}
+
+fn io_errno(e: std::io::Error) -> Errno {
+    Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::process::Command;
+
+    #[test]
+    fn ptrace_exposed_only_without_a_userns_and_with_the_capability() {
+        let caps = |v: serde_json::Value| serde_json::from_value::<LinuxCapabilities>(v).unwrap();
+        let with = caps(serde_json::json!({"bounding": ["CAP_KILL", "CAP_SYS_PTRACE"]}));
+        let without =
+            caps(serde_json::json!({"bounding": ["CAP_KILL"], "effective": ["CAP_KILL"]}));
+        let inheritable = caps(serde_json::json!({"inheritable": ["CAP_SYS_PTRACE"]}));
+        assert!(ptrace_exposed(Some(&with), false));
+        assert!(ptrace_exposed(Some(&inheritable), false));
+        assert!(
+            ptrace_exposed(None, false),
+            "no capabilities object: all kept"
+        );
+        assert!(!ptrace_exposed(Some(&without), false));
+        assert!(!ptrace_exposed(Some(&with), true));
+        assert!(!running_sealed(), "the test binary is a file");
+    }
 
     /// Runs the stub directly (through /proc/self/fd, as a fallback would), with argv0 `magic`.
     fn run(magic: &str, rest: &[&str]) -> std::process::Output {
