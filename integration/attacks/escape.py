@@ -595,6 +595,69 @@ def i386_call(nr, arg):
     return r
 
 
+def i386_call2(nr, a, b):
+    """Syscall `nr` of the 32-bit ABI (int 0x80) with two arguments (the third is 0), from 64-bit
+    code."""
+    import mmap
+    # push rbx; mov eax, nr; mov ebx, edi; mov ecx, esi; xor edx, edx; int 0x80; pop rbx; ret
+    code = bytes([0x53, 0xB8]) + nr.to_bytes(4, "little") + bytes(
+        [0x89, 0xFB, 0x89, 0xF1, 0x31, 0xD2, 0xCD, 0x80, 0x5B, 0xC3])
+    page = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+    page.write(code)
+    fn = ctypes.CFUNCTYPE(ctypes.c_int, ctypes.c_uint, ctypes.c_uint)(
+        ctypes.addressof(ctypes.c_char.from_buffer(page)))
+    r = fn(a, b)
+    if r < 0:
+        raise OSError(-r, os.strerror(-r))
+    return r
+
+
+def low_words(*words):
+    """A buffer below 4 GiB (MAP_32BIT) holding 32-bit words: an i386 pointer argument."""
+    libc.mmap.restype = ctypes.c_void_p
+    libc.mmap.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int, ctypes.c_int,
+                          ctypes.c_int, ctypes.c_long]
+    p = libc.mmap(None, 4096, 0x3, 0x02 | 0x20 | 0x40, -1, 0)  # RW, PRIVATE|ANON|32BIT
+    if p in (None, ctypes.c_void_p(-1).value):
+        raise OSError(ctypes.get_errno(), "mmap MAP_32BIT")
+    (ctypes.c_uint32 * len(words)).from_address(p)[:] = words
+    return p
+
+
+def vsock_other_abis():
+    """AF_VSOCK sockets through every syscall ABI. No namespace covers vsock: a socket reaches the
+    host's (hypervisor's) port space. The sandbox's rule is "socket, unless AF_VSOCK"; on i386 the
+    socket calls also go through socketcall(2), whose arguments are in memory a filter cannot
+    read. Sockets are only created and closed, never connected."""
+    AF_INET, AF_VSOCK, SOCK_STREAM, SYS_SOCKET = 2, 40, 1, 1
+    pid = os.fork()
+    if pid == 0:
+        os._exit(0 if i386_call(20, 0) > 0 else 1)  # getpid
+    _, status = os.waitpid(pid, 0)
+    ia32 = os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+    fact("ia32", ia32)
+
+    def native(nr, family):
+        r = libc.syscall(ctypes.c_long(nr), ctypes.c_long(family), ctypes.c_long(SOCK_STREAM),
+                         ctypes.c_long(0))
+        if r == -1:
+            e = ctypes.get_errno()
+            raise OSError(e, os.strerror(e))
+        os.close(r)
+
+    attempt("control: x86_64 socket(AF_INET)", native, 41, AF_INET)
+    attempt("x86_64 socket(AF_VSOCK)", native, 41, AF_VSOCK)
+    attempt("x32 socket(AF_VSOCK)", native, 0x40000000 + 41, AF_VSOCK)
+    if ia32:
+        attempt("control: i386 socket(AF_INET)", lambda: os.close(i386_call2(359, AF_INET,
+                                                                                SOCK_STREAM)))
+        attempt("i386 socket(AF_VSOCK)", lambda: os.close(i386_call2(359, AF_VSOCK,
+                                                                        SOCK_STREAM)))
+        args = low_words(AF_VSOCK, SOCK_STREAM, 0)
+        attempt("i386 socketcall(SYS_SOCKET, AF_VSOCK)",
+                lambda: os.close(i386_call2(102, SYS_SOCKET, args)))
+
+
 def other_abis():
     """Blocked syscalls through the i386 (int 0x80) and x32 ABIs: a filter that only knew
     x86_64 numbers would let them through."""
@@ -673,7 +736,7 @@ ATTACKS = {f.__name__: f for f in [
     net_tcp, net_udp, net_dns, net_unix, net_raw, read_host, proc_host, host_procs, signal_host,
     ptrace_host, exe_overwrite, leaked_fds, suid, keyctl, bpf, perf, modules, mounts, namespaces,
     rlimits, fork_bomb, memory_bomb, core_dump, clock, kernel_interfaces, shocker, ipc, setid_files,
-    tty_inject, other_abis, proc_self_knobs,
+    tty_inject, other_abis, vsock_other_abis, proc_self_knobs,
     timeout_double_fork, timeout_setsid]}
 
 if __name__ == "__main__":

@@ -1,17 +1,20 @@
 //! Regressions named after the CVE whose class they guard against: the runtime binary
-//! overwritten through /proc/PID/exe (CVE-2019-5736), a leaked host fd used as process.cwd
+//! overwritten through /proc/PID/exe (CVE-2019-5736, also through a `#!/proc/self/exe` program), a leaked host fd used as process.cwd
 //! (CVE-2024-21626), a mount target that is a symlink out of the rootfs (CVE-2021-30465), and
 //! console sockets that are not sockets.
 
-use crate::harness::{host, Ctx, Launch, Probe};
+use crate::harness::{host, Ctx, Launch, Mode, Probe};
 use serde_json::{json, Value};
 use std::fs;
 use std::os::fd::OwnedFd;
 use std::path::Path;
 
+crate::root_only!(cve_2019_5736_ptrace_capable_container);
+
 crate::both!(
     cve_2019_5736_created_init_exe_not_writable,
     cve_2019_5736_exec_process_exe_not_writable,
+    cve_2019_5736_self_exe_interpreter,
     cve_2024_21626_cwd_through_leaked_fd,
     cve_2024_21626_leaked_fds_do_not_reach_container,
     cve_2021_30465_symlinked_mount_target,
@@ -91,6 +94,126 @@ fn cve_2019_5736_exec_process_exe_not_writable(t: &Ctx) {
     t.rt(&["kill", &id, "KILL"]).ok();
     t.wait_status(&id, "stopped");
     assert_ne!(exec.wait().code, 0, "exec'd sleep outlived its container");
+}
+
+/// CVE-2019-5736 itself: the image's program is a script whose interpreter is `#!/proc/self/exe`.
+/// The kernel resolves that in the process doing the execve: a runtime that execs the program
+/// from its own binary runs *the runtime's host binary* inside the container, where an attacker
+/// process (container root) grabs /proc/PID/exe and, once it exits, reopens it for writing.
+/// The attacker (`husk-probe exe-race`, exec'd into the container) grabs every exe it can while
+/// the script is exec'd 20 times (by `exec`, and once as a container's init). No grab may be the
+/// runtime's binary opened for writing, and the binary must be unchanged. As root, the runtime's
+/// binary must never even run inside (husk execs through a sealed stub: its usage text never
+/// appears). Rootless, the stub is used only for a binary the user can write; this one is root's.
+fn cve_2019_5736_self_exe_interpreter(t: &Ctx) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let runtime = fs::read(&host().runtime).unwrap();
+    let meta = fs::metadata(&host().runtime).unwrap();
+    let evil = t.rootfs().join("evil");
+    fs::write(&evil, "#!/proc/self/exe\n").unwrap();
+    fs::set_permissions(&evil, fs::Permissions::from_mode(0o755)).unwrap();
+    t.give(&evil);
+    let id = t.start_running(&t.bundle().probe(&["sleep", "600"]), "selfexe");
+    let stop_in = format!("/tmp/stop-{id}");
+    let stop = t.rootfs().join(stop_in.trim_start_matches('/'));
+    let attacker = t.spawn(
+        &["exec", &id, "/bin/husk-probe", "exe-race", &stop_in],
+        None,
+    );
+    t.wait_for("the attacker to run", || {
+        fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c == format!("/bin/husk-probe\0exe-race\0{stop_in}\0").as_bytes())
+        })
+    });
+    let husk_ran = |out: &crate::harness::Out| out.stderr.contains("Usage: husk");
+    for _ in 0..20 {
+        let out = t.rt(&["exec", &id, "/evil", "x"]);
+        assert!(
+            t.mode != Mode::Root || !husk_ran(&out),
+            "husk ran inside: {out}"
+        );
+    }
+    let b = t.bundle().args(&["/evil", "x"]);
+    let dir = t.write(&b);
+    let init = t.rt(&[
+        "run",
+        "--bundle",
+        dir.to_str().unwrap(),
+        &t.id("selfexe-init"),
+    ]);
+    assert!(
+        t.mode != Mode::Root || !husk_ran(&init),
+        "husk ran as the init: {init}"
+    );
+    fs::write(&stop, "").unwrap();
+    let report = attacker.wait().ok().probe();
+    for g in report.get("grabbed").as_array().unwrap() {
+        let is_runtime = g["dev"] == meta.dev() && g["ino"] == meta.ino();
+        assert!(
+            !(is_runtime && g["reopen"]["ok"] == true),
+            "the runtime's binary opened for writing from the container: {g}"
+        );
+        assert!(
+            t.mode != Mode::Root || !is_runtime,
+            "the runtime's binary ran in the container: {g}"
+        );
+    }
+    println!("grabbed: {}", report.get("grabbed"));
+    assert!(
+        fs::read(&host().runtime).unwrap() == runtime,
+        "runtime changed"
+    );
+}
+
+/// The same attacker with CAP_SYS_PTRACE and no user namespace (root only: in a user namespace
+/// the capability does not reach husk's processes): it may read /proc/PID/exe of a non-dumpable
+/// process, so husk's pre-exec window is open to it. 20 `exec`s of `true` must never let it
+/// grab the runtime's binary: husk then runs from a sealed copy of itself.
+fn cve_2019_5736_ptrace_capable_container(t: &Ctx) {
+    use std::os::unix::fs::MetadataExt;
+    let runtime = fs::read(&host().runtime).unwrap();
+    let meta = fs::metadata(&host().runtime).unwrap();
+    let b = t.bundle().probe(&["sleep", "600"]).edit(|c| {
+        let caps = &mut c["process"]["capabilities"];
+        for set in ["bounding", "effective", "permitted"] {
+            caps[set]
+                .as_array_mut()
+                .unwrap()
+                .push(json!("CAP_SYS_PTRACE"));
+        }
+    });
+    let id = t.start_running(&b, "ptrace");
+    let stop_in = format!("/tmp/stop-{id}");
+    let stop = t.rootfs().join(stop_in.trim_start_matches('/'));
+    let attacker = t.spawn(
+        &["exec", &id, "/bin/husk-probe", "exe-race", &stop_in],
+        None,
+    );
+    t.wait_for("the attacker to run", || {
+        fs::read_dir("/proc").unwrap().flatten().any(|e| {
+            fs::read(e.path().join("cmdline"))
+                .is_ok_and(|c| c == format!("/bin/husk-probe\0exe-race\0{stop_in}\0").as_bytes())
+        })
+    });
+    for _ in 0..20 {
+        t.rt(&["exec", &id, "/bin/true"]).ok();
+    }
+    fs::write(&stop, "").unwrap();
+    let report = attacker.wait().ok().probe();
+    let grabbed = report.get("grabbed").as_array().unwrap();
+    for g in grabbed {
+        let is_runtime = g["dev"] == meta.dev() && g["ino"] == meta.ino();
+        assert!(
+            !is_runtime,
+            "the runtime's binary reached from the container: {g}"
+        );
+    }
+    println!("grabbed {} exes: {}", grabbed.len(), report.get("grabbed"));
+    assert!(
+        fs::read(&host().runtime).unwrap() == runtime,
+        "runtime changed"
+    );
 }
 
 /// A host directory with a marker file, and a launch that hands the runtime that directory as

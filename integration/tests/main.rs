@@ -39,6 +39,7 @@ mod launcher_ns;
 mod launcher_underlay;
 mod lifecycle;
 mod limits;
+mod oci_security;
 mod overlay;
 mod parity_init;
 mod parity_ns;

@@ -7,6 +7,7 @@ use crate::both;
 
 both!(
     seccomp_bypass_via_32bit_and_x32_abis,
+    seccomp_vsock_through_other_abis,
     proc_self_knobs,
     setuid_and_file_capabilities,
     setid_files_planted_in_the_workspace,
@@ -323,6 +324,44 @@ fn seccomp_bypass_via_32bit_and_x32_abis(t: &Ctx) {
         &["EPERM", "ENOSYS"],
         "the filter covers the x32 ABI (SCMP_ARCH_X32), or the kernel has none (ENOSYS)",
     );
+}
+
+/// The profile's one argument rule that matters most, "socket unless AF_VSOCK" (vsock reaches the
+/// hypervisor's port space; no namespace covers it), on every ABI. On i386, socketcall(2) carries
+/// the family in memory: libseccomp drops the condition there, so husk refuses the sub-call
+/// (ENOSYS: a libc falls back to the direct socket syscall, which the filter checks).
+fn seccomp_vsock_through_other_abis(t: &Ctx) {
+    let a = python(t, "vsock_other_abis", &[], &[]);
+    let control = |what: &str| {
+        let c = a.tries.iter().find(|t| t.what == what).unwrap();
+        assert!(c.ok, "{}: {what} failed: {}", a.label, a.dump());
+    };
+    control("control: x86_64 socket(AF_INET)");
+    a.blocked(
+        "x86_64 socket(AF_VSOCK)",
+        &["EPERM"],
+        "seccomp: socket(AF_VSOCK) refused",
+    );
+    a.blocked(
+        "x32 socket(AF_VSOCK)",
+        &["EPERM"],
+        "the same rule on the x32 ABI",
+    );
+    if a.fact("ia32") == true {
+        control("control: i386 socket(AF_INET)");
+        a.blocked(
+            "i386 socket(AF_VSOCK)",
+            &["EPERM"],
+            "the same rule on the i386 ABI",
+        );
+        a.blocked(
+            "i386 socketcall(SYS_SOCKET, AF_VSOCK)",
+            &["ENOSYS"],
+            "socketcall's socket sub-call is refused: its arguments cannot be checked",
+        );
+    } else {
+        a.say("no IA-32 emulation in this kernel: int 0x80 is not an entry point here");
+    }
 }
 
 fn proc_self_knobs(t: &Ctx) {

@@ -59,7 +59,7 @@ fn run(args: cli::Cli) -> i32 {
     } else {
         1
     };
-    match verbs::dispatch(&args.global, cmd) {
+    match verbs::dispatch(&args.global, cmd).map_err(reexec_if_not_sealed) {
         Ok(code) => code,
         Err(e) => {
             let msg = one_line(&e);
@@ -76,6 +76,26 @@ fn run(args: cli::Cli) -> i32 {
             }
         }
     }
+}
+
+/// A container that may ptrace husk's processes (CAP_SYS_PTRACE without a user namespace) needs
+/// husk to run from a sealed copy of its binary (CVE-2019-5736): the engine refused before doing
+/// anything; run the same command again from such a copy. Returns only when that fails.
+fn reexec_if_not_sealed(e: anyhow::Error) -> anyhow::Error {
+    use husk_runtime::container::ContainerError;
+    let not_sealed = e.chain().any(|c| {
+        matches!(
+            c.downcast_ref::<ContainerError>(),
+            Some(ContainerError::NotSealed)
+        )
+    });
+    if !not_sealed {
+        return e;
+    }
+    log::debug!("running again from a sealed copy of the husk binary");
+    let argv: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let errno = husk_runtime::process::exec_stub::reexec_sealed(&argv);
+    e.context(format!("run husk from a sealed copy of itself: {errno}"))
 }
 
 /// The error chain on one line. Engine errors already embed their cause in their message, so a link

@@ -1,7 +1,8 @@
 //! The container's mounts (before the image underlay) and its working directory.
 //!
 //! Default (Apptainer's): host /proc (a fresh one with a pid namespace), /sys read-only, /dev,
-//! /tmp, $HOME and the cwd bound from the host; /etc/passwd and /etc/group from the launch dir;
+//! /tmp, $HOME and the cwd bound from the host; without a user namespace, a read-only cgroupfs of
+//! the container's own cgroup namespace on /sys/fs/cgroup; /etc/passwd and /etc/group from the launch dir;
 //! /etc/resolv.conf and /etc/hosts from the host, read-only; then each --bind in order, so a
 //! --bind wins over a default at the same place. --contain: a fresh /tmp, a minimal /dev and an
 //! empty $HOME instead, and no cwd bind.
@@ -93,6 +94,7 @@ pub fn plan(
     host: &HostFacts,
     fs: &dyn Fs,
     pidns: bool,
+    userns: bool,
     bundle: &Path,
     working_dir: Option<&str>,
 ) -> Result<MountPlan, MountError> {
@@ -100,6 +102,7 @@ pub fn plan(
     let mut warnings = Vec::new();
     let contained = opts.contained();
     kernel_fs(&mut m, pidns, contained);
+    sys(&mut m, host, userns);
     tmp(&mut m, contained);
     etc_files(&mut m, fs, bundle);
     if opts.fuse {
@@ -159,13 +162,31 @@ fn kernel_fs(m: &mut Vec<Mount>, pidns: bool, contained: bool) {
             false,
         ));
     }
+}
+
+/// /sys: the host's, read-only down to every mount below it (`rro`: the cgroup hierarchies,
+/// debugfs, bpf, ...; plain `ro` makes only the top mount read-only). Then, without a user
+/// namespace, where the process may be real root with Docker's capabilities (CAP_DAC_OVERRIDE):
+/// a read-only cgroupfs of the launch's own cgroup namespace on /sys/fs/cgroup, so it can neither
+/// move itself out of its cgroup nor raise its limits, and sees only its own subtree. In a user
+/// namespace the host's cgroup files are not its to write, and cgroup v1 cannot be mounted there.
+/// mount_setattr(2), behind `rro`, came with Linux 5.12: before it, `ro` and the cgroupfs.
+fn sys(m: &mut Vec<Mount>, host: &HostFacts, userns: bool) {
+    let ro: &'static str = if host.kernel >= (5, 12) { "rro" } else { "ro" };
     m.push(bind(
         "/sys".as_ref(),
         "/sys".as_ref(),
-        &["rbind", "nosuid", "noexec", "nodev", "ro"],
+        &["rbind", "nosuid", "noexec", "nodev", ro],
         true,
         false,
     ));
+    if !userns {
+        m.push(fs_mount(
+            "/sys/fs/cgroup",
+            "cgroup",
+            &["ro", "nosuid", "noexec", "nodev"],
+        ));
+    }
 }
 
 /// A tmpfs /dev with its own devpts and /dev/shm.
@@ -441,6 +462,7 @@ mod tests {
             &host("/home/u/proj"),
             &fs(),
             false,
+            true,
             "/b".as_ref(),
             None,
         )
@@ -478,7 +500,7 @@ mod tests {
             destination: "/home/u/in".into(),
             readonly: true,
         }];
-        let p = plan(&o, &h, &fs, false, "/b".as_ref(), None).unwrap();
+        let p = plan(&o, &h, &fs, false, true, "/b".as_ref(), None).unwrap();
         let d = dests(&p);
         let at = |x: &str| d.iter().position(|y| y == x).unwrap();
         assert!(at("/home/u") < at("/home/u/.Xauthority"), "{d:?}");
@@ -501,11 +523,20 @@ mod tests {
         let mut o = opts();
         o.x11 = true;
         o.contain = true;
-        let p = plan(&o, &h, &fs, false, "/b".as_ref(), None).unwrap();
+        let p = plan(&o, &h, &fs, false, true, "/b".as_ref(), None).unwrap();
         let d = dests(&p);
         let at = |x: &str| d.iter().position(|y| y == x).unwrap();
         assert!(at("/home/u") < at("/home/u/.Xauthority"), "{d:?}");
-        let p = plan(&o, &h, &super::tests::fs(), false, "/b".as_ref(), None).unwrap();
+        let p = plan(
+            &o,
+            &h,
+            &super::tests::fs(),
+            false,
+            true,
+            "/b".as_ref(),
+            None,
+        )
+        .unwrap();
         assert!(!dests(&p).contains(&"/home/u/.Xauthority".to_string()));
         assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     }
@@ -517,6 +548,7 @@ mod tests {
             &host("/scratch/job"),
             &fs(),
             false,
+            true,
             "/b".as_ref(),
             None,
         )
@@ -532,7 +564,16 @@ mod tests {
             destination: "/s".into(),
             readonly: false,
         }];
-        let p = plan(&o, &host("/scratch/job"), &fs(), false, "/b".as_ref(), None).unwrap();
+        let p = plan(
+            &o,
+            &host("/scratch/job"),
+            &fs(),
+            false,
+            true,
+            "/b".as_ref(),
+            None,
+        )
+        .unwrap();
         let d = dests(&p);
         assert!(
             d.contains(&"/s".to_string()) && !d.contains(&"/scratch/job".to_string()),
@@ -550,6 +591,7 @@ mod tests {
             &host("/scratch/job"),
             &fs(),
             true,
+            true,
             "/b".as_ref(),
             Some("/app"),
         )
@@ -562,6 +604,42 @@ mod tests {
     }
 
     #[test]
+    fn sys_read_only_to_the_bottom_and_a_cgroupfs_without_userns() {
+        let sys = |p: &MountPlan| {
+            p.mounts
+                .iter()
+                .find(|m| m.destination == Path::new("/sys"))
+                .cloned()
+        };
+        let cgroupfs = |p: &MountPlan| {
+            p.mounts
+                .iter()
+                .find(|m| m.destination == Path::new("/sys/fs/cgroup"))
+                .cloned()
+        };
+        let root = plan(
+            &opts(),
+            &host("/"),
+            &fs(),
+            false,
+            false,
+            "/b".as_ref(),
+            None,
+        )
+        .unwrap();
+        assert!(sys(&root).unwrap().options.contains(&"rro"));
+        let cg = cgroupfs(&root).expect("a cgroupfs without a user namespace");
+        assert_eq!((cg.typ, cg.options[0]), ("cgroup", "ro"));
+        let userns = plan(&opts(), &host("/"), &fs(), false, true, "/b".as_ref(), None).unwrap();
+        assert!(cgroupfs(&userns).is_none());
+        let mut old = host("/");
+        old.kernel = (5, 11);
+        let p = plan(&opts(), &old, &fs(), false, false, "/b".as_ref(), None).unwrap();
+        let o = sys(&p).unwrap().options;
+        assert!(o.contains(&"ro") && !o.contains(&"rro"), "{o:?}");
+    }
+
+    #[test]
     fn bind_errors_name_the_source() {
         let mut o = opts();
         o.binds = vec![Bind {
@@ -569,10 +647,10 @@ mod tests {
             destination: "/x".into(),
             readonly: true,
         }];
-        let e = plan(&o, &host("/"), &fs(), false, "/b".as_ref(), None).unwrap_err();
+        let e = plan(&o, &host("/"), &fs(), false, true, "/b".as_ref(), None).unwrap_err();
         assert_eq!(e.to_string(), "bind /nope: no such file or directory");
         o.pwd = Some("rel".into());
         o.binds.clear();
-        assert!(plan(&o, &host("/"), &fs(), false, "/b".as_ref(), None).is_err());
+        assert!(plan(&o, &host("/"), &fs(), false, true, "/b".as_ref(), None).is_err());
     }
 }

@@ -104,6 +104,7 @@ pub fn build(
         host,
         fs,
         has("pid"),
+        userns,
         bundle,
         image.config.working_dir.as_deref(),
     )?;
@@ -487,6 +488,8 @@ fn namespaces(t: &Value, opts: &Options, userns: bool) -> Vec<String> {
         }
     };
     add("mount", true);
+    // Its own cgroup namespace: /proc/self/cgroup and a cgroupfs mount show only its subtree.
+    add("cgroup", true);
     add("user", userns);
     add("pid", opts.containall || opts.pid);
     add("ipc", opts.ipc == Some(Ipc::Private) || opts.containall);
@@ -711,23 +714,23 @@ mod tests {
 
     #[test]
     fn ipc_host_private_and_containall() {
-        assert_eq!(nss(&["mount"], |_| {}), ["mount"]);
+        assert_eq!(nss(&["mount"], |_| {}), ["mount", "cgroup"]);
         let private = |o: &mut Options| o.ipc = Some(Ipc::Private);
-        assert_eq!(nss(&["mount"], private), ["ipc", "mount"]);
+        assert_eq!(nss(&["mount"], private), ["ipc", "mount", "cgroup"]);
         assert_eq!(
             nss(&["mount"], |o| o.containall = true),
-            ["pid", "ipc", "mount"]
+            ["pid", "ipc", "mount", "cgroup"]
         );
         // An explicit host wins over --containall and over the profile's own namespace.
         let host = |o: &mut Options| {
             o.containall = true;
             o.ipc = Some(Ipc::Host);
         };
-        assert_eq!(nss(&["mount"], host), ["pid", "mount"]);
+        assert_eq!(nss(&["mount"], host), ["pid", "mount", "cgroup"]);
         let host = |o: &mut Options| o.ipc = Some(Ipc::Host);
         assert_eq!(
             nss(&["ipc", "network", "mount"], host),
-            ["network", "mount"]
+            ["network", "mount", "cgroup"]
         );
     }
 }

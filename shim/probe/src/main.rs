@@ -27,8 +27,9 @@ use std::time::Duration;
 
 const USAGE: &str =
     "usage: husk-probe [json | exit N | sleep SECS | sig | raise N | write PATH [DATA] \
-| read PATH | open PATH r|w | readlink PATH | exes | chown PATH UID GID \
-| syscall NAME|NR [ARGS..] | alloc MB | fork N | fds | tty | echo WORDS.. | cat \
+| read PATH | open PATH r|w | readlink PATH | exes | exe-race STOPFILE | chown PATH UID GID \
+| syscall NAME|NR [ARGS..] | syscall32 NR [ARGS..] \
+| socket FAMILY native|x32|i386|socketcall | alloc MB | fork N | fds | tty | echo WORDS.. | cat \
 | unix PATH MSG | nolandlock CMD [ARGS..] | nest CMD [ARGS..]]";
 
 fn main() -> ExitCode {
@@ -49,8 +50,11 @@ fn main() -> ExitCode {
         ["open", path, mode] => print(&open(path, mode)),
         ["readlink", path] => print(&readlink(path)),
         ["exes"] => print(&exes()),
+        ["exe-race", stop] => print(&exe_race(stop)),
         ["chown", path, uid, gid] => print(&chown(path, uid, gid)),
         ["syscall", name, rest @ ..] => print(&syscall(name, rest)),
+        ["syscall32", nr, rest @ ..] => print(&syscall32(nr, rest)),
+        ["socket", family, abi] => print(&socket(family, abi)),
         ["alloc", mb] => alloc(mb.parse().unwrap_or(1024)),
         ["fork", n] => print(&fork(n.parse().unwrap_or(100))),
         ["fds"] => print(&Json::obj().with("fds", observe::fds())),
@@ -125,6 +129,7 @@ fn errno_name(n: i32) -> String {
         26 => "ETXTBSY",
         28 => "ENOSPC",
         30 => "EROFS",
+        97 => "EAFNOSUPPORT",
         38 => "ENOSYS",
         95 => "EOPNOTSUPP",
         _ => return format!("E{n}"),
@@ -313,6 +318,59 @@ fn exes() -> Json {
     Json::obj().with("op", "exes").with("procs", rows)
 }
 
+/// CVE-2019-5736 as an attacker inside the container does it: until STOPFILE exists (at most
+/// 120 s), grab a read-only fd of /proc/PID/exe of every other process that shows up (pid 1
+/// excepted), retrying while it is not dumpable yet. Once all of them are gone (nothing runs the
+/// binary: no ETXTBSY), reopen each through /proc/self/fd/N for writing, as the attack does
+/// before overwriting it; nothing is written. Reports each grab's identity (st_dev, st_ino) so
+/// the host can tell whether it was the runtime's binary.
+fn exe_race(stop: &str) -> Json {
+    use std::os::unix::fs::MetadataExt;
+    let me = std::process::id();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    let mut grabbed: Vec<(u32, String, std::fs::File)> = Vec::new();
+    while !std::path::Path::new(stop).exists() && std::time::Instant::now() < deadline {
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            break;
+        };
+        for e in dir.flatten() {
+            let Some(pid) = e.file_name().to_str().and_then(|p| p.parse::<u32>().ok()) else {
+                continue;
+            };
+            if pid == me || pid == 1 || grabbed.iter().any(|g| g.0 == pid) {
+                continue;
+            }
+            if let Ok(f) = std::fs::File::open(format!("/proc/{pid}/exe")) {
+                let cmdline = std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                    .unwrap_or_default();
+                grabbed.push((pid, cmdline.trim_end().to_string(), f));
+            }
+        }
+    }
+    let rows: Vec<Json> = grabbed
+        .iter()
+        .map(|(pid, cmdline, f)| {
+            let gone = std::time::Instant::now() + Duration::from_secs(10);
+            while std::path::Path::new(&format!("/proc/{pid}")).exists()
+                && std::time::Instant::now() < gone
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            let fd = std::os::fd::AsRawFd::as_raw_fd(f);
+            let meta = f.metadata();
+            Json::obj()
+                .with("pid", *pid)
+                .with("cmdline", cmdline.clone())
+                .with("dev", meta.as_ref().map_or(0, |m| m.dev()))
+                .with("ino", meta.as_ref().map_or(0, |m| m.ino()))
+                .with("target", readlink(&format!("/proc/self/fd/{fd}")))
+                .with("reopen", open(&format!("/proc/self/fd/{fd}"), "w"))
+        })
+        .collect();
+    Json::obj().with("op", "exe-race").with("grabbed", rows)
+}
+
 /// Creates PATH if missing, chowns it to UID:GID and reports the owner the kernel then shows.
 fn chown(path: &str, uid: &str, gid: &str) -> Json {
     use std::os::unix::fs::MetadataExt;
@@ -386,6 +444,44 @@ fn nest(cmd: &str, rest: &[&str]) -> ExitCode {
             ExitCode::from(127)
         }
     }
+}
+
+/// An i386 syscall (`int 0x80`) with integer arguments: what seccomp does on the IA-32 ABI.
+fn syscall32(nr: &str, rest: &[&str]) -> Json {
+    let arg = |i: usize| rest.get(i).and_then(|a| a.parse::<u32>().ok()).unwrap_or(0);
+    let r = sys::syscall_i386(
+        nr.parse().unwrap_or(u32::MAX),
+        [arg(0), arg(1), arg(2), arg(3), arg(4)],
+    );
+    outcome(
+        Json::obj().with("op", "syscall32").with("nr", nr),
+        r.map(drop),
+    )
+}
+
+/// socket(FAMILY, SOCK_STREAM, 0) through one syscall ABI: `native` (x86_64), `x32` (bit 30 of
+/// the number), `i386` (the direct socket syscall, 359) or `socketcall` (i386 socketcall(2)
+/// with SYS_SOCKET, whose arguments are in memory). The socket is closed again.
+fn socket(family: &str, abi: &str) -> Json {
+    let fam: u32 = family.parse().unwrap_or(0);
+    let j = Json::obj()
+        .with("op", "socket")
+        .with("family", fam)
+        .with("abi", abi);
+    let fd = match abi {
+        "native" => sys::raw_syscall(41, [fam.into(), 1, 0, 0, 0, 0]).map(|fd| fd as i32),
+        "x32" => {
+            sys::raw_syscall(0x4000_0000 + 41, [fam.into(), 1, 0, 0, 0, 0]).map(|fd| fd as i32)
+        }
+        "i386" => sys::syscall_i386(359, [fam, 1, 0, 0, 0]),
+        "socketcall" => sys::low_page().and_then(|page| {
+            page[..3].copy_from_slice(&[fam, 1, 0]);
+            let args = page.as_ptr() as usize as u32;
+            sys::syscall_i386(102, [1, args, 0, 0, 0])
+        }),
+        _ => Err(io::Error::from_raw_os_error(22)),
+    };
+    outcome(j, fd.map(sys::close_fd))
 }
 
 /// Allocates and touches `mb` MiB, one MiB at a time, so a memory limit triggers the OOM killer.

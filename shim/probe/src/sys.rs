@@ -176,3 +176,67 @@ pub fn deny_syscall_enosys(nr: u32) -> io::Result<()> {
     }
     Ok(())
 }
+
+extern "C" {
+    fn mmap(addr: *mut u8, len: usize, prot: i32, flags: i32, fd: i32, off: i64) -> *mut u8;
+    fn close(fd: i32) -> i32;
+}
+
+/// Closes a descriptor a syscall returned (errors ignored: it is the probe's own).
+pub fn close_fd(fd: i32) {
+    // SAFETY: `fd` came from the kernel for this process and is not used afterwards.
+    unsafe { close(fd) };
+}
+
+/// A page below 4 GiB (MAP_32BIT), where a pointer survives the i386 ABI's 32-bit registers.
+pub fn low_page() -> io::Result<&'static mut [u32; 1024]> {
+    const PROT_READ_WRITE: i32 = 0x1 | 0x2;
+    const MAP_PRIVATE_ANONYMOUS_32BIT: i32 = 0x02 | 0x20 | 0x40;
+    // SAFETY: a fresh anonymous mapping; nothing else refers to it. It is never unmapped, so the
+    // 'static borrow stays valid for the rest of the (short-lived) probe.
+    unsafe {
+        let p = mmap(
+            std::ptr::null_mut(),
+            4096,
+            PROT_READ_WRITE,
+            MAP_PRIVATE_ANONYMOUS_32BIT,
+            -1,
+            0,
+        );
+        if p as isize == -1 {
+            return Err(io::Error::last_os_error());
+        }
+        Ok(&mut *(p as *mut [u32; 1024]))
+    }
+}
+
+/// An i386 syscall from 64-bit code through `int 0x80` (the kernel's IA-32 entry): the number and
+/// five arguments, 32 bits each. A kernel without IA-32 emulation kills the probe (SIGSEGV).
+pub fn syscall_i386(nr: u32, args: [u32; 5]) -> io::Result<i32> {
+    let mut ret = nr as i32;
+    // SAFETY: `int 0x80` takes the number in eax and arguments in ebx, ecx, edx, esi, edi, and
+    // returns in eax; rbx is reserved by the compiler, so it is swapped in and out around the
+    // call. r8-r11 are declared clobbered for kernels before 4.17, which did not preserve them.
+    // The caller passes integers or pointers into memory it owns.
+    unsafe {
+        std::arch::asm!(
+            "xchg {b}, rbx",
+            "int 0x80",
+            "xchg {b}, rbx",
+            b = inout(reg) u64::from(args[0]) => _,
+            inlateout("eax") ret,
+            in("ecx") args[1],
+            in("edx") args[2],
+            in("esi") args[3],
+            in("edi") args[4],
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+        );
+    }
+    if ret < 0 {
+        return Err(io::Error::from_raw_os_error(-ret));
+    }
+    Ok(ret)
+}

@@ -25,9 +25,12 @@ pub fn features() -> serde_json::Value {
         "mountOptions": [
             "async", "atime", "bind", "defaults", "dev", "diratime", "dirsync", "exec", "iversion",
             "lazytime", "loud", "mand", "noatime", "nodev", "nodiratime", "noexec", "noiversion",
-            "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "private", "rbind",
-            "relatime", "remount", "ro", "rprivate", "rshared", "rslave", "runbindable", "rw",
-            "shared", "silent", "slave", "strictatime", "suid", "sync", "unbindable"
+            "nolazytime", "nomand", "norelatime", "nostrictatime", "nosuid", "nosymfollow",
+            "private", "ratime", "rbind", "rdev", "rdiratime", "relatime", "remount", "rexec",
+            "rnoatime", "rnodev", "rnodiratime", "rnoexec", "rnorelatime", "rnostrictatime",
+            "rnosuid", "rnosymfollow", "ro", "rprivate", "rrelatime", "rro", "rrw", "rshared",
+            "rslave", "rstrictatime", "rsuid", "rsymfollow", "runbindable", "rw", "shared",
+            "silent", "slave", "strictatime", "suid", "symfollow", "sync", "unbindable"
         ],
         "linux": {
             "namespaces": ["cgroup", "ipc", "mount", "network", "pid", "time", "user", "uts"],

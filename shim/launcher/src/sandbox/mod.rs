@@ -260,13 +260,13 @@ impl Sandbox {
 
     /// No host resolv.conf or hosts (a generated hosts, [`crate::spec::Launch::generate_hosts`],
     /// stays); /tmp at the sandbox's size; the workspace nosuid and nodev; a fresh read-only
-    /// sysfs instead of the host's /sys.
+    /// sysfs instead of the host's /sys, and no cgroupfs on it.
     fn rewrite_mounts(&self, config: &mut Value) {
         let mounts = config["mounts"].as_array_mut().expect("mounts is an array");
         mounts.retain(|m| {
             let d = m["destination"].as_str().unwrap_or_default();
             let generated = m["source"].as_str().is_some_and(|s| s != "/etc/hosts");
-            d != "/etc/resolv.conf" && (d != "/etc/hosts" || generated)
+            d != "/etc/resolv.conf" && (d != "/etc/hosts" || generated) && d != "/sys/fs/cgroup"
         });
         for m in mounts.iter_mut() {
             match m["destination"].as_str().unwrap_or_default() {

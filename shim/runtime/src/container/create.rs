@@ -35,6 +35,15 @@ pub struct Created {
     pub console: Option<OwnedFd>,
 }
 
+/// CVE-2019-5736 with CAP_SYS_PTRACE: see [`crate::process::exec_stub::ptrace_exposed`].
+pub(super) fn needs_sealed(
+    caps: Option<&oci_spec::runtime::LinuxCapabilities>,
+    userns: bool,
+) -> bool {
+    use crate::process::exec_stub::{ptrace_exposed, running_sealed};
+    ns::privileged() && ptrace_exposed(caps, userns) && !running_sealed()
+}
+
 /// Creates container `id` from `opts.bundle`.
 pub fn create(
     g: &GlobalOptions,
@@ -50,6 +59,12 @@ pub fn create(
     })?;
     let loaded = spec::load(&bundle)?;
     spec::validate(&loaded.spec, &bundle)?;
+    let process = loaded.spec.process().as_ref();
+    let userns = spec::namespace(&loaded.spec, LinuxNamespaceType::User).is_some();
+    let caps = process.and_then(|p| p.capabilities().as_ref());
+    if needs_sealed(caps, userns) {
+        return Err(ContainerError::NotSealed);
+    }
     let dir = Dir::create(&g.root, id)?;
     let mut cgroup_made: Option<Cgroup> = None;
     let res = build(g, id, opts, mode, &bundle, loaded, &dir, &mut cgroup_made);
@@ -316,6 +331,12 @@ pub(super) fn spec_context(
         setgroups_allowed,
         protect_exe: ns::privileged(),
         die_with_parent: false,
+        exec_stub: crate::process::exec_stub::ExecStub::wanted().map_err(|source| {
+            ContainerError::Sys {
+                op: "create exec stub",
+                source,
+            }
+        })?,
         hostname: spec.hostname().clone(),
         domainname: spec.domainname().clone(),
         sysctl: linux

@@ -91,6 +91,17 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(ContainerError::Usage("exec needs a command"));
     }
+    // The container's own capabilities count too: its processes may ptrace this one.
+    let userns =
+        crate::spec::namespace(&spec, oci_spec::runtime::LinuxNamespaceType::User).is_some();
+    let own = spec
+        .process()
+        .as_ref()
+        .and_then(|p| p.capabilities().as_ref());
+    let added = process.capabilities().as_ref();
+    if super::create::needs_sealed(own, userns) || super::create::needs_sealed(added, userns) {
+        return Err(ContainerError::NotSealed);
+    }
     let mut joins = Vec::new();
     for (typ, path) in ns::differing(Pid::from_raw(rec.pid))? {
         let fd = ns::open_ns(&path)?;
@@ -134,6 +145,12 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         setgroups_allowed: rec.setgroups_allowed,
         protect_exe: ns::privileged(),
         die_with_parent: !opts.detach,
+        exec_stub: crate::process::exec_stub::ExecStub::wanted().map_err(|source| {
+            ContainerError::Sys {
+                op: "create exec stub",
+                source,
+            }
+        })?,
         hostname: None,
         domainname: None,
         sysctl: Vec::new(),

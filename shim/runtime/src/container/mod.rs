@@ -60,6 +60,10 @@ pub enum ContainerError {
     Frozen(String),
     #[error("container {0} runs without a cgroup: {1} needs one")]
     NoCgroup(String, &'static str),
+    /// The container may ptrace husk's processes (CAP_SYS_PTRACE, no user namespace): husk must
+    /// run from a sealed copy of itself first (`process::exec_stub::reexec_sealed`).
+    #[error("the container can ptrace the runtime (CAP_SYS_PTRACE without a user namespace): run husk from a sealed copy of itself (husk's CLI does)")]
+    NotSealed,
 }
 
 /// Global options (from the CLI's global flags).

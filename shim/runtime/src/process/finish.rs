@@ -6,6 +6,7 @@
 //! `start`.
 
 use super::init::{cstring, sys, InitError};
+use super::sync::Channel;
 use super::InitContext;
 use crate::security;
 use nix::errno::Errno;
@@ -27,9 +28,20 @@ pub struct Prepared {
 }
 
 impl Prepared {
-    /// execve; returns only its error.
-    pub fn exec(&self) -> InitError {
-        let Err(source) = nix::unistd::execve(&self.exe, &self.argv, &self.envp);
+    /// execve, through the context's exec stub when it has one (CVE-2019-5736); returns only its
+    /// error. `report`: the sync channel the stub answers a failed execve on.
+    pub fn exec(&self, ctx: &InitContext, report: Option<&Channel>) -> InitError {
+        let source = match &ctx.exec_stub {
+            Some(stub) => {
+                let report = report.map_or(-1, |c| c.0.as_raw_fd());
+                let min_fd = 3 + ctx.preserve_fds as i32;
+                stub.exec(report, min_fd, &self.exe, &self.argv, &self.envp)
+            }
+            None => {
+                let Err(e) = nix::unistd::execve(&self.exe, &self.argv, &self.envp);
+                e
+            }
+        };
         InitError::Exec {
             path: self.exe.to_string_lossy().into_owned(),
             source,
@@ -125,8 +137,9 @@ pub(super) fn prepare_and_exec(
     ctx: &InitContext,
     exe: CString,
     parent: Option<nix::unistd::Pid>,
+    report: Option<&Channel>,
 ) -> Result<Infallible, InitError> {
-    Err(prepare(ctx, exe, parent)?.exec())
+    Err(prepare(ctx, exe, parent)?.exec(ctx, report))
 }
 
 /// Whether setgroups(2) works here. A user namespace we made says so itself (the parent wrote

@@ -140,7 +140,7 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
     wait_for_start(ctx, chan)?;
     start_container_hooks(ctx, &ready)?;
-    Err(ready.exec())
+    Err(ready.exec(ctx, Some(chan)))
 }
 
 /// startContainer hooks run in the container after `start`, as the process user, under its
@@ -359,7 +359,7 @@ pub fn in_place(ctx: &InitContext) -> Result<Infallible, InitError> {
             );
         }
     }
-    finish::prepare_and_exec(ctx, exe, None)
+    finish::prepare_and_exec(ctx, exe, None, None)
 }
 
 /// In a user namespace, become its root: our host ids may be unmapped there (root creating a
@@ -432,7 +432,7 @@ fn set_names(ctx: &InitContext) -> Result<(), InitError> {
 
 fn write_sysctls(ctx: &InitContext) -> Result<(), InitError> {
     for (key, value) in &ctx.sysctl {
-        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let path = format!("/proc/sys/{}", crate::spec::sysctl::path(key));
         std::fs::write(&path, value).map_err(|source| InitError::Sysctl {
             key: key.clone(),
             source,

@@ -4,6 +4,7 @@
 //! No re-exec of the husk binary: the child is a fork-like clone that already holds the parsed config,
 //! the mount plan and the compiled seccomp program.
 
+pub mod exec_stub;
 mod finish;
 pub mod hooks;
 pub mod init;
@@ -71,6 +72,8 @@ pub struct InitContext {
     /// exec without --detach: the process gets SIGKILL when the husk that waits for it dies (even
     /// of SIGKILL, which it cannot forward), instead of running on unseen in the container.
     pub die_with_parent: bool,
+    /// The program is exec'd through this stub ([`exec_stub`], CVE-2019-5736), when wanted.
+    pub exec_stub: Option<exec_stub::ExecStub>,
     pub hostname: Option<String>,
     pub domainname: Option<String>,
     pub sysctl: Vec<(String, String)>,
@@ -274,6 +277,10 @@ fn own_error(chan: &Channel) -> Option<ProcessError> {
 fn child_failure(pid: Pid, got: Option<Msg>) -> ProcessError {
     match got {
         Some(Msg::Failed(m)) => ProcessError::Init(m),
+        Some(Msg::ExecFailed(errno, path)) => ProcessError::Init(format!(
+            "exec {path}: {}",
+            nix::errno::Errno::from_raw(errno)
+        )),
         None => match waitpid(pid, None) {
             Ok(st) => ProcessError::Died(describe(st)),
             Err(e) => ProcessError::Died(e.to_string()),
@@ -399,7 +406,7 @@ fn exec_final(ctx: &InitContext, chan: &Channel, join: Vec<OwnedFd>) -> ! {
         if let Some(writable) = &ctx.landlock {
             crate::security::landlock::apply(writable)?;
         }
-        finish::prepare_and_exec(ctx, exe, parent)
+        finish::prepare_and_exec(ctx, exe, parent, Some(chan))
     };
     let Err(e) = run();
     init::report_and_exit(chan, &e)

@@ -22,6 +22,8 @@
 //!
 //! A failure on the parent's side of a sync (EPIPE: the child has exited) gives way to the
 //! child's own `Failed` message when one is queued (`process::own_error`).
+//! - after the last point: the exec stub → parent `ExecFailed` when the program did not start
+//!   (written by [`super::exec_stub`]'s machine code: tag 7, errno as u32 LE, the path).
 
 use nix::sys::socket::{recv, send, socketpair, AddressFamily, MsgFlags, SockFlag, SockType};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -39,6 +41,8 @@ pub enum Msg {
     /// attached (in order), `0` when the parent could not open it.
     Sources(Vec<bool>),
     Failed(String),
+    /// execve of the program failed in the exec stub: errno, path.
+    ExecFailed(i32, String),
 }
 
 const GO: u8 = 1;
@@ -47,7 +51,9 @@ const START: u8 = 3;
 const PID: u8 = 4;
 const LANDLOCK: u8 = 5;
 const MAPPED: u8 = 6;
-const SOURCES: u8 = 7;
+// 7 is fixed in the exec stub's machine code.
+const EXEC_FAILED: u8 = super::exec_stub::EXEC_FAILED;
+const SOURCES: u8 = 8;
 const FAILED: u8 = 0xff;
 
 /// One end of the channel.
@@ -92,6 +98,12 @@ impl Msg {
                 v.extend_from_slice(s.as_bytes());
                 v
             }
+            Msg::ExecFailed(errno, path) => {
+                let mut v = vec![EXEC_FAILED];
+                v.extend_from_slice(&errno.to_le_bytes());
+                v.extend_from_slice(path.as_bytes());
+                v
+            }
         }
     }
 
@@ -106,6 +118,10 @@ impl Msg {
             LANDLOCK => Msg::Landlock(String::from_utf8_lossy(rest).into_owned()),
             SOURCES => Msg::Sources(rest.iter().map(|&b| b == 1).collect()),
             FAILED => Msg::Failed(String::from_utf8_lossy(rest).into_owned()),
+            EXEC_FAILED => {
+                let errno = i32::from_le_bytes(rest.get(..4)?.try_into().ok()?);
+                Msg::ExecFailed(errno, String::from_utf8_lossy(&rest[4..]).into_owned())
+            }
             _ => return None,
         })
     }
@@ -180,6 +196,7 @@ mod tests {
             Msg::Pid(4242),
             Msg::Sources(vec![true, false, true]),
             Msg::Failed("mount /proc: permission denied".into()),
+            Msg::ExecFailed(2, "/bin/nope".into()),
         ] {
             a.send(&m).unwrap();
             assert_eq!(b.recv().unwrap(), Some(m));

@@ -200,8 +200,12 @@ fn apply_one(
                 dest,
             )?;
         }
-        MountKind::Cgroup { cgroupns } => return cgroup::mount(root, op, *cgroupns),
+        MountKind::Cgroup { cgroupns } => {
+            cgroup::mount(root, op, *cgroupns)?;
+            return set_recursive(root, dest, &op.options);
+        }
     }
+    set_recursive(root, dest, &op.options)?;
     propagate(root, dest, &op.options.propagation)
 }
 
@@ -304,6 +308,27 @@ fn late_readonly(op: &MountOp) -> MsFlags {
     } else {
         MsFlags::empty()
     }
+}
+
+/// `rro`, `rnosuid`, ...: mount_setattr(2) with AT_RECURSIVE on the mount now at `dest`, so the
+/// mounts below it (an rbind's submounts) get them too, not only the top one as with `ro`.
+fn set_recursive(root: BorrowedFd<'_>, dest: &Path, o: &MountOptions) -> Result<(), RootfsError> {
+    let r = o.recursive;
+    if r.is_empty() {
+        return Ok(());
+    }
+    let top = resolve::open(root, dest, resolve::Create::No).map_err(resolve_err(dest))?;
+    log::trace!(
+        "mount_setattr({dest:?}, AT_RECURSIVE, set {:#x}, clear {:#x})",
+        r.set,
+        r.clear
+    );
+    crate::sys::mount_setattr_recursive(top.as_fd(), r.set, r.clear).map_err(|source| {
+        RootfsError::Setattr {
+            path: dest.into(),
+            source,
+        }
+    })
 }
 
 /// Applies `mounts[].options` propagation words to the mount now at `dest`.

@@ -71,6 +71,9 @@ pub enum RootfsError {
     },
     #[error("remount {path}: {source}")]
     Remount { path: PathBuf, source: Errno },
+    #[error("apply recursive mount options (rro, rnosuid, ...) to {path}: {source}{}",
+        if *source == Errno::ENOSYS { " (mount_setattr needs Linux 5.12)" } else { "" })]
+    Setattr { path: PathBuf, source: Errno },
     #[error("set propagation of {path}: {source}")]
     Propagation { path: PathBuf, source: Errno },
     #[error("statfs {path}: {source}")]

@@ -19,6 +19,22 @@ pub struct MountOptions {
     pub atime_given: bool,
     /// `tmpcopyup` (podman, runc): a tmpfs starts with a copy of the directory it covers.
     pub copy_up: bool,
+    /// `rro`, `rnosuid`, ... (runc's recursive options): mount_setattr(2) attributes applied with
+    /// AT_RECURSIVE to the mount and every mount below it once it is in place.
+    pub recursive: RecursiveAttrs,
+}
+
+/// `struct mount_attr`'s attr_set and attr_clr (MOUNT_ATTR_* bits).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RecursiveAttrs {
+    pub set: u64,
+    pub clear: u64,
+}
+
+impl RecursiveAttrs {
+    pub fn is_empty(&self) -> bool {
+        self.set == 0 && self.clear == 0
+    }
 }
 
 impl Default for MountOptions {
@@ -30,6 +46,7 @@ impl Default for MountOptions {
             data: String::new(),
             atime_given: false,
             copy_up: false,
+            recursive: RecursiveAttrs::default(),
         }
     }
 }
@@ -59,6 +76,22 @@ pub fn parse(options: &[String]) -> Result<MountOptions, String> {
         }
         if let Some(p) = propagation(opt) {
             out.propagation.push(p);
+            continue;
+        }
+        if let Some((set, attr)) = recursive(opt) {
+            let r = &mut out.recursive;
+            if set {
+                r.set |= attr;
+                r.clear &= !attr;
+            } else {
+                r.clear |= attr;
+                r.set &= !attr;
+            }
+            // mount_setattr(2): an access-time mode in attr_set needs the whole MOUNT_ATTR__ATIME
+            // field in attr_clr; clearing one also resets the field (to relatime).
+            if attr & MOUNT_ATTR__ATIME == attr {
+                r.clear |= MOUNT_ATTR__ATIME;
+            }
             continue;
         }
         match flag(opt) {
@@ -124,6 +157,42 @@ fn flag(opt: &str) -> Option<(bool, MsFlags)> {
         "noacl" => (false, MsFlags::MS_POSIXACL),
         "nosymfollow" => (true, MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
         "symfollow" => (false, MsFlags::from_bits_retain(libc::MS_NOSYMFOLLOW)),
+        _ => return None,
+    })
+}
+
+const MOUNT_ATTR_RDONLY: u64 = 0x1;
+const MOUNT_ATTR_NOSUID: u64 = 0x2;
+const MOUNT_ATTR_NODEV: u64 = 0x4;
+const MOUNT_ATTR_NOEXEC: u64 = 0x8;
+const MOUNT_ATTR__ATIME: u64 = 0x70;
+const MOUNT_ATTR_RELATIME: u64 = 0x0;
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+const MOUNT_ATTR_NOSYMFOLLOW: u64 = 0x20_0000;
+
+/// (set?, MOUNT_ATTR_*) for runc's recursive option words (linux/mount.h values).
+fn recursive(opt: &str) -> Option<(bool, u64)> {
+    Some(match opt {
+        "rro" => (true, MOUNT_ATTR_RDONLY),
+        "rrw" => (false, MOUNT_ATTR_RDONLY),
+        "rnosuid" => (true, MOUNT_ATTR_NOSUID),
+        "rsuid" => (false, MOUNT_ATTR_NOSUID),
+        "rnodev" => (true, MOUNT_ATTR_NODEV),
+        "rdev" => (false, MOUNT_ATTR_NODEV),
+        "rnoexec" => (true, MOUNT_ATTR_NOEXEC),
+        "rexec" => (false, MOUNT_ATTR_NOEXEC),
+        "rnodiratime" => (true, MOUNT_ATTR_NODIRATIME),
+        "rdiratime" => (false, MOUNT_ATTR_NODIRATIME),
+        "rrelatime" => (true, MOUNT_ATTR_RELATIME),
+        "rnorelatime" => (false, MOUNT_ATTR_RELATIME),
+        "rnoatime" => (true, MOUNT_ATTR_NOATIME),
+        "ratime" => (false, MOUNT_ATTR_NOATIME),
+        "rstrictatime" => (true, MOUNT_ATTR_STRICTATIME),
+        "rnostrictatime" => (false, MOUNT_ATTR_STRICTATIME),
+        "rnosymfollow" => (true, MOUNT_ATTR_NOSYMFOLLOW),
+        "rsymfollow" => (false, MOUNT_ATTR_NOSYMFOLLOW),
         _ => return None,
     })
 }
@@ -198,6 +267,41 @@ mod tests {
             vec![MsFlags::MS_PRIVATE | MsFlags::MS_REC, MsFlags::MS_SLAVE]
         );
         assert_eq!(o.data, "");
+    }
+
+    #[test]
+    fn recursive_words_become_mount_attrs() {
+        let o = p(&[
+            "rbind",
+            "rro",
+            "rnosuid",
+            "rnodev",
+            "rnoexec",
+            "rnosymfollow",
+        ]);
+        assert_eq!(o.recursive.set, 0x1 | 0x2 | 0x4 | 0x8 | 0x20_0000);
+        assert_eq!(o.recursive.clear, 0);
+        assert_eq!(o.data, "", "not passed to mount(2) as data");
+        assert_eq!(o.flags, MsFlags::MS_BIND | MsFlags::MS_REC);
+        // Later words win; an atime mode also clears the whole atime field.
+        let o = p(&["rro", "rrw", "rnoatime"]);
+        assert_eq!(o.recursive.set, MOUNT_ATTR_NOATIME);
+        assert_eq!(o.recursive.clear, MOUNT_ATTR_RDONLY | MOUNT_ATTR__ATIME);
+        let o = p(&["rrelatime"]);
+        assert_eq!(
+            o.recursive,
+            RecursiveAttrs {
+                set: 0,
+                clear: MOUNT_ATTR__ATIME
+            }
+        );
+        let o = p(&["rstrictatime", "rnodiratime"]);
+        assert_eq!(
+            o.recursive.set,
+            MOUNT_ATTR_STRICTATIME | MOUNT_ATTR_NODIRATIME
+        );
+        assert_eq!(o.recursive.clear, MOUNT_ATTR__ATIME);
+        assert!(p(&["ro"]).recursive.is_empty());
     }
 
     #[test]

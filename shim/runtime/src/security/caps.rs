@@ -45,17 +45,19 @@ pub enum CapsError {
 }
 
 /// Drops every capability not in `bounding` from the bounding set (needs CAP_SETPCAP, so before
-/// setuid). `bounding: None` keeps the bounding set as it is.
+/// setuid). A missing `bounding` is the empty set, as in runc: keeping the full set would let a
+/// setuid-root or file-capability binary regain every capability.
 ///
 /// No read of the set first: dropping a capability that is already out of it succeeds. Only a
 /// failed drop is checked against the set, so without CAP_SETPCAP a set that already matches is
 /// still accepted.
 pub fn drop_bounding(caps: &LinuxCapabilities) -> Result<(), CapsError> {
-    let Some(bounding) = caps.bounding() else {
-        return Ok(());
-    };
     let supported = supported();
-    let keep = to_kernel(bounding, "process.capabilities.bounding", &supported);
+    let keep = caps
+        .bounding()
+        .as_ref()
+        .map(|b| to_kernel(b, "process.capabilities.bounding", &supported))
+        .unwrap_or_default();
     let mut drop: Vec<KernelCap> = supported.difference(&keep).copied().collect();
     drop.sort_by_key(|c| c.index());
     for cap in drop {

@@ -14,10 +14,16 @@
 //! - `SCMP_CMP_MASKED_EQ` takes `value` as the mask and `valueTwo` as the datum.
 //! - TSYNC is ignored (the child is single-threaded); WAIT_KILLABLE_RECV needs a listener (NOTIFY).
 //!
+//! Before libseccomp's program goes a short prefix of our own ([`stub`]): ENOSYS for syscalls
+//! newer than the profile (runc's patchbpf), and ENOSYS for the socketcall/ipc sub-calls that a
+//! rule with argument conditions names (libseccomp drops those conditions on the multiplexer, so
+//! i386 `socketcall(SYS_SOCKET)` would bypass a rule such as "socket, unless AF_VSOCK").
+//!
 //! Kernel rule (seccomp(2)): installing a filter needs no_new_privs or CAP_SYS_ADMIN in the
 //! effective set; [`Program::load`] reports that case as [`SeccompError::NeedsNoNewPrivs`].
 
 mod cache;
+mod stub;
 
 use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext};
 use libseccomp::{ScmpSyscall, ScmpVersion};
@@ -116,7 +122,9 @@ pub fn compile(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Program,
             });
         }
     }
-    let bpf = parse_bpf(&export(&build_filter(spec)?)?)?;
+    let mut bpf = stub::prefix(spec, &filter_archs(spec));
+    bpf.extend(parse_bpf(&export(&build_filter(spec)?)?)?);
+    check_len(bpf.len())?;
     if let (Some(dir), Some(key)) = (cache_dir, key) {
         cache::store(dir, key, flags, &bpf);
     }
@@ -148,13 +156,28 @@ fn cache_key(spec: &LinuxSeccomp) -> Option<u128> {
     let json = serde_json::to_vec(spec).ok()?;
     let version = ScmpVersion::current().ok()?;
     let context = format!(
-        "husk-seccomp-v1 libseccomp {}.{}.{} arch {:?}",
+        "husk-seccomp-v2 libseccomp {}.{}.{} arch {:?}",
         version.major,
         version.minor,
         version.micro,
         ScmpArch::native()
     );
     Some(cache::key(&[context.as_bytes(), &json]))
+}
+
+/// The filter's architectures: the native one (always in a libseccomp filter) and those listed.
+fn filter_archs(spec: &LinuxSeccomp) -> Vec<ScmpArch> {
+    let mut archs = vec![ScmpArch::native()];
+    for arch in spec.architectures().iter().flatten() {
+        let a = match scmp_arch(*arch) {
+            ScmpArch::Native => ScmpArch::native(),
+            a => a,
+        };
+        if !archs.contains(&a) {
+            archs.push(a);
+        }
+    }
+    archs
 }
 
 /// Builds the libseccomp filter for `spec`.
@@ -406,5 +429,7 @@ fn check_len(insns: usize) -> Result<(), BpfError> {
     }
 }
 
+#[cfg(test)]
+mod stub_tests;
 #[cfg(test)]
 mod tests;

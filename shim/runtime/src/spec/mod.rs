@@ -1,6 +1,8 @@
 //! config.json: load, validate. No syscalls beyond reading the file and checking the rootfs exists.
 //! Every rule we reject lives here and the error names the config key.
 
+pub mod sysctl;
+
 use oci_spec::runtime::{LinuxNamespaceType, Spec};
 use std::path::{Path, PathBuf};
 
@@ -177,14 +179,7 @@ fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
             ));
         }
     }
-    if let Some(sysctl) = linux.sysctl() {
-        for key in sysctl.keys() {
-            if key.contains('/') || key.contains("..") {
-                return Err(invalid("linux.sysctl", format!("bad key {key:?}")));
-            }
-        }
-    }
-    Ok(())
+    sysctl::validate(spec)
 }
 
 fn user_ns_joined(spec: &Spec) -> bool {

@@ -281,3 +281,32 @@ pub fn loopback_up(sock: std::os::fd::BorrowedFd<'_>) -> nix::Result<()> {
     };
     Errno::result(ret).map(drop)
 }
+
+/// mount_setattr(2) with AT_RECURSIVE on the mount `fd` (an O_PATH fd of its root, AT_EMPTY_PATH):
+/// sets `set` and clears `clear` (MOUNT_ATTR_* bits) on it and every mount below it. Linux 5.12+.
+pub fn mount_setattr_recursive(
+    fd: std::os::fd::BorrowedFd<'_>,
+    set: u64,
+    clear: u64,
+) -> nix::Result<()> {
+    use std::os::fd::AsRawFd;
+    let mut attr = libc::mount_attr {
+        attr_set: set,
+        attr_clr: clear,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    // SAFETY: the path is a NUL-terminated empty string, `attr` is a live local whose size is
+    // passed along, and the kernel only reads both.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            (libc::AT_EMPTY_PATH | libc::AT_RECURSIVE) as libc::c_uint,
+            &mut attr as *mut libc::mount_attr,
+            std::mem::size_of::<libc::mount_attr>(),
+        )
+    };
+    Errno::result(ret).map(drop)
+}
