@@ -143,11 +143,13 @@ fn kill_all(c: &Container, sig: Option<Signal>) -> Result<(), ContainerError> {
 /// Whether the saved config gives the container a pid namespace of its own (a new one); unknown
 /// counts as yes (the init's SIGKILL then ends it, and its pid namespace with it).
 fn own_pidns(c: &Container) -> bool {
-    let Ok(loaded) = crate::spec::load_file(&c.dir.saved_config()) else {
-        return true;
-    };
+    crate::spec::load_file(&c.dir.saved_config()).map_or(true, |l| new_pidns(&l.spec))
+}
+
+/// A new pid namespace (not the host's, not one joined by path).
+fn new_pidns(spec: &oci_spec::runtime::Spec) -> bool {
     matches!(
-        crate::spec::namespace(&loaded.spec, oci_spec::runtime::LinuxNamespaceType::Pid),
+        crate::spec::namespace(spec, oci_spec::runtime::LinuxNamespaceType::Pid),
         Some(None)
     )
 }
@@ -172,9 +174,17 @@ pub(super) fn delete_with(
         return Ok(Vec::new());
     };
     let status = rec.status(&c.dir);
+    let loaded = match spec {
+        Some(s) => Some(std::borrow::Cow::Borrowed(s)),
+        None => crate::spec::load_file(&c.dir.saved_config())
+            .ok()
+            .map(|l| std::borrow::Cow::Owned(l.spec)),
+    };
     match status {
-        // Without a pid namespace of its own the init's end did not end the rest (containerd's
-        // cleanup deletes and expects nothing left running): swept below in every case.
+        // Without a pid namespace of its own the init's end did not end the rest: containerd's
+        // cleanup deletes, and expects nothing left running. (With one, the kernel ended them
+        // with the init: no cgroup walk on every `run`.)
+        Status::Stopped if !loaded.as_deref().is_some_and(new_pidns) => sweep_cgroup(rec),
         Status::Stopped => {}
         // runc deletes a created (never started) container without --force.
         Status::Created => kill_and_wait(c)?,
@@ -187,14 +197,7 @@ pub(super) fn delete_with(
             })
         }
     }
-    sweep_cgroup(rec);
     let mut warnings = Vec::new();
-    let loaded = match spec {
-        Some(s) => Some(std::borrow::Cow::Borrowed(s)),
-        None => crate::spec::load_file(&c.dir.saved_config())
-            .ok()
-            .map(|l| std::borrow::Cow::Owned(l.spec)),
-    };
     if let Some(spec) = loaded {
         if let Some(h) = spec.hooks() {
             let json = state_json(rec, Status::Stopped);
@@ -232,7 +235,9 @@ fn kill_and_wait(c: &Container) -> Result<(), ContainerError> {
     match pidfd {
         Some(fd) => wait_fd(&fd, Duration::from_secs(10)),
         None => Ok(()),
-    }
+    }?;
+    sweep_cgroup(rec);
+    Ok(())
 }
 
 /// Processes outside a pid namespace do not die with the init: SIGKILL what the cgroup holds
