@@ -36,6 +36,9 @@ else
 	trap 'rm -rf "$io"' EXIT
 fi
 chmod 755 "$io"
+# One VM per share: a second run on the same KEEP directory would mix its files into this one's.
+exec 8>"$io/.lock"
+flock -n 8 || { echo "vm: $io is in use by another run" >&2; exit 2; }
 rm -f "$io/rc" "$io/out.log" "$io/serial.log"
 if [ -f "$1" ]; then cp "$1" "$io/run.sh"; else printf '%s\n' "$1" >"$io/run.sh"; fi
 shift
