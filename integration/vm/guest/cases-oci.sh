@@ -35,20 +35,20 @@ stopped() {
 c_lifecycle() {
 	local id=vl-$RTN-life rc=0 b
 	sleeper "$id" || return 1
-	want "state after start" "$(status_of $id)" running || rc=1
+	want "state after start" "$(status_of "$id")" running || rc=1
 	t "$RT" kill "$id" KILL || rc=1
-	stopped $id || rc=1
+	stopped "$id" || rc=1
 	t "$RT" delete "$id" || rc=1
 	if "$RT" state "$id" >/dev/null 2>&1; then echo "state works after delete"; rc=1; fi
 	if [ -e "/sys/fs/cgroup/vmlane/$id" ]; then echo "cgroup left after delete"; rc=1; fi
-	gone $id
+	gone "$id"
 	# create alone: "created", and the process waits for start
 	b=$LANE/b/$id
 	bundle "$b" "$(with_args /bin/husk-probe echo started) | .linux.cgroupsPath = \"/vmlane/$id\""
 	t "$RT" create --bundle "$b" "$id" </dev/null >"$b/out" 2>&1 || { cat "$b/out"; return 1; }
-	want "state after create" "$(status_of $id)" created || rc=1
+	want "state after create" "$(status_of "$id")" created || rc=1
 	want "output before start" "$(cat "$b/out")" "" || rc=1
-	gone $id
+	gone "$id"
 	return $rc
 }
 
@@ -59,10 +59,10 @@ c_exec() {
 	want "exec output" "$out" hi || rc=1
 	t "$RT" exec "$id" sh -c 'exit 3'
 	want "exec exit status" "$?" 3 || rc=1
-	pid=$(pid_of $id)
+	pid=$(pid_of "$id")
 	out=$(t "$RT" exec "$id" cat /proc/self/cgroup)
 	want "exec's cgroup" "$out" "$(cat "/proc/$pid/cgroup")" || rc=1
-	gone $id
+	gone "$id"
 	return $rc
 }
 
@@ -72,7 +72,7 @@ c_memory_oom() {
 		| .linux.cgroupsPath = \"/vmlane/$id\" | .linux.resources.memory = {\"limit\": 33554432}"
 	out=$(t "$RT" run --bundle "$LANE/b/$id" "$id" </dev/null 2>&1)
 	rc=$?
-	gone $id
+	gone "$id"
 	echo "$out"
 	want "exit status (SIGKILL by the OOM killer)" "$rc" 137 && want_lacks "output" "$out" allocated_mb
 }
@@ -91,7 +91,7 @@ c_pids_limit() {
 	bundle "$LANE/b/$id" "$(with_args /bin/husk-probe fork 30)
 		| .linux.cgroupsPath = \"/vmlane/$id\" | .linux.resources.pids = {\"limit\": 10}"
 	out=$(t "$RT" run --bundle "$LANE/b/$id" "$id" </dev/null 2>&1)
-	gone $id
+	gone "$id"
 	echo "$out"
 	fewer "$out" 10
 }
@@ -100,24 +100,24 @@ c_cpu_limit() {
 	local id=vl-$RTN-cpu rc=0 cg
 	sleeper "$id" '.linux.resources.cpu = {"quota": 10000, "period": 100000}
 		| .process.args = ["sh", "-c", "timeout 3 sh -c \"while :; do :; done\"; sleep 600"]' || return 1
-	cg=$(cgroup_of "$(pid_of $id)")
+	cg=$(cgroup_of "$(pid_of "$id")")
 	want "cpu.max" "$(cat "$cg/cpu.max")" "10000 100000" || rc=1
 	# a busy loop under 10 ms per 100 ms is throttled at least once
 	wait_for 30 awk '/^nr_throttled/ { exit !($2 > 0) }' "$cg/cpu.stat" || { cat "$cg/cpu.stat"; rc=1; }
-	gone $id
+	gone "$id"
 	return $rc
 }
 
 c_update() {
 	local id=vl-$RTN-update rc=0 cg
 	sleeper "$id" '.linux.resources.memory = {"limit": 67108864} | .linux.resources.pids = {"limit": 20}' || return 1
-	cg=$(cgroup_of "$(pid_of $id)")
+	cg=$(cgroup_of "$(pid_of "$id")")
 	want "memory.max before" "$(cat "$cg/memory.max")" 67108864 || rc=1
 	echo '{"memory": {"limit": 50331648}, "pids": {"limit": 7}}' >"$LANE/b/$id/res.json"
 	t "$RT" update -r "$LANE/b/$id/res.json" "$id" || rc=1
 	want "memory.max after update" "$(cat "$cg/memory.max")" 50331648 || rc=1
 	want "pids.max after update" "$(cat "$cg/pids.max")" 7 || rc=1
-	gone $id
+	gone "$id"
 	return $rc
 }
 
@@ -128,22 +128,22 @@ c_events_stats() {
 	out=$(t "$RT" events --stats "$id")
 	echo "$out" | cut -c 1-400
 	jq -e '.type == "stats" and .data.pids.current >= 1 and .data.memory.usage.usage > 0' <<<"$out" >/dev/null || rc=1
-	gone $id
+	gone "$id"
 	return $rc
 }
 
 c_pause_resume() {
 	local id=vl-$RTN-pause rc=0 cg
 	sleeper "$id" || return 1
-	cg=$(cgroup_of "$(pid_of $id)")
+	cg=$(cgroup_of "$(pid_of "$id")")
 	t "$RT" pause "$id" || rc=1
-	want "state after pause" "$(status_of $id)" paused || rc=1
+	want "state after pause" "$(status_of "$id")" paused || rc=1
 	want "cgroup.freeze after pause" "$(cat "$cg/cgroup.freeze")" 1 || rc=1
 	wait_for 10 grep -qx 'frozen 1' "$cg/cgroup.events" || rc=1
 	t "$RT" resume "$id" || rc=1
-	want "state after resume" "$(status_of $id)" running || rc=1
+	want "state after resume" "$(status_of "$id")" running || rc=1
 	want "cgroup.freeze after resume" "$(cat "$cg/cgroup.freeze")" 0 || rc=1
-	gone $id
+	gone "$id"
 	return $rc
 }
 
@@ -160,7 +160,7 @@ c_devices_mknod() {
 		| .process.capabilities.bounding = $caps | .process.capabilities.effective = $caps
 		| .process.capabilities.permitted = $caps"
 	out=$(t "$RT" run --bundle "$LANE/b/$id" "$id" </dev/null 2>&1)
-	gone $id
+	gone "$id"
 	echo "$out"
 	grep -qx null-ok <<<"$out" || { echo "writing /dev/null (allowed by default) failed"; return 1; }
 	if grep -q ': 512$' <<<"$out"; then
@@ -172,13 +172,13 @@ c_devices_mknod() {
 # --systemd-cgroup: a transient scope holding the container (crun puts it in a child cgroup of the
 # scope), its limits in the container's cgroup and biting, the scope gone on delete.
 c_systemd_scope() {
-	local id=vl-$RTN-sd rc=0 unit cg show out
+	local id=vl-$RTN-sd rc=0 unit cg out
 	unit=vmlane-$id.scope
 	sleeper "$id" ".linux.cgroupsPath = \"system.slice:vmlane:$id\"
 		| .linux.resources.memory = {\"limit\": 67108864} | .linux.resources.pids = {\"limit\": 10}" \
 		--systemd-cgroup || return 1
 	want "$unit" "$(systemctl show -p ActiveState "$unit")" ActiveState=active || rc=1
-	cg=$(cgroup_of "$(pid_of $id --systemd-cgroup)")
+	cg=$(cgroup_of "$(pid_of "$id" --systemd-cgroup)")
 	case $cg in
 	"/sys/fs/cgroup/system.slice/$unit" | "/sys/fs/cgroup/system.slice/$unit"/*) ;;
 	*) echo "container cgroup $cg is not in $unit"; rc=1 ;;
@@ -188,11 +188,11 @@ c_systemd_scope() {
 	out=$(t "$RT" --systemd-cgroup exec "$id" /bin/husk-probe fork 30)
 	fewer "$out" 10 || rc=1
 	t "$RT" --systemd-cgroup kill "$id" KILL || rc=1
-	stopped $id --systemd-cgroup || rc=1
+	stopped "$id" --systemd-cgroup || rc=1
 	t "$RT" --systemd-cgroup delete "$id" || rc=1
 	wait_for 10 test ! -e "/sys/fs/cgroup/system.slice/$unit" || rc=1
 	want "$unit after delete" "$(systemctl show -p ActiveState "$unit")" ActiveState=inactive || rc=1
-	gone $id --systemd-cgroup
+	gone "$id" --systemd-cgroup
 	return $rc
 }
 
@@ -202,7 +202,7 @@ c_systemd_description() {
 	desc=$(systemctl show -p Description "vmlane-$id.scope")
 	echo "$desc"
 	want_lacks "scope description" "$desc" youki || rc=1
-	gone $id --systemd-cgroup
+	gone "$id" --systemd-cgroup
 	return $rc
 }
 

@@ -7,6 +7,7 @@
 # `t` (a timeout), so a hang fails one case instead of the lane. No case asserts a duration.
 
 LANE=/var/lib/vmlane            # root's bundles and the shared rootfs
+# shellcheck disable=SC2034 # used by the case files
 UHOME=/home/user/vmlane         # the user's bundles
 ROOTFS=$LANE/rootfs             # busybox + husk-probe (/io/make-rootfs); cases copy it
 : "${CASE_TIMEOUT:=120}"
