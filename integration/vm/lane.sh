@@ -53,6 +53,7 @@ boot() {
 		[ -n "${VERBOSE:-}" ] && echo VERBOSE=1
 	} >"$stage/env"
 	echo "vm: husk $HUSK ($("$HUSK" --version 2>&1 | head -n 1))"
+	rm -f "$share/results"
 	KEEP=$share "$here/run.sh" 'bash /io/guest/lane.sh' "$stage"/*
 	status=$?
 	rm -rf "$stage"

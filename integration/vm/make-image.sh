@@ -16,11 +16,14 @@ here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
 [ "$(id -u)" = 0 ] || { echo "make-image: run as root" >&2; exit 1; }
 
+# stdout carries only the image directory; everything else goes to stderr.
+exec 3>&1 1>&2
 cache=$(cache_dir)
 key=$(cat "$here/make-image.sh" "$here/packages" | sha256sum | cut -c 1-16)
 out=$cache/img-$key
 if [ -e "$out/.done" ] && [ -z "${FORCE:-}" ]; then
-	echo "$out"
+	touch "$out/.done"
+	echo "$out" >&3
 	exit 0
 fi
 
@@ -39,7 +42,8 @@ mkdir -p "$cache/debs"
 exec 9>"$cache/.lock"
 flock 9
 if [ -e "$out/.done" ] && [ -z "${FORCE:-}" ]; then
-	echo "$out"
+	touch "$out/.done"
+	echo "$out" >&3
 	exit 0
 fi
 work=$cache/build-$key
@@ -49,8 +53,8 @@ trap 'rm -rf "$work"' EXIT
 root=$work/rootfs
 t0=$(date +%s)
 echo "make-image: debootstrap bookworm from $mirror" >&2
-debootstrap --variant=minbase --cache-dir="$cache/debs" --include="$pkgs" bookworm "$root" "$mirror" >&2 ||
-	{ tail -n 30 "$root/debootstrap/debootstrap.log" >&2 2>/dev/null; exit 1; }
+debootstrap --variant=minbase --cache-dir="$cache/debs" --include="$pkgs" bookworm "$root" "$mirror" ||
+	{ tail -n 30 "$root/debootstrap/debootstrap.log" 2>/dev/null; exit 1; }
 t1=$(date +%s)
 
 # --- configuration ---------------------------------------------------------------------------
@@ -121,7 +125,7 @@ printf 'virtio_pci\nvirtio_blk\next4\n' >>"$root/etc/initramfs-tools/modules"
 printf '9p\n9pnet_virtio\noverlay\n' >"$root/etc/modules-load.d/husk-vm.conf"
 sed -i 's/^MODULES=.*/MODULES=list/' "$root/etc/initramfs-tools/initramfs.conf"
 kver=$(ls "$root/lib/modules" | sort -V | tail -n 1)
-chroot "$root" update-initramfs -u -k "$kver" >/dev/null 2>&1 || chroot "$root" update-initramfs -c -k "$kver" >&2
+chroot "$root" update-initramfs -u -k "$kver" >/dev/null 2>&1 || chroot "$root" update-initramfs -c -k "$kver"
 cp "$root/boot/vmlinuz-$kver" "$work/vmlinuz"
 cp "$root/boot/initrd.img-$kver" "$work/initrd.img"
 rm -rf "$root/var/cache/apt/archives/"*.deb "$root/var/lib/apt/lists/"*_Packages
@@ -134,11 +138,10 @@ rm -rf "$root"
 t3=$(date +%s)
 echo "make-image: kernel $kver; debootstrap $((t1 - t0)) s, configure $((t2 - t1)) s, disk $((t3 - t2)) s" >&2
 touch "$work/.done"
-# Replace older images (other keys) only once this one is complete.
-for old in "$cache"/img-*; do
-	[ "$old" = "$out" ] || rm -rf "$old"
-done
+# Drop images of other recipes unused for a day (a use touches .done): worktrees with different
+# recipes may share the cache, and a run may still be booting from one.
+find "$cache" -maxdepth 2 -path "$cache/img-*/.done" -mtime +0 -printf '%h\n' | xargs -r rm -rf
 rm -rf "$out"
 mv "$work" "$out"
 trap - EXIT
-echo "$out"
+echo "$out" >&3

@@ -26,7 +26,8 @@ here=$(cd "$(dirname "$0")" && pwd)
 
 "$here/install-qemu.sh" >/tmp/husk-vm-install-qemu.log 2>&1 ||
 	{ tail -n 20 /tmp/husk-vm-install-qemu.log >&2; echo "vm: cannot install qemu" >&2; exit 125; }
-img=$("$here/make-image.sh") || { echo "vm: cannot build the guest image" >&2; exit 125; }
+img=$("$here/make-image.sh")
+[ -e "$img/.done" ] || { echo "vm: cannot build the guest image" >&2; exit 125; }
 
 if [ -n "${KEEP:-}" ]; then
 	io=$KEEP
