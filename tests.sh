@@ -5,7 +5,7 @@
 #   HUSK_RUNTIME=/usr/bin/runc ./tests.sh     # integration suites against runc: checks the tests
 #   SKIP_SETUP=1 SKIP_LINT=1 ./tests.sh       # skip apt/useradd, skip fmt/clippy
 #   SKIP_CLIENTS=1 ./tests.sh                 # skip the podman/containerd/docker suites
-#   SKIP_SCENARIOS=1 ./tests.sh               # skip integration/scenarios (the four systems)
+#   SKIP_VM=1 ./tests.sh                      # skip the VM lane (pure cgroup v2 + systemd guest)
 #   ./tests.sh rootless                       # extra args go to the integration test binary filter
 #
 # Env: HUSK_RUNTIME (runtime under test; default target/release/husk), HUSK_REQUIRE_PRIVILEGED=1
@@ -52,4 +52,15 @@ HUSK_RUNTIME=${HUSK_RUNTIME:-$target/release/husk} cargo test -p husk-integratio
 status=$(grep -c '^test result: ok' "$log" || true)
 # One closing line over the integration run, in the plain "N passed, N failed" form.
 awk '/^test result:/ { p += $4; f += $6; s += $8 } END { printf "integration: %d passed, %d failed, %d skipped\n", p, f, s }' "$log"
-[ "$status" -ge 1 ] && ! grep -q '^test result: FAILED' "$log" && [ "$scenarios" = 0 ]
+integration_ok=0
+[ "$status" -ge 1 ] && ! grep -q '^test result: FAILED' "$log" && integration_ok=1
+
+# The VM lane (integration/vm/README.md): a Debian 12 guest with systemd and pure cgroup v2, the
+# same cases against husk (the static build), runc and crun; root only (qemu, debootstrap), and
+# not for a filtered run (./tests.sh FILTER).
+vm_ok=1
+if [ "$(id -u)" = 0 ] && [ -z "${SKIP_VM:-}" ] && [ $# = 0 ]; then
+	step "vm lane (husk: $target/x86_64-unknown-linux-gnu/release/husk)"
+	integration/vm/lane.sh || vm_ok=0
+fi
+[ "$integration_ok" = 1 ] && [ "$vm_ok" = 1 ] && [ "$scenarios" = 0 ]
