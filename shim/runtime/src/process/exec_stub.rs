@@ -107,6 +107,12 @@ fn elf() -> Vec<u8> {
 #[derive(Debug)]
 pub struct ExecStub(OwnedFd);
 
+impl std::os::fd::AsRawFd for ExecStub {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.0.as_raw_fd()
+    }
+}
+
 impl ExecStub {
     /// The stub when this runtime needs it (see the module comment), else None.
     pub fn wanted() -> Result<Option<ExecStub>, Errno> {

@@ -163,9 +163,10 @@ fn start_container_hooks(ctx: &InitContext, ready: &Prepared) -> Result<(), Init
 
 /// The init is a fork of husk: it holds whatever husk was given (a caller's pipe, say) and the
 /// console socket. While it waits for `start` it must hold nothing but its stdio, the preserved
-/// fds and what it still needs: the sync channel and exec.fifo.
+/// fds and what it still needs: the sync channel, exec.fifo and the exec stub.
 fn close_inherited(ctx: &InitContext, chan: &Channel) -> Result<(), InitError> {
     let mut keep = vec![chan.0.as_raw_fd()];
+    keep.extend(ctx.exec_stub.as_ref().map(|s| s.as_raw_fd()));
     if let StartWait::Fifo { read, write } = &ctx.start {
         keep.extend([read.as_raw_fd(), write.as_raw_fd()]);
     }
