@@ -111,7 +111,11 @@ pub struct Program {
 /// never fail the compile.
 pub fn compile(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Program, SeccompError> {
     let flags = filter_flags(spec);
-    let key = cache_dir.and_then(|_| cache_key(spec));
+    // The stub is husk's own code, not libseccomp's: it goes into the key, so a build whose stub
+    // differs never loads a program cached by another build (CLI binaries of several versions
+    // share one cache directory).
+    let mut bpf = stub::prefix(spec, &filter_archs(spec));
+    let key = cache_dir.and_then(|_| cache_key(spec, &bpf));
     if let (Some(dir), Some(key)) = (cache_dir, key) {
         if let Some(bpf) = cache::lookup(dir, key, flags) {
             log::debug!("seccomp: cache hit {}", cache::file_name(key));
@@ -122,7 +126,6 @@ pub fn compile(spec: &LinuxSeccomp, cache_dir: Option<&Path>) -> Result<Program,
             });
         }
     }
-    let mut bpf = stub::prefix(spec, &filter_archs(spec));
     bpf.extend(parse_bpf(&export(&build_filter(spec)?)?)?);
     check_len(bpf.len())?;
     if let (Some(dir), Some(key)) = (cache_dir, key) {
@@ -152,7 +155,7 @@ impl Program {
 
 /// Cache key: the rules as JSON, the libseccomp version (its syscall tables and code generator) and
 /// the native architecture. `None` (no caching) if the JSON or version cannot be had.
-fn cache_key(spec: &LinuxSeccomp) -> Option<u128> {
+fn cache_key(spec: &LinuxSeccomp, stub: &[libc::sock_filter]) -> Option<u128> {
     let json = serde_json::to_vec(spec).ok()?;
     let version = ScmpVersion::current().ok()?;
     let context = format!(
@@ -162,7 +165,7 @@ fn cache_key(spec: &LinuxSeccomp) -> Option<u128> {
         version.micro,
         ScmpArch::native()
     );
-    Some(cache::key(&[context.as_bytes(), &json]))
+    Some(cache::key(&[context.as_bytes(), &json, &bpf_bytes(stub)]))
 }
 
 /// The filter's architectures: the native one (always in a libseccomp filter) and those listed.

@@ -207,13 +207,37 @@ fn cache_key_is_pinned_and_part_boundaries_count() {
     );
 }
 
+/// The key of `spec` as `compile` computes it (the stub husk prepends is part of it).
+fn key_of(spec: &LinuxSeccomp) -> u128 {
+    cache_key(spec, &stub::prefix(spec, &filter_archs(spec))).unwrap()
+}
+
 #[test]
 fn cache_key_follows_the_rules() {
-    let a = cache_key(&small()).unwrap();
-    assert_eq!(a, cache_key(&small()).unwrap());
+    let a = key_of(&small());
+    assert_eq!(a, key_of(&small()));
     let mut other = small();
     other.set_default_errno_ret(Some(38));
-    assert_ne!(a, cache_key(&other).unwrap());
+    assert_ne!(a, key_of(&other));
+}
+
+#[test]
+fn cache_key_follows_the_stub() {
+    // Two builds with the same rules but a different stub (another husk version) must not share
+    // a cached program: the stub is husk's code and is part of the key.
+    let spec = small();
+    let stub = stub::prefix(&spec, &filter_archs(&spec));
+    let mut changed = stub.clone();
+    changed.push(libc::sock_filter {
+        code: 0x06,
+        jt: 0,
+        jf: 0,
+        k: 0x7fff_0000,
+    });
+    assert_ne!(
+        cache_key(&spec, &stub).unwrap(),
+        cache_key(&spec, &changed).unwrap()
+    );
 }
 
 #[test]
@@ -356,8 +380,8 @@ fn cache_file_of_other_rules_is_not_used() {
     let tmp = TempDir::new("seccomp-swap");
     let dir = tmp.path();
     let docker = compile(&docker_like_profile(), Some(dir)).unwrap();
-    let small_key = cache_key(&small()).unwrap();
-    let docker_file = cache::path(dir, cache_key(&docker_like_profile()).unwrap());
+    let small_key = key_of(&small());
+    let docker_file = cache::path(dir, key_of(&docker_like_profile()));
     std::fs::copy(&docker_file, cache::path(dir, small_key)).unwrap();
     let prog = compile(&small(), Some(dir)).unwrap();
     assert!(!prog.from_cache);
