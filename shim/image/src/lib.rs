@@ -35,4 +35,6 @@ pub use error::{Error, Result};
 pub use extract::{unpack_layer, UnpackOptions, Unpacked};
 pub use reference::{DockerRef, ImageRef, ParseError};
 pub use registry::is_loopback;
+#[doc(hidden)]
+pub use source::fuzz_metadata;
 pub use spec::ImageConfig;
