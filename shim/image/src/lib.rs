@@ -24,6 +24,8 @@ pub mod digest;
 pub mod error;
 pub mod extract;
 mod fsx;
+#[cfg(test)]
+mod fuzz_smoke;
 pub mod reference;
 mod registry;
 mod source;
