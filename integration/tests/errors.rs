@@ -20,6 +20,8 @@ both!(
     delete_running_without_force,
     state_of_unknown_container,
     json_log_ends_with_error_record,
+    fifo_as_config_json_fails_at_once,
+    rlimit_soft_above_hard_is_refused,
 );
 
 fn create_in(t: &Ctx, dir: &std::path::Path, id: &str) -> crate::harness::Out {
@@ -185,4 +187,38 @@ fn json_log_ends_with_error_record(t: &Ctx) {
         serde_json::from_str(last).unwrap_or_else(|e| panic!("{e}: {last}"));
     assert_eq!(rec["level"], "error", "{last}");
     assert!(rec["msg"].as_str().is_some_and(|m| !m.is_empty()), "{last}");
+}
+
+/// Issue 12, item 12: a FIFO as config.json (no writer will ever come) is an error at once, not a
+/// runtime blocked in open(2); the harness's bounded wait fails the test if it hangs.
+fn fifo_as_config_json_fails_at_once(t: &Ctx) {
+    let dir = t.write(&t.bundle());
+    let cfg = dir.join("config.json");
+    fs::remove_file(&cfg).unwrap();
+    nix::unistd::mkfifo(&cfg, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    t.give(&cfg);
+    for verb in ["create", "run"] {
+        let out = t
+            .rt(&[verb, "--bundle", dir.to_str().unwrap(), &t.id("fifo")])
+            .fails();
+        assert!(out.stderr.contains("not a regular file"), "{out}");
+    }
+    t.assert_nothing_left();
+}
+
+/// Issue 12, item 12: an rlimit whose soft limit is above its hard limit is refused at create,
+/// naming the key and both values (it used to reach setrlimit in the child as a bare EINVAL).
+fn rlimit_soft_above_hard_is_refused(t: &Ctx) {
+    let b = t.bundle().probe(&["exit", "0"]).set(
+        "/process/rlimits",
+        json!([{"type": "RLIMIT_NOFILE", "soft": 200, "hard": 100}]),
+    );
+    let dir = t.write(&b);
+    let out = create_in(t, &dir, &t.id("rlim")).fails();
+    assert!(
+        out.stderr
+            .contains("process.rlimits: RLIMIT_NOFILE: soft limit 200 is above the hard limit 100"),
+        "{out}"
+    );
+    t.assert_nothing_left();
 }

@@ -12,6 +12,8 @@ both!(
     failing_prestart_hook_fails_create,
     all_six_hooks_run,
     failing_poststart_and_poststop_hooks_only_warn,
+    hanging_prestart_hook_times_out_and_leaves_nothing,
+    hung_hook_then_killed_runtime_is_swept_by_delete_force,
 );
 
 const PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -169,4 +171,75 @@ fn failing_poststart_and_poststop_hooks_only_warn(t: &Ctx) {
         "second poststop hook did not run"
     );
     t.assert_nothing_left();
+}
+
+/// Issue 12, item 12: a prestart hook that hangs (and has started a child of its own) is killed at
+/// its `timeout`; create fails saying so, and the container's state, cgroup and init are gone.
+fn hanging_prestart_hook_times_out_and_leaves_nothing(t: &Ctx) {
+    let markers = t.mkdir(&t.dir.join("markers"));
+    let pidfile = markers.join("child.pid");
+    let script = format!("sleep 600 & echo $! > {}; wait", pidfile.display());
+    let hook =
+        json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": [PATH], "timeout": 1});
+    let b = t
+        .bundle()
+        .probe(&["sleep", "600"])
+        .set("/hooks", json!({"prestart": [hook]}));
+    let id = t.id("hanghook");
+    let dir = t.write(&b);
+    let out = t
+        .rt(&["create", "--bundle", dir.to_str().unwrap(), &id])
+        .fails();
+    assert!(
+        out.stderr
+            .contains("prestart hook /bin/sh timed out after 1s"),
+        "{out}"
+    );
+    crate::cleanup::assert_clean(t, &id, &b.dir);
+    let pid: i32 = fs::read_to_string(&pidfile)
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    t.wait_for("the hook's child to be killed", || {
+        let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat.rsplit(')').next().unwrap_or("").trim_start();
+        stat.is_empty() || state.starts_with('Z') || state.starts_with('X')
+    });
+}
+
+/// Issue 12, item 12: a hook without a timeout hangs; the caller gives up and kills the runtime
+/// (SIGKILL, as containerd does); `delete --force` then removes the state and the cgroup.
+fn hung_hook_then_killed_runtime_is_swept_by_delete_force(t: &Ctx) {
+    let markers = t.mkdir(&t.dir.join("markers"));
+    let started = markers.join("started");
+    let script = format!("echo $$ > {}; exec sleep 600", started.display());
+    let hook = json!({"path": "/bin/sh", "args": ["sh", "-c", script], "env": [PATH]});
+    let b = t
+        .bundle()
+        .probe(&["sleep", "600"])
+        .set("/hooks", json!({"createRuntime": [hook]}));
+    let id = t.id("hunghook");
+    let dir = t.write(&b);
+    let running = t.spawn(&["create", "--bundle", dir.to_str().unwrap(), &id], None);
+    t.wait_for("the hook to start", || {
+        fs::read_to_string(&started).is_ok_and(|s| s.ends_with('\n'))
+    });
+    // setpriv exec's the runtime: the spawned pid is the runtime's.
+    let pid = nix::unistd::Pid::from_raw(running.pid() as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL).unwrap();
+    running.wait_quiet();
+    t.rt(&["delete", "--force", &id]).ok();
+    crate::cleanup::assert_clean(t, &id, &b.dir);
+    // The hook itself outlives its runtime (nothing is left to time it out): ours to end.
+    if let Ok(hook) = fs::read_to_string(&started)
+        .unwrap_or_default()
+        .trim()
+        .parse()
+    {
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(hook),
+            nix::sys::signal::Signal::SIGKILL,
+        );
+    }
 }

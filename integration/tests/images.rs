@@ -21,6 +21,7 @@ both!(
     writable_is_refused_for_a_cached_image,
     writable_tmpfs_writes_over_a_cached_image,
     registry_pull_over_loopback,
+    layer_without_a_root_entry_runs_in_the_sandbox,
 );
 
 /// A busybox image in every form, and a cache dir for the case.
@@ -426,5 +427,31 @@ fn registry_pull_over_loopback(t: &Ctx) {
         .fails();
     assert!(one_error(&out).contains("UNKNOWN"), "{out}");
     assert!(img.entries("tmp").is_empty(), "{:?}", img.entries("tmp"));
+    t.assert_nothing_left();
+}
+
+/// Issue 12, item 13: the fixture's layer is `tar -C rootfs bin etc ...`, with no "./" entry.
+/// Imported, the image's root is root's 0755 (not the 0700 work directory), so a sandbox (root's
+/// runs as an unprivileged host id) can enter it.
+fn layer_without_a_root_entry_runs_in_the_sandbox(t: &Ctx) {
+    use std::os::unix::fs::MetadataExt;
+    let Some(img) = images(t) else { return };
+    let pulled = img.pull(t, &img.oci);
+    let rootfs = PathBuf::from(pulled["rootfs"].as_str().unwrap());
+    let mode = std::fs::metadata(&rootfs).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o755, "{}", rootfs.display());
+    let ws = t.mkdir(&t.dir.join("ws"));
+    let out = img.rt(
+        t,
+        &[
+            "exec",
+            "--sandbox",
+            "--workspace",
+            ws.to_str().unwrap(),
+            &img.oci,
+            "/bin/husk-probe",
+        ],
+    );
+    assert_eq!(out.code, 0, "{out}");
     t.assert_nothing_left();
 }

@@ -34,6 +34,7 @@ mod host;
 mod limits;
 mod net;
 mod privs;
+mod state;
 
 // --- the attack run and its report ------------------------------------------------------------
 

@@ -49,7 +49,12 @@ written to disk and no state is recorded (\fBlist\fR does not show it).
 .SH ENVIRONMENT
 .TP
 \fBXDG_RUNTIME_DIR\fR
-State root for unprivileged users (\fI$XDG_RUNTIME_DIR/husk\fR).
+State root for unprivileged users (\fI$XDG_RUNTIME_DIR/husk\fR), and where launches put their
+bundles (\fI$XDG_RUNTIME_DIR/husk\-launch\fR). Unset: \fI/run/user/<uid>\fR when that is a
+directory of the caller's that no one else may write, else \fI/tmp/husk\-<uid>\fR and
+\fI/tmp/husk\-launch\-<uid>\fR. Every state root, launch base and cache directory husk uses must
+belong to the caller and be writable by no one else (one another user made first, mode 0777, is
+refused with an error naming it, never used); husk creates them mode 0700.
 .TP
 \fBHUSK_CGROUP_LAYOUT\fR
 auto, v1 or v2: which cgroup hierarchy to drive (same as \fB\-\-cgroup\-layout\fR).
@@ -70,6 +75,9 @@ Launcher: when set (and not 0), always run through a supervising \fBrun\fR, neve
 \fBLISTEN_FDS\fR
 Socket-activation fds are passed through to the container process.
 .SH FILES
+.TP
+\fI<root>/<id>/\fR
+Mode 0700, its files 0600: the saved config.json holds the process's environment.
 .TP
 \fI<root>/<id>/state.json\fR
 Container record (pid and its start time, bundle, cgroup); the status is worked out from the live

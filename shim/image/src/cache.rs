@@ -145,7 +145,7 @@ impl Cache {
         });
         match home {
             Some(h) => h.join(".cache/husk"),
-            None => PathBuf::from(format!("/tmp/husk-cache-{uid}")),
+            None => husk_runtime::state::tmp_fallback("husk-cache"),
         }
     }
 
@@ -316,9 +316,20 @@ impl Cache {
             image: r.image.clone(),
             name: l.name.clone(),
         })?;
+        let layer_name = l.digest.as_ref().unwrap_or(d).to_string();
+        // The descriptor's size first (nothing is read, nothing allocated by it), then at most that
+        // many bytes: a blob that grows while read ends in a digest mismatch, not a longer read.
+        if size != l.size {
+            return Err(Error::SizeMismatch {
+                what: "layer",
+                name: layer_name,
+                expected: l.size,
+                actual: size,
+            });
+        }
         let work = self.work_dir("layer", d.hex())?;
         let counted = Counted {
-            inner: member,
+            inner: member.take(l.size),
             done: 0,
             total: size,
             reported: 0,
@@ -327,7 +338,6 @@ impl Cache {
         };
         let algo = l.digest.as_ref().map_or(d.algorithm(), Digest::algorithm);
         let mut outer = BufReader::new(HashReader::new(counted, algo));
-        let layer_name = l.digest.as_ref().unwrap_or(d).to_string();
         let corrupt = |source| Error::CorruptArchive {
             name: layer_name.clone(),
             source,
@@ -339,6 +349,14 @@ impl Cache {
         drop(dec);
         io::copy(&mut outer, &mut io::sink()).map_err(corrupt)?;
         let (blob_digest, read, _) = outer.into_inner().finish().map_err(corrupt)?;
+        if read != l.size {
+            return Err(Error::SizeMismatch {
+                what: "layer",
+                name: layer_name,
+                expected: l.size,
+                actual: read,
+            });
+        }
         if let Some(want) = &l.digest {
             if &blob_digest != want {
                 return Err(mismatch("layer", want, blob_digest));
@@ -460,7 +478,10 @@ impl Cache {
     }
 
     /// Creates the cache skeleton (mode 0700: set-id files inside must not be reachable by others).
+    /// The root must be a private directory of the caller's: whoever can write it chooses what
+    /// every later run of a cached image executes.
     fn prepare(&self) -> Result<()> {
+        husk_runtime::state::private_dir(&self.root)?;
         for sub in ["tmp", "locks", "layers", "rootfs", "images"] {
             let p = self.root.join(sub);
             std::fs::DirBuilder::new()

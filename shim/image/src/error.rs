@@ -55,6 +55,14 @@ pub enum Error {
         expected: Digest,
         actual: Digest,
     },
+    /// A blob whose length is not the size its descriptor gives.
+    #[error("verify {what} {name}: {actual} bytes, but its descriptor says {expected}")]
+    SizeMismatch {
+        what: &'static str,
+        name: String,
+        expected: u64,
+        actual: u64,
+    },
     /// Content longer than its descriptor says (or absurdly large metadata).
     #[error("read {what} {name}: larger than {limit} bytes")]
     TooLarge {
@@ -121,6 +129,9 @@ pub enum Error {
     /// `remove` was given a key that matches no cached image, or several.
     #[error("find cached image {key}: {reason}")]
     UnknownImage { key: String, reason: &'static str },
+    /// The cache directory is not a private one of the caller's (squatted, or open to others).
+    #[error(transparent)]
+    NotPrivate(#[from] husk_runtime::state::StateError),
 }
 
 /// Result alias for this crate.

@@ -9,6 +9,7 @@
 //! - whiteouts (`.wh.NAME`, `.wh..wh..opq`) are kept as ordinary empty files; [`crate::assemble`]
 //!   interprets them when layers are stacked.
 //! - directory modes and mtimes are applied after all entries (a 0555 dir must still receive children).
+//! - a layer without a root entry (`./`) gets a root directory 0755 owned by root, as if it had one.
 //!
 //! Ownership: with `same_owner` (default when euid is 0) uid/gid come from the tar; otherwise
 //! everything is owned by the caller, who cannot chown. Rootless, directories also get u+rwx so the
@@ -370,7 +371,20 @@ impl Unpacker<'_> {
 
     /// Applies directory metadata, deepest first, then reports ownership failures once.
     fn finish(mut self) -> Result<Unpacked> {
-        let dirs = std::mem::take(&mut self.dirs);
+        let mut dirs = std::mem::take(&mut self.dirs);
+        if !dirs.iter().any(|(comps, _)| comps.is_empty()) {
+            // A layer without a "./" entry (tar -C dir *, some builders): its root would stay the
+            // 0700 work directory, and an image root nobody else can search does not run. Give it
+            // what a root directory is everywhere: root's, 0755.
+            let root = Meta {
+                mode: 0o755,
+                uid: 0,
+                gid: 0,
+                mtime: 0,
+                xattrs: Vec::new(),
+            };
+            dirs.insert(0, (Vec::new(), root));
+        }
         for (comps, meta) in dirs.iter().rev() {
             let path = self.target.join(comps.iter().collect::<PathBuf>());
             let f = match comps.split_last() {

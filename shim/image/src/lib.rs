@@ -24,6 +24,8 @@ pub mod digest;
 pub mod error;
 pub mod extract;
 mod fsx;
+#[cfg(test)]
+mod fuzz_smoke;
 pub mod reference;
 mod registry;
 mod source;
@@ -35,4 +37,6 @@ pub use error::{Error, Result};
 pub use extract::{unpack_layer, UnpackOptions, Unpacked};
 pub use reference::{DockerRef, ImageRef, ParseError};
 pub use registry::is_loopback;
+#[doc(hidden)]
+pub use source::fuzz_metadata;
 pub use spec::ImageConfig;

@@ -205,7 +205,7 @@ impl Client {
     ) -> Result<()> {
         let url = format!("{}/blobs/{d}", self.base);
         let resp = self.get(&url, "*/*")?;
-        let mut r = resp.into_reader().take(size + 1);
+        let mut r = resp.into_reader().take(size.saturating_add(1));
         let mut f = File::create(path).ctx("create", path)?;
         let mut h = Hasher::new(d.algorithm());
         let mut buf = vec![0u8; 256 << 10];
@@ -301,7 +301,7 @@ fn status_reason(status: u16, body: &str) -> String {
 fn read_limited(resp: ureq::Response, url: &str, limit: u64) -> Result<Vec<u8>> {
     let mut buf = Vec::new();
     resp.into_reader()
-        .take(limit + 1)
+        .take(limit.saturating_add(1))
         .read_to_end(&mut buf)
         .map_err(|e| Error::Io {
             op: "download",
@@ -395,6 +395,13 @@ pub(crate) fn fetch(
             source,
         })?;
     let cd = &manifest.config;
+    if cd.size > crate::source::META_LIMIT {
+        return Err(Error::TooLarge {
+            what: "config",
+            name: cd.digest.to_string(),
+            limit: crate::source::META_LIMIT,
+        });
+    }
     let cpath = blob_path(dir, &cd.digest);
     ensure_parent(&cpath)?;
     c.blob(&cd.digest, cd.size, &cpath, &mut |_, _| {})?;

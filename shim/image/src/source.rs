@@ -17,7 +17,7 @@ use crate::spec::{self, ConfigBlob, Descriptor, DockerArchiveEntry, ImageConfig,
 use std::path::Path;
 
 /// Metadata files larger than this are refused (a manifest or config is a few KiB).
-const META_LIMIT: u64 = 4 << 20;
+pub(crate) const META_LIMIT: u64 = 4 << 20;
 
 /// A layer to fetch: where it is, and the digests that must match.
 #[derive(Debug, Clone)]
@@ -57,9 +57,23 @@ fn json<'a, T: serde::Deserialize<'a>>(
     })
 }
 
-/// Reads a blob and checks it against its digest.
-fn verified_blob(store: &Store, image: &str, d: &Digest, what: &'static str) -> Result<Vec<u8>> {
+/// Reads a blob and checks it against its descriptor: size, then digest.
+fn verified_blob(
+    store: &Store,
+    image: &str,
+    desc: &Descriptor,
+    what: &'static str,
+) -> Result<Vec<u8>> {
+    let d = &desc.digest;
     let bytes = store.read_small(image, &blob_name(d), what, META_LIMIT)?;
+    if bytes.len() as u64 != desc.size {
+        return Err(Error::SizeMismatch {
+            what,
+            name: d.to_string(),
+            expected: desc.size,
+            actual: bytes.len() as u64,
+        });
+    }
     let actual = d.of_same_kind(&bytes);
     if &actual != d {
         return Err(Error::DigestMismatch {
@@ -86,11 +100,11 @@ pub(crate) fn oci(store: Store, image: String, tag: Option<&str>) -> Result<Reso
     )?;
     let mut desc = pick_tag(&index, &image, tag)?;
     if spec::is_index_type(&desc.media_type) {
-        let bytes = verified_blob(&store, &image, &desc.digest, "index")?;
+        let bytes = verified_blob(&store, &image, &desc, "index")?;
         let inner: Index = json(&bytes, "index", &desc.digest.to_string())?;
         desc = pick_platform(&inner, &desc.digest)?;
     }
-    let bytes = verified_blob(&store, &image, &desc.digest, "manifest")?;
+    let bytes = verified_blob(&store, &image, &desc, "manifest")?;
     let manifest: Manifest = json(&bytes, "manifest", &desc.digest.to_string())?;
     let mt = if manifest.media_type.is_empty() {
         &desc.media_type
@@ -104,7 +118,7 @@ pub(crate) fn oci(store: Store, image: String, tag: Option<&str>) -> Result<Reso
     if cd.media_type != spec::OCI_CONFIG && cd.media_type != spec::DOCKER_CONFIG {
         return Err(unsupported("config", &cd.digest, &cd.media_type));
     }
-    let bytes = verified_blob(&store, &image, &cd.digest, "config")?;
+    let bytes = verified_blob(&store, &image, cd, "config")?;
     let blob: ConfigBlob = json(&bytes, "config", &cd.digest.to_string())?;
     let diff_ids = &blob.rootfs.diff_ids;
     if diff_ids.len() != manifest.layers.len() {
@@ -327,5 +341,47 @@ pub(crate) fn sniff_archive(path: &Path, tmp: &Path, image: String) -> Result<Re
         docker_archive(store, image, None)
     } else {
         Err(Error::NotAnImage { path: path.into() })
+    }
+}
+
+/// The fuzz targets' entry point for the metadata parsers: `bytes` read as each document import
+/// parses (index.json or an image index, a manifest, a config, docker-archive's manifest.json),
+/// and what parses goes through the same selection (tag, platform, layer list, names) as import.
+#[doc(hidden)]
+pub fn fuzz_metadata(bytes: &[u8]) {
+    let name = "fuzz";
+    if let Ok(index) = json::<Index>(bytes, "index", name) {
+        for tag in [None, Some("latest"), Some("")] {
+            let _ = pick_tag(&index, name, tag);
+        }
+        if let Some(d) = index.manifests.first() {
+            let _ = pick_platform(&index, &d.digest);
+        }
+        let _ = tags(&index);
+    }
+    if let Ok(m) = json::<Manifest>(bytes, "manifest", name) {
+        let layers: Vec<LayerSource> = m
+            .layers
+            .iter()
+            .filter(|l| spec::is_layer_type(&l.media_type))
+            .map(|l| LayerSource {
+                name: blob_name(&l.digest),
+                digest: Some(l.digest.clone()),
+                diff_id: l.digest.clone(),
+                size: l.size,
+            })
+            .collect();
+        let _ = synthetic_manifest_digest(&m.config.digest, m.config.size, &layers);
+    }
+    if let Ok(blob) = json::<ConfigBlob>(bytes, "config", name) {
+        let _ = ImageConfig::from_blob(&blob);
+    }
+    if let Ok(entries) = json::<Vec<DockerArchiveEntry>>(bytes, "manifest", name) {
+        for e in &entries {
+            let _ = hex_name(&e.config);
+            for t in &e.repo_tags {
+                let _ = same_name(t, "busybox");
+            }
+        }
     }
 }

@@ -31,6 +31,8 @@
 pub mod batch;
 pub mod cdi;
 pub mod env;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod image;
 pub mod instance;

@@ -625,14 +625,30 @@ impl Launch {
         serde_json::to_string_pretty(&self.config).expect("a Value serialises") + "\n"
     }
 
-    /// Writes config.json, the /etc files and the underlay's directories into `dir` (which exists).
+    /// Writes config.json (0600: its environment may hold secrets, e.g. the sandbox's `--env`),
+    /// the /etc files and the underlay's directories into `dir` (which exists).
     pub fn write(&self, dir: &Path) -> Result<(), WriteError> {
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let cfg = dir.join("config.json");
-        std::fs::write(&cfg, self.config_json()).map_err(|source| WriteError {
-            op: "write",
-            path: cfg.clone(),
-            source,
-        })?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .custom_flags(nix::libc::O_NOFOLLOW)
+            .open(&cfg)
+            .and_then(|mut f| {
+                // An existing file keeps its mode through open(O_CREAT).
+                use std::os::unix::fs::PermissionsExt;
+                f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+                f.write_all(self.config_json().as_bytes())
+            })
+            .map_err(|source| WriteError {
+                op: "write",
+                path: cfg.clone(),
+                source,
+            })?;
         self.write_files(dir)
     }
 

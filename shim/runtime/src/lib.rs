@@ -11,6 +11,8 @@
 
 pub mod cgroup;
 pub mod container;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod host;
 pub mod ns;
 pub mod process;

@@ -154,14 +154,18 @@ pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
     result
 }
 
-/// `$XDG_RUNTIME_DIR/husk-launch` (root: /run/husk-launch): beside the state root, not in it, so
+/// `$XDG_RUNTIME_DIR/husk-launch` (root: /run/husk-launch; others without the variable:
+/// /run/user/UID/husk-launch, else /tmp/husk-launch-UID): beside the state root, not in it, so
 /// `husk list` never sees a launch directory.
 pub fn launch_base() -> PathBuf {
     let euid = nix::unistd::geteuid();
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("husk-launch"),
         _ if euid.is_root() => PathBuf::from("/run/husk-launch"),
-        _ => std::env::temp_dir().join(format!("husk-launch-{euid}")),
+        _ => match husk_runtime::state::runtime_dir() {
+            Some(d) => d.join("husk-launch"),
+            None => husk_runtime::state::tmp_fallback("husk-launch"),
+        },
     }
 }
 
@@ -175,20 +179,15 @@ pub fn sandbox_base() -> PathBuf {
     launch_base()
 }
 
-/// Creates `dir` mode 0700 (and its parent, which must then be ours).
+/// Creates `dir` mode 0700; its parent (made if absent) must be a private directory of ours
+/// (husk_runtime::state::private_dir: not someone else's, not writable by others).
 pub fn make_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
-    let mut b = std::fs::DirBuilder::new();
-    b.mode(0o700).recursive(true);
+    use std::os::unix::fs::DirBuilderExt;
     if let Some(parent) = dir.parent() {
-        b.create(parent)
-            .with_context(|| format!("create {}", parent.display()))?;
-        let m = std::fs::symlink_metadata(parent)?;
-        if m.uid() != nix::unistd::geteuid().as_raw() || !m.is_dir() {
-            anyhow::bail!("create {}: exists and is not ours", parent.display());
-        }
+        husk_runtime::state::private_dir(parent)?;
     }
-    b.recursive(false)
+    std::fs::DirBuilder::new()
+        .mode(0o700)
         .create(dir)
         .with_context(|| format!("create {}", dir.display()))
 }

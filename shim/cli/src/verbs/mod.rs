@@ -112,14 +112,19 @@ pub fn options(g: &Global) -> anyhow::Result<GlobalOptions> {
 
 /// runc's rule: $XDG_RUNTIME_DIR/husk for an unprivileged user, and for "root" inside a user
 /// namespace that is not really root (rootless podman runs us as uid 0 in its namespace, with
-/// XDG_RUNTIME_DIR set and USER unset or its own name); /run/husk otherwise.
+/// XDG_RUNTIME_DIR set and USER unset or its own name); /run/husk otherwise. Unprivileged without
+/// XDG_RUNTIME_DIR: /run/user/UID/husk when that directory is the caller's, else /tmp/husk-UID
+/// (refused at use if someone else made it: husk_runtime::state::private_dir).
 fn default_root(euid: nix::unistd::Uid) -> PathBuf {
     let xdg = std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty());
     let userns_non_root =
         husk_runtime::ns::in_user_ns() && std::env::var("USER").map_or(true, |u| u != "root");
     match xdg {
         Some(d) if !euid.is_root() || userns_non_root => PathBuf::from(d).join("husk"),
-        None if !euid.is_root() => std::env::temp_dir().join(format!("husk-{}", euid.as_raw())),
+        None if !euid.is_root() => match husk_runtime::state::runtime_dir() {
+            Some(d) => d.join("husk"),
+            None => husk_runtime::state::tmp_fallback("husk"),
+        },
         _ => PathBuf::from("/run/husk"),
     }
 }

@@ -204,18 +204,30 @@ impl Layout {
         media_type: &str,
         compress: fn(&[u8]) -> Vec<u8>,
     ) -> BuiltImage {
+        self.image_sized(tag, layers, media_type, compress, &[])
+    }
+
+    /// Like [`Layout::image_with`], the manifest giving layer `i` the size `sizes[i]` (where given)
+    /// instead of its blob's.
+    pub fn image_sized(
+        &mut self,
+        tag: &str,
+        layers: &[Vec<u8>],
+        media_type: &str,
+        compress: fn(&[u8]) -> Vec<u8>,
+        sizes: &[u64],
+    ) -> BuiltImage {
         let diff_ids: Vec<String> = layers
             .iter()
             .map(|l| Digest::sha256(l).to_string())
             .collect();
         let mut descs = Vec::new();
         let mut digests = Vec::new();
-        for l in layers {
+        for (i, l) in layers.iter().enumerate() {
             let blob = compress(l);
             let d = self.blob(&blob);
-            descs.push(
-                json!({"mediaType": media_type, "digest": d.to_string(), "size": blob.len()}),
-            );
+            let size = sizes.get(i).copied().unwrap_or(blob.len() as u64);
+            descs.push(json!({"mediaType": media_type, "digest": d.to_string(), "size": size}));
             digests.push(d);
         }
         let config = json!({

@@ -245,7 +245,14 @@ fn wrong_digest_of_valid_layer_is_a_mismatch() {
     let blob = layout.blob_path(&built.layers[0]);
     std::fs::write(&blob, gzip(&upper_layer())).unwrap();
     let err = e.cache.import(&oci(&layout.dir, "t")).unwrap_err();
-    assert!(matches!(err, Error::DigestMismatch { .. }), "{err}");
+    // Its size differs from the descriptor's too, which is checked first (issue 12, item 13).
+    assert!(
+        matches!(
+            err,
+            Error::DigestMismatch { .. } | Error::SizeMismatch { .. }
+        ),
+        "{err}"
+    );
     assert!(
         err.to_string().contains(&built.layers[0].to_string()),
         "{err}"
@@ -585,4 +592,116 @@ fn no_space_is_reported_and_nothing_committed() {
     assert!(err.is_no_space(), "{err}");
     assert!(err.to_string().contains("no space left on device"), "{err}");
     assert!(entries.is_empty(), "{entries:?}");
+}
+
+/// Issue 12, item 13: a layer longer or shorter than its descriptor's size, or a size of i64::MAX
+/// (which must not be allocated or waited for), is refused before anything is unpacked.
+#[test]
+fn layer_size_must_match_its_descriptor() {
+    let layer = base_layer();
+    let real = gzip(&layer).len() as u64;
+    for (what, size) in [
+        ("shorter than its blob", real - 1),
+        ("longer than its blob", real + 1),
+        ("i64::MAX", i64::MAX as u64),
+        ("u64::MAX", u64::MAX),
+        ("zero", 0),
+    ] {
+        let e = env();
+        let mut layout = Layout::new(&e.dir.join("oci"));
+        let built = layout.image_sized(
+            "t",
+            std::slice::from_ref(&layer),
+            "application/vnd.oci.image.layer.v1.tar+gzip",
+            gzip,
+            &[size],
+        );
+        let err = e.cache.import(&oci(&layout.dir, "t")).unwrap_err();
+        assert!(
+            matches!(err, Error::SizeMismatch { expected, actual, .. }
+                if expected == size && actual == real),
+            "{what}: {err}"
+        );
+        let msg = err.to_string();
+        assert!(
+            msg.starts_with(&format!("verify layer {}: {real} bytes", built.layers[0])),
+            "{what}: {msg}"
+        );
+        cache_is_clean(e.cache.root());
+    }
+}
+
+/// Issue 12, item 13: the manifest's (and config's) descriptor size is checked like a layer's.
+#[test]
+fn manifest_and_config_sizes_are_checked() {
+    let e = env();
+    let mut layout = Layout::new(&e.dir.join("oci"));
+    let built = layout.image("t", &[base_layer()]);
+    // The index says the manifest is one byte longer than it is.
+    let index_path = layout.dir.join("index.json");
+    let mut index: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&index_path).unwrap()).unwrap();
+    let size = index["manifests"][0]["size"].as_u64().unwrap();
+    index["manifests"][0]["size"] = (size + 1).into();
+    std::fs::write(&index_path, serde_json::to_vec(&index).unwrap()).unwrap();
+    let err = e.cache.import(&oci(&layout.dir, "t")).unwrap_err();
+    assert!(matches!(err, Error::SizeMismatch { .. }), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with(&format!("verify manifest {}", built.manifest)),
+        "{err}"
+    );
+    cache_is_clean(e.cache.root());
+}
+
+/// Issue 12, item 13: a layer without a "./" entry (tar -C dir *) still gives the image a root
+/// directory others may search (root's, 0755), not the 0700 work directory it was unpacked in.
+#[test]
+fn image_without_a_root_entry_gets_a_searchable_root() {
+    use std::os::unix::fs::MetadataExt;
+    let e = env();
+    let mut layout = Layout::new(&e.dir.join("oci"));
+    let no_root = Layer::new()
+        .dir("bin", 0o755)
+        .file("bin/busybox", b"elf", 0o755)
+        .tar();
+    layout.image("t", &[no_root]);
+    let img = e.cache.import(&oci(&layout.dir, "t")).unwrap();
+    let m = std::fs::metadata(&img.rootfs).unwrap();
+    assert_eq!(m.mode() & 0o7777, 0o755, "rootfs root mode");
+    if is_root() {
+        assert_eq!((m.uid(), m.gid()), (0, 0));
+    }
+    // A root entry of its own still wins.
+    let mut layout = Layout::new(&e.dir.join("oci2"));
+    let own_root = Layer::new().dir("./", 0o750).file("f", b"x", 0o644).tar();
+    layout.image("t", &[own_root]);
+    let img = e.cache.import(&oci(&layout.dir, "t")).unwrap();
+    let mode = std::fs::metadata(&img.rootfs).unwrap().mode() & 0o7777;
+    assert_eq!(mode, 0o750);
+}
+
+/// Issue 12, item 9: a cache directory another user could write (or made) is refused, not used.
+#[test]
+fn cache_dir_open_to_others_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let e = env();
+    let mut layout = Layout::new(&e.dir.join("oci"));
+    layout.image("t", &[base_layer()]);
+    let open = e.dir.join("open-cache");
+    std::fs::create_dir(&open).unwrap();
+    std::fs::set_permissions(&open, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let err = Cache::new(&open)
+        .import(&oci(&layout.dir, "t"))
+        .unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("refuse directory") && msg.contains("writable by group or others"),
+        "{msg}"
+    );
+    assert_eq!(
+        std::fs::read_dir(&open).unwrap().count(),
+        0,
+        "the cache wrote into it"
+    );
 }

@@ -523,15 +523,24 @@ fn passwd_name(passwd: &str, uid: u32) -> Option<String> {
     })
 }
 
-/// $XDG_CACHE_HOME/husk/seccomp (or ~/.cache), /var/cache/husk/seccomp for root.
+/// $XDG_CACHE_HOME/husk/seccomp (or ~/.cache), /var/cache/husk/seccomp for root; only a
+/// private directory (whoever writes it chooses the filters), else no cache.
 fn seccomp_cache_dir() -> Option<PathBuf> {
-    if nix::unistd::geteuid().is_root() && !ns::in_user_ns() {
-        return Some(PathBuf::from("/var/cache/husk/seccomp"));
+    let dir = if nix::unistd::geteuid().is_root() && !ns::in_user_ns() {
+        PathBuf::from("/var/cache/husk/seccomp")
+    } else {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
+        base.join("husk/seccomp")
+    };
+    match state::private_dir(&dir) {
+        Ok(_) => Some(dir),
+        Err(e) => {
+            log::warn!("seccomp cache not used: {e}");
+            None
+        }
     }
-    let base = std::env::var_os("XDG_CACHE_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))?;
-    Some(base.join("husk/seccomp"))
 }
 
 #[cfg(test)]

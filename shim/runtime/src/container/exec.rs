@@ -91,6 +91,7 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(ContainerError::Usage("exec needs a command"));
     }
+    crate::spec::validate_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     // The container's own capabilities count too: its processes may ptrace this one.
     let userns =
         crate::spec::namespace(&spec, oci_spec::runtime::LinuxNamespaceType::User).is_some();

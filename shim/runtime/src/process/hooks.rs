@@ -8,6 +8,7 @@
 
 use oci_spec::runtime::Hook;
 use std::io::Write;
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -103,26 +104,28 @@ fn run_one(
     }
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::inherit())
-        .stderr(Stdio::piped());
+        .stderr(Stdio::piped())
+        // Its own process group: a timeout kills whatever the hook started too.
+        .process_group(0);
     let spawn_err = |source| HookError::Spawn {
         kind,
         path: path.clone(),
         source,
     };
     let mut child = cmd.spawn().map_err(spawn_err)?;
-    if let Some(mut stdin) = child.stdin.take() {
-        // A hook may exit without reading its stdin; EPIPE is not a failure then.
-        let _ = stdin.write_all(state_json);
-    }
     let deadline = hook
         .timeout()
         .filter(|t| *t > 0)
         .map(|t| Instant::now() + Duration::from_secs(t as u64));
+    let mut pipes = Pipes::new(&mut child, state_json);
     let status = loop {
+        pipes.pump();
         match child.try_wait().map_err(spawn_err)? {
             Some(status) => break status,
             None => match deadline {
                 Some(d) if Instant::now() >= d => {
+                    let group = nix::unistd::Pid::from_raw(-(child.id() as i32));
+                    let _ = nix::sys::signal::kill(group, nix::sys::signal::Signal::SIGKILL);
                     let _ = child.kill();
                     let _ = child.wait();
                     return Err(HookError::Timeout {
@@ -139,11 +142,9 @@ fn run_one(
     if status.success() {
         return Ok(());
     }
-    let mut stderr = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        use std::io::Read;
-        let _ = e.read_to_string(&mut stderr);
-    }
+    // What is there now: a process the hook left behind may hold stderr open for ever.
+    pipes.pump();
+    let stderr = String::from_utf8_lossy(&pipes.stderr);
     let stderr = stderr.trim();
     Err(HookError::Failed {
         kind,
@@ -155,6 +156,79 @@ fn run_one(
             format!(": {}", stderr.lines().last().unwrap_or_default())
         },
     })
+}
+
+/// The hook's stdin (the state, written as it reads) and stderr (its tail kept), both
+/// non-blocking: a hook that never reads its stdin, floods stderr, or leaves a process holding
+/// the pipe must not stall husk past the hook's timeout or its exit.
+struct Pipes<'a> {
+    stdin: Option<std::process::ChildStdin>,
+    input: &'a [u8],
+    stderr_pipe: Option<std::process::ChildStderr>,
+    stderr: Vec<u8>,
+}
+
+/// How much of a failed hook's stderr is kept (its last line is shown).
+const STDERR_TAIL: usize = 8192;
+
+impl<'a> Pipes<'a> {
+    fn new(child: &mut std::process::Child, input: &'a [u8]) -> Self {
+        let stdin = child.stdin.take();
+        let stderr_pipe = child.stderr.take();
+        for fd in [
+            stdin.as_ref().map(|f| f.as_fd()),
+            stderr_pipe.as_ref().map(|f| f.as_fd()),
+        ]
+        .into_iter()
+        .flatten()
+        {
+            let _ = nix::fcntl::fcntl(
+                fd.as_raw_fd(),
+                nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+            );
+        }
+        Pipes {
+            stdin,
+            input,
+            stderr_pipe,
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Writes what the pipe takes, reads what is there; never blocks.
+    fn pump(&mut self) {
+        use std::io::Read;
+        if let Some(w) = self.stdin.as_mut() {
+            match w.write(self.input) {
+                Ok(n) => self.input = &self.input[n..],
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {}
+                // EPIPE: a hook may exit without reading its stdin; not a failure.
+                Err(_) => self.input = &[],
+            }
+            if self.input.is_empty() {
+                self.stdin = None;
+            }
+        }
+        let Some(r) = self.stderr_pipe.as_mut() else {
+            return;
+        };
+        let mut buf = [0u8; 4096];
+        loop {
+            match r.read(&mut buf) {
+                Ok(0) => {
+                    self.stderr_pipe = None;
+                    return;
+                }
+                Ok(n) => {
+                    self.stderr.extend_from_slice(&buf[..n]);
+                    let over = self.stderr.len().saturating_sub(STDERR_TAIL);
+                    self.stderr.drain(..over);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return,
+            }
+        }
+    }
 }
 
 #[cfg(test)]
@@ -220,5 +294,43 @@ mod tests {
         let h = hook(&["sh", "-c", "exec sleep 30"], Some(1));
         let e = run("createRuntime", &[h], b"{}", &At::default()).unwrap_err();
         assert!(matches!(e, HookError::Timeout { .. }));
+    }
+
+    /// The whole group goes at the timeout: a hook's own child (here holding stderr, so a read to
+    /// EOF would wait for it) is killed too, and its pid file names a process that is gone.
+    #[test]
+    fn hook_timeout_kills_what_the_hook_started() {
+        let pidfile = std::env::temp_dir().join(format!("husk-hook-grp-{}", std::process::id()));
+        let script = format!("sleep 30 & echo $! > {}; wait", pidfile.display());
+        let h = hook(&["sh", "-c", &script], Some(1));
+        let e = run("prestart", &[h], b"{}", &At::default()).unwrap_err();
+        assert!(matches!(e, HookError::Timeout { .. }), "{e}");
+        let pid: i32 = std::fs::read_to_string(&pidfile)
+            .unwrap()
+            .trim()
+            .parse()
+            .unwrap();
+        let _ = std::fs::remove_file(&pidfile);
+        // Killed (a zombie until init reaps it, or gone): never still sleeping.
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let state = stat
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .chars()
+            .next();
+        assert!(matches!(state, None | Some('Z') | Some('X')), "{stat}");
+    }
+
+    /// A failing hook that leaves a process holding its stderr, and one that never reads a state
+    /// bigger than a pipe: both end with the hook, not with the processes it left.
+    #[test]
+    fn failing_hook_with_a_leftover_child_and_unread_stdin_returns() {
+        let h = hook(&["sh", "-c", "sleep 30 & echo gone >&2; exit 4"], None);
+        let big = vec![b' '; 1 << 20];
+        let e = run("poststop", &[h], &big, &At::default()).unwrap_err();
+        assert!(matches!(e, HookError::Failed { .. }), "{e}");
+        assert!(e.to_string().ends_with("gone"), "{e}");
     }
 }

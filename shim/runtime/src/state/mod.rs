@@ -3,6 +3,12 @@
 //!
 //! The status is never trusted from disk: it is worked out from the pid and its start time (so a
 //! recycled pid reads as stopped), the fifo, and the cgroup freezer.
+//!
+//! The root is a [`private_dir`] (the caller's, writable by nobody else); each container's
+//! directory is 0700 and its files 0600: the saved config may hold secrets (environment values).
+
+mod private;
+pub use private::{open_private, private_dir, runtime_dir, tmp_fallback};
 
 use crate::cgroup::Cgroup;
 use nix::fcntl::{Flock, FlockArg};
@@ -10,6 +16,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::Write;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -33,6 +40,11 @@ pub enum StateError {
     },
     #[error("lock {path}: {source}")]
     Lock { path: PathBuf, source: nix::Error },
+    #[error(
+        "refuse directory {path}: {reason}; only a directory of your own that no one else may \
+         write is used for state, launches and caches (remove it, or choose another)"
+    )]
+    NotPrivate { path: PathBuf, reason: String },
 }
 
 /// Where we are in the lifecycle, as recorded by the engine (the status adds liveness on top).
@@ -151,20 +163,19 @@ fn io<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> St
 }
 
 impl Dir {
-    /// Creates `<root>/<id>` atomically; fails if it exists.
+    /// Creates `<root>/<id>` (0700) atomically; fails if it exists. The root must be a
+    /// [`private_dir`] (made if absent).
     pub fn create(root: &Path, id: &str) -> Result<Dir, StateError> {
         validate_id(id)?;
-        std::fs::create_dir_all(root).map_err(io("create", root))?;
+        private_dir(root)?;
         let path = root.join(id);
-        match std::fs::create_dir(&path) {
+        match std::fs::DirBuilder::new().mode(0o700).create(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                 return Err(StateError::Exists(id.to_string()))
             }
             Err(e) => return Err(io("create", &path)(e)),
         }
-        use std::os::unix::fs::PermissionsExt;
-        let _ = std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o711));
         Ok(Dir {
             path,
             id: id.to_string(),
@@ -202,7 +213,7 @@ impl Dir {
     /// deleting the blocks later waits for a discard where the filesystem is mounted with it).
     pub fn mark_started(&self) -> Result<(), StateError> {
         let p = self.path.join(STARTED);
-        File::create(&p).map(drop).map_err(io("create", &p))
+        create_private(&p).map(drop).map_err(io("create", &p))
     }
 
     fn started(&self) -> bool {
@@ -220,16 +231,18 @@ impl Dir {
             path: tmp.clone(),
             source,
         })?;
-        let mut f = File::create(&tmp).map_err(io("create", &tmp))?;
+        let mut f = create_private(&tmp).map_err(io("create", &tmp))?;
         f.write_all(&data).map_err(io("write", &tmp))?;
         let dst = self.path.join(STATE);
         std::fs::rename(&tmp, &dst).map_err(io("rename", &dst))
     }
 
-    /// Writes a file into the directory (the saved config).
+    /// Writes a file (0600) into the directory (the saved config).
     pub fn write_file(&self, name: &str, data: &[u8]) -> Result<(), StateError> {
         let p = self.path.join(name);
-        std::fs::write(&p, data).map_err(io("write", &p))
+        create_private(&p)
+            .and_then(|mut f| f.write_all(data))
+            .map_err(io("write", &p))
     }
 
     /// Reads state.json; `Ok(None)` when create died before writing it.
@@ -265,6 +278,17 @@ impl Dir {
             Err(e) => Err(io("remove", &self.path)(e)),
         }
     }
+}
+
+/// Creates or truncates `path` with mode 0600 (an existing file keeps its mode: ours, 0600).
+fn create_private(path: &Path) -> std::io::Result<File> {
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
 }
 
 /// Lists container ids under `root` (sorted).
