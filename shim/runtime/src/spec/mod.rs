@@ -112,7 +112,32 @@ pub fn validate(spec: &Spec, bundle: &Path) -> Result<(), SpecError> {
             format!("{} is not absolute", process.cwd().display()),
         ));
     }
+    validate_rlimits(process.rlimits().as_deref().unwrap_or_default())?;
     validate_linux(spec)
+}
+
+/// Each rlimit once, its soft limit not above its hard one (setrlimit(2) would refuse it only
+/// in the child, after the namespaces are made; runc refuses duplicates too).
+fn validate_rlimits(rlimits: &[oci_spec::runtime::PosixRlimit]) -> Result<(), SpecError> {
+    let mut seen = Vec::new();
+    for r in rlimits {
+        let name = r.typ().to_string();
+        if r.soft() > r.hard() {
+            return Err(invalid(
+                "process.rlimits",
+                format!(
+                    "{name}: soft limit {} above hard limit {}",
+                    r.soft(),
+                    r.hard()
+                ),
+            ));
+        }
+        if seen.contains(&name) {
+            return Err(invalid("process.rlimits", format!("{name} given twice")));
+        }
+        seen.push(name);
+    }
+    Ok(())
 }
 
 fn validate_linux(spec: &Spec) -> Result<(), SpecError> {
@@ -260,6 +285,31 @@ mod tests {
     fn rejects_empty_args_naming_the_key() {
         let (_d, res) = bundle_with(&OK.replace(r#"["sh"]"#, "[]"));
         assert!(res.unwrap_err().to_string().contains("process.args"));
+    }
+
+    #[test]
+    fn rejects_an_rlimit_soft_above_hard_or_twice() {
+        let with = |rl: &str| {
+            OK.replace(
+                r#""args":["sh"]"#,
+                &format!(r#""args":["sh"],"rlimits":{rl}"#),
+            )
+        };
+        let (_d, res) = bundle_with(&with(
+            r#"[{"type":"RLIMIT_NOFILE","soft":2048,"hard":1024}]"#,
+        ));
+        let e = res.unwrap_err().to_string();
+        assert!(
+            e.contains("process.rlimits") && e.contains("RLIMIT_NOFILE"),
+            "{e}"
+        );
+        let twice = r#"[{"type":"RLIMIT_CORE","soft":0,"hard":0},{"type":"RLIMIT_CORE","soft":1,"hard":1}]"#;
+        let (_d, res) = bundle_with(&with(twice));
+        assert!(res.unwrap_err().to_string().contains("twice"));
+        let (_d, res) = bundle_with(&with(
+            r#"[{"type":"RLIMIT_NOFILE","soft":1024,"hard":1024}]"#,
+        ));
+        res.unwrap();
     }
 
     #[test]
