@@ -50,6 +50,7 @@ mod ps;
 mod run;
 mod sandbox;
 mod sandbox_hardening;
+mod sandbox_policy;
 mod security;
 mod shell_instance;
 mod tty;

@@ -441,10 +441,11 @@ fn symlink_swapped_result_file(t: &Ctx) {
             "{l}: husk wrote into {}: {out}",
             victim_dir.display()
         );
-        assert_eq!(out.code, 0, "{l}: {out}");
-        assert!(out.stderr.contains("replaced"), "{l}: no warning: {out}");
+        // Issue 12: a record the program could append to or replace is refused outright.
+        assert_eq!(out.code, 2, "{l}: {out}");
+        assert!(out.stderr.contains("inside the workspace"), "{l}: {out}");
         println!(
-            "{l}: the program swapped {what} (--result) for a symlink to a host file/dir → husk exit {}; the victim untouched: husk opens --result before the program starts and writes through that fd",
+            "{l}: --result {what} inside the workspace (the program could swap it for a symlink to a host file/dir) → usage error {}, nothing run; the victim untouched",
             out.code
         );
         // Put the workspace back for the second round.

@@ -133,8 +133,11 @@ launcher sets it) makes a read-only root read-only right after it is bound, befo
 mounts, so that no missing mount point can ever be created in it (EROFS instead). A new network
 namespace gets its loopback interface up.
 \fB\-\-sandbox\fR uses both (writes only to /workspace, /tmp, /dev/shm), and run by root maps the
-program's root to an unprivileged host id (\fB\-\-host\-id\fR, default 1000000000); see
-docs/sandbox.md for what it does and does not protect.
+program's root to an unprivileged host id (\fB\-\-host\-id\fR, default 1000000000). Its flags
+are an allow-list: any launcher flag it does not list (\fB\-\-x11\fR, \fB\-\-fuse\fR,
+\fB\-\-device\fR, a \fB\-\-bind\fR without \fB:ro\fR, ...) is a usage error. The sandboxed
+program dies with the husk that supervises it (SIGKILL included); the next launch sweeps what a
+killed husk left. See docs/sandbox.md for what it does and does not protect.
 The launcher's default is Apptainer's: integration, not isolation. The container shares the host's
 network, pid and ipc namespaces, sees the host's /dev (every character device is allowed, block
 devices are not), /proc and /sys, and can write to $HOME, /tmp and the current directory; use

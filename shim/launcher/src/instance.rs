@@ -73,6 +73,15 @@ pub struct Record {
     /// RFC 3339 time the program exited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub finished: Option<String>,
+    /// Started with `--sandbox`: `exec instance://NAME` passes none of the caller's environment.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandbox: bool,
+    /// The sandbox's `--workspace`, as it was lent: given back at stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lent: Option<crate::sandbox::Lent>,
+    /// The sandbox's workspace made for it (no `--workspace`): removed at stop.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scratch: Option<PathBuf>,
 }
 
 impl Record {
@@ -271,6 +280,9 @@ mod tests {
             watcher: None,
             exit_code: None,
             finished: None,
+            sandbox: false,
+            lent: None,
+            scratch: None,
         };
         let _lock = lock(&dir, "web").unwrap();
         for r in [rec("web", Some(100)), rec("db", None)] {

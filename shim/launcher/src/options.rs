@@ -126,6 +126,9 @@ pub struct Options {
     /// As root: a user namespace mapping the container's uid and gid 0 to this unprivileged host
     /// id (the sandbox), instead of 0→0.
     pub root_host_id: Option<u32>,
+    /// The sandbox's `--user UID:GID`: the program runs as this uid and gid inside, the one id
+    /// its user namespace maps (to the caller, or to `root_host_id`), instead of root.
+    pub user: Option<(u32, u32)>,
     pub cleanenv: bool,
     /// `--env-file` entries first, then `--env`, in order (later wins).
     pub env: Vec<(String, String)>,
@@ -161,6 +164,7 @@ impl Options {
             fakeroot: false,
             userns: false,
             root_host_id: None,
+            user: None,
             cleanenv: false,
             env: Vec::new(),
             tty: false,

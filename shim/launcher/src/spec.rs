@@ -95,8 +95,12 @@ pub fn build(
     let mut t = template;
     let (uid, gid) = identity(opts, host);
     // --fuse: CAP_SYS_ADMIN to mount, which only a user namespace of its own keeps harmless.
-    let userns =
-        !host.is_root() || opts.fakeroot || opts.userns || opts.fuse || opts.root_host_id.is_some();
+    let userns = !host.is_root()
+        || opts.fakeroot
+        || opts.userns
+        || opts.fuse
+        || opts.root_host_id.is_some()
+        || opts.user.is_some();
     let nss = namespaces(&t, opts, userns);
     let has = |n: &str| nss.iter().any(|x| x == n);
     let plan = mounts::plan(
@@ -137,7 +141,7 @@ pub fn build(
     Ok(Launch {
         config: t,
         underlay: under,
-        files: etc_files(image, host, fs, uid, gid),
+        files: etc_files(image, host, fs, opts.user.is_some(), (uid, gid)),
         warnings,
         dirs,
     })
@@ -154,9 +158,12 @@ fn check(image: &ResolvedImage, opts: &Options) -> Result<(), PlanError> {
     Ok(())
 }
 
-/// The process's uid and gid inside: root with --fakeroot or for root, else the caller's.
+/// The process's uid and gid inside: the sandbox's `--user`, root with --fakeroot or for root,
+/// else the caller's.
 fn identity(opts: &Options, host: &HostFacts) -> (u32, u32) {
-    if opts.fakeroot || host.is_root() {
+    if let Some(user) = opts.user {
+        user
+    } else if opts.fakeroot || host.is_root() {
         (0, 0)
     } else {
         (host.uid, host.gid)
@@ -299,27 +306,33 @@ fn etc_files(
     image: &ResolvedImage,
     host: &HostFacts,
     fs: &dyn Fs,
-    uid: u32,
-    gid: u32,
+    chosen: bool,
+    (uid, gid): (u32, u32),
 ) -> Vec<(&'static str, String)> {
     let etc = |name: &str| fs.read(&image.rootfs.join("etc").join(name));
-    let home = host.home.display().to_string();
+    // A uid chosen with --user is nobody on the host: the image's own line for it, else
+    // `sandbox` with the workspace as home (never the caller's name, which may be root).
+    let (user, gecos, home) = if chosen {
+        ("sandbox", "", "/workspace".to_string())
+    } else {
+        (
+            host.user.as_str(),
+            host.gecos.as_str(),
+            host.home.display().to_string(),
+        )
+    };
+    let image_passwd = etc("passwd");
+    let known = |text: &String| {
+        text.lines()
+            .any(|l| l.split(':').nth(2) == Some(uid.to_string().as_str()))
+    };
+    let passwd = match image_passwd {
+        Some(text) if chosen && known(&text) => text,
+        other => passwd::passwd(other.as_deref(), uid, gid, user, gecos, &home),
+    };
     vec![
-        (
-            "passwd",
-            passwd::passwd(
-                etc("passwd").as_deref(),
-                uid,
-                gid,
-                &host.user,
-                &host.gecos,
-                &home,
-            ),
-        ),
-        (
-            "group",
-            passwd::group(etc("group").as_deref(), gid, &host.user),
-        ),
+        ("passwd", passwd),
+        ("group", passwd::group(etc("group").as_deref(), gid, user)),
     ]
 }
 
@@ -518,11 +531,7 @@ fn linux(t: &mut Value, opts: &Options, host: &HostFacts, nss: &[String], userns
     obj.remove("uidMappings");
     obj.remove("gidMappings");
     if userns {
-        let (inside_u, inside_g) = if opts.fakeroot || host.is_root() {
-            (0, 0)
-        } else {
-            (host.uid, host.gid)
-        };
+        let (inside_u, inside_g) = identity(opts, host);
         let (host_u, host_g) = match opts.root_host_id.filter(|_| host.is_root()) {
             Some(id) => (id, id),
             None => (host.uid, host.gid),

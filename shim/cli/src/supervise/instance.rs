@@ -12,6 +12,7 @@ use crate::cli::{CgroupLayout, Global};
 use crate::verbs::{options, warn_all};
 use anyhow::Context;
 use husk_launcher::instance::{self as inst, Record, TTL_GRACE};
+use husk_launcher::sandbox::Lent;
 use husk_launcher::Launch;
 use husk_runtime::cgroup::Driver;
 use husk_runtime::container::{create, delete, kill, wait_exit, ContainerError, CreateMode};
@@ -25,25 +26,30 @@ use std::time::Duration;
 
 /// Writes instance `rec`'s launch directory and record and spawns its watcher; returns once the
 /// container runs. The launch directory is made exclusively: of two starts of one NAME, one fails
-/// there. A later failure removes the directory and the record again.
+/// there. `hand_over` then runs (a sandbox's host side; what it lends is recorded, to be given
+/// back at stop). A later failure removes the directory and the record again.
 pub fn start(
     g: &Global,
     opts: &GlobalOptions,
     launch: &Launch,
     rec: &Record,
     no_cgroup: bool,
+    hand_over: &dyn Fn() -> anyhow::Result<Option<Lent>>,
 ) -> anyhow::Result<()> {
     let dir = inst::dir_for(&opts.root);
     let p = inst::paths(&dir, &rec.name);
     make_dir(&p.bundle)?;
-    let res = launch
-        .write(&p.bundle)
-        .map_err(anyhow::Error::from)
-        .and_then(|()| Ok(inst::write_record(&dir, rec)?))
-        .and_then(|()| spawn_watcher(g, opts, rec, no_cgroup));
+    let mut rec = rec.clone();
+    let res = hand_over().and_then(|lent| {
+        rec.lent = lent;
+        launch.write(&p.bundle)?;
+        inst::write_record(&dir, &rec)?;
+        spawn_watcher(g, opts, &rec, no_cgroup)
+    });
     if res.is_err() {
         let _ = std::fs::remove_dir_all(&p.bundle);
         let _ = std::fs::remove_file(&p.record);
+        super::sandbox::release_workspace(rec.lent.as_ref(), None);
     }
     res
 }
@@ -81,8 +87,17 @@ fn spawn_watcher(
 ) -> anyhow::Result<()> {
     let dir = inst::dir_for(&rec.root);
     let p = inst::paths(&dir, &rec.name);
-    let log =
-        std::fs::File::create(&p.log).with_context(|| format!("create {}", p.log.display()))?;
+    // 0600: a root sandbox's instance directory is searchable by its host id (0711).
+    let log = {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(&p.log)
+            .with_context(|| format!("create {}", p.log.display()))?
+    };
     let exe = std::env::current_exe().context("find the husk binary")?;
     let child = Command::new(exe)
         .args(global_args(g, opts, no_cgroup))
@@ -224,6 +239,7 @@ fn finish(opts: &GlobalOptions, dir: &Path, rec: &Record, code: i32) -> anyhow::
     };
     stop_container(&opts, &rec.id, Signal::SIGKILL, Duration::ZERO)?;
     remove_launch_dir(&p.bundle);
+    super::sandbox::release_workspace(now.lent.take().as_ref(), now.scratch.take().as_deref());
     now.exit_code = Some(code);
     now.finished = Some(husk_runtime::state::now_rfc3339());
     now.watcher = None;
@@ -320,15 +336,16 @@ pub fn remove(
 ) -> anyhow::Result<()> {
     let _lock = inst::lock(dir, &rec.name)?;
     let p = inst::paths(dir, &rec.name);
-    match inst::read_record(&p.record) {
-        Ok(now) if now.started == rec.started => {}
+    let now = match inst::read_record(&p.record) {
+        Ok(now) if now.started == rec.started => now,
         _ => return Ok(()),
-    }
+    };
     let opts = GlobalOptions {
         root: rec.root.clone(),
         ..opts.clone()
     };
     stop_container(&opts, &rec.id, sig, t)?;
     remove_launch_dir(&p.bundle);
+    super::sandbox::release_workspace(now.lent.as_ref(), now.scratch.as_deref());
     std::fs::remove_file(&p.record).with_context(|| format!("remove {}", p.record.display()))
 }

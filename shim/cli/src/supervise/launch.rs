@@ -39,6 +39,10 @@ pub fn options(req: &Request) -> anyhow::Result<Options> {
         o.binds.extend(parse_binds(b).map_err(bad)?);
     }
     for path in &f.env_file {
+        // A FIFO (or a device) would block the read, or never end it.
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            anyhow::bail!("read --env-file {}: not a regular file", path.display());
+        }
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("read --env-file {}", path.display()))?;
         o.env.extend(parse_env_file(&text, path)?);
@@ -136,6 +140,7 @@ pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
         // its cgroup (delete cleans up strays); so does anyone asking for limits.
         gopts.cgroup.driver = Driver::Disabled;
     }
+    super::sweep::sweep(&gopts);
     super::inplace::try_exec(&gopts, &req, &opts, &launch, &dir)?;
     make_dir(&dir).context(fail())?;
     let result = launch

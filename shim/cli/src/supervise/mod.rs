@@ -14,6 +14,7 @@ pub mod instance;
 pub mod launch;
 pub mod pool;
 pub mod sandbox;
+pub mod sweep;
 
 mod host;
 mod socket;

@@ -9,13 +9,14 @@
 
 use super::host::{self, ResultFile};
 use super::launch::{self, Failed};
-use super::socket::{self, Pinned};
+use super::socket::{self, Pinned, PinnedInput};
 use super::watch::{self, Capture, Watched};
 use crate::cli::Global;
 use crate::verbs::launch::Request;
 use crate::verbs::{cache, context_id, usage, warn_all};
 use anyhow::Context;
 use husk_launcher::image::ResolvedImage;
+use husk_launcher::sandbox::Lent;
 use husk_launcher::sandbox::{self, LandlockRecord, Outcome, Output, Record, Sandbox};
 use husk_launcher::{HostFacts, Launch};
 use husk_runtime::container::{create, delete, kill, CreateMode, Created};
@@ -23,7 +24,7 @@ use husk_runtime::{Container, GlobalOptions};
 use nix::sys::resource::{getrusage, UsageWho};
 use nix::sys::signal::{SigSet, Signal};
 use std::os::fd::OwnedFd;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// Runs the sandbox `sb` in launch directory `dir` as container `id`; returns the program's status.
@@ -37,14 +38,14 @@ pub fn run(
 ) -> anyhow::Result<i32> {
     let image_arg = req.image.clone();
     let fail = || Failed(image_arg.clone());
-    let (sb, launch, image) = prepare(g, req, sb, dir)?;
+    let (sb, launch, image, inputs) = prepare(g, req, sb, dir)?;
     if req.flags.dry_run {
         print!("{}", launch.config_json());
         return Ok(0);
     }
     let gopts = crate::verbs::options(g)?;
     let result_file = match &req.flags.sandbox.result {
-        Some(path) => Some(ResultFile::open(path)?),
+        Some(path) => Some(ResultFile::open(path, &sb.workspace)?),
         None => None,
     };
     launch::make_dir(dir).context(fail())?;
@@ -53,6 +54,7 @@ pub fn run(
         gopts: &gopts,
         sb: &sb,
         pinned,
+        inputs: &inputs,
         id,
         dir,
     };
@@ -63,15 +65,21 @@ pub fn run(
     report(req, result, result_file)
 }
 
-/// The launch for `sb`: the user's options made the preset's, the `sandbox` profile, the image,
-/// then the preset's rewrite of the config.
+/// The launch for `sb`: the user's options made the preset's (its read-only input binds resolved
+/// and pinned), the `sandbox` profile, the image, then the preset's rewrite of the config. The
+/// pins returned (inputs, then the workspace) are checked once the container's mounts are made.
 fn prepare(
     g: &Global,
     req: &Request,
     mut sb: Sandbox,
     dir: &Path,
-) -> anyhow::Result<(Sandbox, Launch, ResolvedImage)> {
+) -> anyhow::Result<(Sandbox, Launch, ResolvedImage, Vec<PinnedInput>)> {
     let mut opts = launch::options(req)?;
+    let inputs = std::mem::take(&mut opts.binds)
+        .into_iter()
+        .map(socket::pin_input)
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    opts.binds = inputs.iter().map(|p| p.bind.clone()).collect();
     sb.resources = opts.resources.or(sb.resources);
     sb.options(&mut opts).map_err(|e| usage(e.to_string()))?;
     let host = HostFacts::gather();
@@ -83,7 +91,82 @@ fn prepare(
     let term = std::env::var("TERM").ok();
     l.generate_hosts(dir);
     sb.apply(&mut l.config, &opts.env, term.as_deref(), nproc);
-    Ok((sb, l, image))
+    // The workspace is bound by path too: what is mounted on /workspace must be that directory.
+    let mut pins = inputs;
+    pins.push(socket::pin_input(husk_launcher::Bind {
+        source: sb.workspace.clone(),
+        destination: sandbox::WORKSPACE.into(),
+        readonly: false,
+    })?);
+    Ok((sb, l, image, pins))
+}
+
+/// A sandboxed instance's launch (`instance start --sandbox`), ready for its watcher.
+pub struct Prepared {
+    pub launch: Launch,
+    sb: Sandbox,
+    image: ResolvedImage,
+    /// The workspace made for it (no `--workspace`).
+    pub scratch: Option<PathBuf>,
+}
+
+/// The launch of a sandboxed instance in `bundle` (no supervisor of ours: its watcher runs it).
+pub fn prepare_instance(
+    g: &Global,
+    req: &Request,
+    sb: Sandbox,
+    bundle: &Path,
+    scratch: Option<PathBuf>,
+) -> anyhow::Result<Prepared> {
+    let (sb, launch, image, _pins) = prepare(g, req, sb, bundle)?;
+    Ok(Prepared {
+        launch,
+        sb,
+        image,
+        scratch,
+    })
+}
+
+impl Prepared {
+    /// Once the launch directory exists: for root's sandbox, what its id must reach, and the
+    /// workspace given to it; the workspace's measure, to give it back as it came at stop.
+    pub fn hand_over(&self, g: &Global, bundle: &Path) -> anyhow::Result<Option<Lent>> {
+        let ws = &self.sb.workspace;
+        let Some(hid) = self.sb.host_id else {
+            return match self.scratch {
+                Some(_) => Ok(None),
+                None => Ok(Some(host::lend(ws, None, |_| Ok(()))?)),
+            };
+        };
+        if self.image.cached {
+            host::share_cache(hid, cache(g).root(), &self.image.rootfs)?;
+        }
+        host::open_launch_dir(bundle)?;
+        host::reachable(hid, &self.image.rootfs, "the image")?;
+        host::reachable(hid, ws, "--workspace")?;
+        Ok(Some(host::lend(ws, Some(hid), |_| Ok(()))?))
+    }
+
+    /// The instance did not start: its fresh workspace goes.
+    pub fn discard(&self) {
+        if let Some(s) = &self.scratch {
+            let _ = std::fs::remove_dir_all(s);
+        }
+    }
+}
+
+/// A sandboxed instance's workspace at its end: a lent one given back, a fresh one removed.
+pub fn release_workspace(lent: Option<&Lent>, scratch: Option<&Path>) {
+    if let Some(l) = lent {
+        host::give_back(l);
+    }
+    if let Some(s) = scratch {
+        if let Err(e) = std::fs::remove_dir_all(s) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                log::warn!("remove workspace {}: {e}", s.display());
+            }
+        }
+    }
 }
 
 /// Writes the record to `--result` and, with `--json`, stdout; on failure removes `--result`.
@@ -117,6 +200,7 @@ struct Started<'a> {
     gopts: &'a GlobalOptions,
     sb: &'a Sandbox,
     pinned: &'a [Pinned],
+    inputs: &'a [PinnedInput],
     id: &'a str,
     dir: &'a Path,
 }
@@ -131,23 +215,37 @@ impl Started<'_> {
         image: &ResolvedImage,
     ) -> anyhow::Result<(i32, Record)> {
         let sb = self.sb;
+        let given = req.flags.sandbox.workspace.is_some();
         let mut lent = None;
         let result = (|| -> anyhow::Result<(i32, Record)> {
             if let Some(hid) = sb.host_id {
                 if image.cached {
                     host::share_cache(hid, cache(self.g).root(), &image.rootfs)?;
                 }
+                // First: a fresh workspace sits beside the launch directory.
+                host::open_launch_dir(self.dir)?;
                 host::reachable(hid, &image.rootfs, "the image")?;
                 host::reachable(hid, &sb.workspace, "--workspace")?;
-                let given = req.flags.sandbox.workspace.is_some();
-                lent = host::hand_over(hid, self.dir, &sb.workspace, given)?;
+                for p in self.inputs {
+                    host::reachable(hid, &p.bind.source, "--bind")?;
+                }
+            }
+            // A workspace of the caller's comes back as it came (root's or not: the code may
+            // chmod it, add ACLs); a fresh one is removed afterwards.
+            if given || sb.host_id.is_some() {
+                // Should husk be killed, the next launch gives it back (super::sweep).
+                let keep = |l: &Lent| match given {
+                    true => super::sweep::record_lent(self.dir, l),
+                    false => Ok(()),
+                };
+                lent = Some(host::lend(&sb.workspace, sb.host_id, keep)?);
             }
             launch.write(self.dir)?;
             req.engine.bundle = self.dir.to_path_buf();
             self.supervised(req)
         })();
-        if let Some(l) = lent {
-            host::give_back(&sb.workspace, l);
+        if let Some(l) = lent.filter(|_| given) {
+            host::give_back(&l);
         }
         result
     }
@@ -210,6 +308,12 @@ impl Started<'_> {
         self.pinned
             .iter()
             .try_for_each(|p| socket::verify(init.as_raw(), p))
+            .and_then(|()| {
+                let pid = init.as_raw();
+                self.inputs
+                    .iter()
+                    .try_for_each(|p| socket::verify_input(pid, p))
+            })
             .and_then(|()| created.release().map_err(anyhow::Error::from))
             .and_then(|w| {
                 warn_all(&w);

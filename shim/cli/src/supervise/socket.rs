@@ -6,6 +6,7 @@
 //! socket) is caught after create, before the program may run: the inode at the container path
 //! (seen through /proc/PID/root) must be the pinned one, else the run is refused.
 
+use husk_launcher::options::Bind;
 use husk_launcher::sandbox::SocketBind;
 use std::os::unix::fs::{FileTypeExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -70,6 +71,56 @@ pub fn check(bind: SocketBind) -> anyhow::Result<Pinned> {
         dev: m.dev(),
         ino: m.ino(),
     })
+}
+
+/// A read-only `--bind` of the sandbox (an input): its source made canonical and the inode it was.
+/// Root mounts it by path later; like a socket, what is mounted must be that inode.
+#[derive(Debug, Clone)]
+pub struct PinnedInput {
+    pub bind: Bind,
+    dev: u64,
+    ino: u64,
+}
+
+/// Resolves `bind`'s source (relative to the cwd; symlinks are the caller's to give) and pins it.
+pub fn pin_input(mut bind: Bind) -> anyhow::Result<PinnedInput> {
+    let given = bind.source.clone();
+    let fail = |e: std::io::Error| anyhow::anyhow!("--bind {}: {e}", given.display());
+    bind.source = std::fs::canonicalize(&given).map_err(fail)?;
+    if bind.source.to_string_lossy().contains([':', ',']) {
+        anyhow::bail!(
+            "--bind {}: a path holding ':' or ',' cannot be bound",
+            given.display()
+        );
+    }
+    let f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_PATH | libc::O_NOFOLLOW)
+        .open(&bind.source)
+        .map_err(fail)?;
+    let m = f.metadata().map_err(fail)?;
+    Ok(PinnedInput {
+        bind,
+        dev: m.dev(),
+        ino: m.ino(),
+    })
+}
+
+/// After create: the container path of the init `pid` must be the pinned input.
+pub fn verify_input(pid: i32, p: &PinnedInput) -> anyhow::Result<()> {
+    let dest = &p.bind.destination;
+    let inside =
+        PathBuf::from(format!("/proc/{pid}/root")).join(dest.strip_prefix("/").unwrap_or(dest));
+    let same =
+        std::fs::symlink_metadata(&inside).is_ok_and(|m| m.dev() == p.dev && m.ino() == p.ino);
+    if same {
+        Ok(())
+    } else {
+        Err(anyhow::anyhow!(
+            "--bind {}: the path changed between the check and the mount; refused",
+            p.bind.source.display()
+        ))
+    }
 }
 
 /// After create: the container path of the init `pid` must be the pinned socket.

@@ -24,6 +24,10 @@ pub enum CacheAction {
 
 pub fn run(g: &Global, a: CacheArgs) -> anyhow::Result<i32> {
     let cache = super::cache(g);
+    // Launch leftovers of killed runs too (and the workspaces they had not given back).
+    if let Ok(o) = super::options(g) {
+        crate::supervise::sweep::sweep(&o);
+    }
     match a.action {
         CacheAction::Clean { all } => {
             let what = if all { Clean::All } else { Clean::Unused };

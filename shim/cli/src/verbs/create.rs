@@ -48,6 +48,7 @@ impl BundleArgs {
             no_pivot: self.no_pivot,
             no_new_keyring: self.no_new_keyring,
             reset_cpu_affinity: true,
+            die_with_parent: false,
         }
     }
 }

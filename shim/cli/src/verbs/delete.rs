@@ -16,6 +16,10 @@ pub struct DeleteArgs {
 
 pub fn run(g: &Global, a: DeleteArgs) -> anyhow::Result<i32> {
     let opts = options(g)?;
+    if a.force {
+        // A killed launch's container is swept with its launch directory and workspace.
+        crate::supervise::sweep::sweep(&opts);
+    }
     let c = match Container::open(&opts, &a.id) {
         Ok(c) => c,
         // runc: deleting a missing container with --force is not an error.

@@ -35,7 +35,7 @@ pub struct ExecArgs {
     /// Set an environment variable (repeatable)
     #[arg(short, long, value_name = "KEY=VALUE")]
     pub env: Vec<String>,
-    /// User as UID[:GID]
+    /// User as UID[:GID]; with an IMAGE and --sandbox, UID:GID is who the program runs as inside
     #[arg(short, long, value_name = "UID[:GID]")]
     pub user: Option<String>,
     /// Additional group id (repeatable)
@@ -77,7 +77,21 @@ fn parse_user(s: &str) -> anyhow::Result<(u32, Option<u32>)> {
     Ok((uid, gid))
 }
 
-fn run_image(g: &Global, a: ExecArgs) -> anyhow::Result<i32> {
+fn run_image(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
+    let sandbox = a.launch.sandbox.sandbox;
+    if sandbox {
+        // The sandbox's own flags: --user is the program's ids inside; the engine's fd and
+        // pid-file options, and --cwd (the workspace is the working directory), are not among them.
+        let refused = [
+            (a.cwd.is_some(), "--cwd"),
+            (a.pid_file.is_some(), "--pid-file"),
+            (a.preserve_fds > 0, "--preserve-fds"),
+        ];
+        if let Some((_, flag)) = refused.iter().find(|(on, _)| *on) {
+            return Err(usage(format!("--sandbox: {flag} cannot be used with it")));
+        }
+        a.launch.sandbox.user = a.user.take();
+    }
     let oci_only = a.process.is_some()
         || a.console_socket.is_some()
         || a.detach
@@ -86,8 +100,8 @@ fn run_image(g: &Global, a: ExecArgs) -> anyhow::Result<i32> {
         || !a.cap.is_empty();
     if oci_only {
         return Err(usage(
-            "exec IMAGE: --process, --console-socket, --detach, --user, --additional-gids and \
-             --cap apply to running containers only (see --fakeroot)",
+            "exec IMAGE: --process, --console-socket, --detach, --user (but with --sandbox), \
+             --additional-gids and --cap apply to running containers only (see --fakeroot)",
         ));
     }
     if a.command.is_empty() {
@@ -155,10 +169,11 @@ fn process(a: &ExecArgs, c: &Container) -> anyhow::Result<Process> {
 }
 
 /// `exec instance://NAME`: the caller's environment passes (as Apptainer's does), under the
-/// instance's own variables and --env; --cleanenv keeps it out.
-fn instance_env(a: &mut ExecArgs, c: &Container) -> anyhow::Result<()> {
+/// instance's own variables and --env; --cleanenv keeps it out, and so does a sandboxed instance
+/// (nothing of the host's environment reaches a sandbox).
+fn instance_env(a: &mut ExecArgs, c: &Container, sandboxed: bool) -> anyhow::Result<()> {
     let clean = std::mem::take(&mut a.launch.cleanenv);
-    if clean || a.process.is_some() {
+    if clean || sandboxed || a.process.is_some() {
         return Ok(());
     }
     let spec = husk_runtime::spec::load_file(&c.dir.saved_config())?.spec;
@@ -195,13 +210,16 @@ fn open_for_exec(g: &Global, id: &str, instance: Option<&str>) -> anyhow::Result
     }
 }
 
+/// Instance `name`'s record, when it has one.
+fn instance_record(g: &Global, name: &str) -> Option<husk_launcher::instance::Record> {
+    use husk_launcher::instance as inst;
+    let o = super::options(g).ok()?;
+    inst::read_record(&inst::paths(&inst::dir_for(&o.root), name).record).ok()
+}
+
 /// Why instance `name` has no container: it exited (its record says with what), or there is none.
 fn no_instance(g: &Global, name: &str) -> anyhow::Error {
-    use husk_launcher::instance as inst;
-    let exited = super::options(g).ok().and_then(|o| {
-        let rec = inst::read_record(&inst::paths(&inst::dir_for(&o.root), name).record).ok()?;
-        rec.exit_code
-    });
+    let exited = instance_record(g, name).and_then(|r| r.exit_code);
     match exited {
         Some(code) => anyhow::anyhow!(
             "instance {name} has exited (status {code}); `husk instance logs {name}` shows its output"
@@ -223,9 +241,10 @@ pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
     let cleanenv = name.is_some() && std::mem::take(&mut a.launch.cleanenv);
     launch::reject_for_id("exec", &a.id, &a.launch)?;
     let c = open_for_exec(g, &a.id, name.as_deref())?;
-    if name.is_some() {
+    if let Some(name) = &name {
         a.launch.cleanenv = cleanenv;
-        instance_env(&mut a, &c)?;
+        let sandboxed = instance_record(g, name).is_some_and(|r| r.sandbox);
+        instance_env(&mut a, &c, sandboxed)?;
     }
     let proc_ = process(&a, &c)?;
     let opts = ExecOptions {

@@ -165,18 +165,10 @@ pub fn reject_for_id(verb: &str, id: &str, flags: &LaunchFlags) -> anyhow::Resul
     Ok(())
 }
 
-pub fn run(g: &Global, req: Request) -> anyhow::Result<i32> {
+pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
+    // husk supervises the launch: killed, it must not leave the program running.
+    req.engine.die_with_parent = true;
     if req.flags.sandbox.sandbox {
-        if req.flags.gpu || !req.flags.device.is_empty() {
-            // The sandbox builds its own spec; a device must never be dropped silently.
-            return Err(usage("--sandbox with --gpu or --device: not supported"));
-        }
-        if !req.flags.add_caps.is_empty() || !req.flags.drop_caps.is_empty() {
-            // The sandbox's capability policy is fixed (none): never widened, never silently kept.
-            return Err(usage(
-                "--sandbox with --add-caps or --drop-caps: not supported",
-            ));
-        }
         return super::sandbox::run(g, req);
     }
     crate::supervise::launch::run(g, req)

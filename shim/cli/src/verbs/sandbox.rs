@@ -4,7 +4,7 @@
 //! capped, a wall-clock timeout kills the whole container, and a result record says what happened
 //! and which limits were in force (docs/sandbox.md).
 
-use super::launch::Request;
+use super::launch::{LaunchFlags, Request};
 use super::usage;
 use crate::cli::Global;
 use crate::supervise::launch::{make_dir, new_id, sandbox_base, Failed};
@@ -49,27 +49,118 @@ pub struct SandboxFlags {
     /// namespace maps to ID) [default: 1000000000]
     #[arg(long, value_name = "ID", requires = "sandbox")]
     pub host_id: Option<String>,
+    /// exec's `--user UID:GID`, handed over with --sandbox (the program's ids inside).
+    #[arg(skip)]
+    pub user: Option<String>,
 }
 
-/// Launcher flags the preset decides itself.
-fn reject_conflicts(req: &Request) -> anyhow::Result<()> {
-    let f = &req.flags;
-    let bad = [
-        (!f.bind.is_empty(), "--bind"),
-        (f.writable, "--writable"),
-        (f.writable_tmpfs, "--writable-tmpfs"),
-        (f.overlay.is_some(), "--overlay"),
-        (f.fakeroot, "--fakeroot"),
-        (f.userns, "--userns"),
-        (f.net.is_some(), "--net"),
-        (f.profile.is_some(), "--profile"),
-        (f.pwd.is_some(), "--pwd"),
-        (f.hostname.is_some(), "--hostname"),
+/// The preset is an allow-list: these launcher flags keep their meaning with --sandbox (`--bind`
+/// read-only only, checked by the preset), these are implied by it, and every other flag is a
+/// usage error naming it. A flag added to [`LaunchFlags`] later is refused until it is listed here.
+pub fn reject_conflicts(flags: &LaunchFlags) -> anyhow::Result<()> {
+    let rest = LaunchFlags {
+        // Compatible: read-only inputs, the environment, the limits, printing the config.
+        bind: Vec::new(),
+        env_file: Vec::new(),
+        memory: None,
+        cpus: None,
+        pids_limit: None,
+        dry_run: false,
+        sandbox: SandboxFlags::default(),
+        // Implied by the preset (saying them again changes nothing).
+        no_home: false,
+        contain: false,
+        containall: false,
+        pid: false,
+        cleanenv: false,
+        ipc: flags
+            .ipc
+            .clone()
+            .filter(|m| !matches!(m.as_str(), "" | "private")),
+        // Set from HUSK_CDI_DIR too; means nothing without a device (refused below).
+        cdi_dir: Vec::new(),
+        ..flags.clone()
+    };
+    if rest == LaunchFlags::default() {
+        return Ok(());
+    }
+    let named = [
+        (rest.writable, "--writable"),
+        (rest.writable_tmpfs, "--writable-tmpfs"),
+        (rest.overlay.is_some(), "--overlay"),
+        (rest.fakeroot, "--fakeroot"),
+        (rest.userns, "--userns"),
+        (rest.net.is_some(), "--net"),
+        (rest.ipc.is_some(), "--ipc"),
+        (rest.profile.is_some(), "--profile"),
+        (rest.pwd.is_some(), "--pwd"),
+        (rest.hostname.is_some(), "--hostname"),
+        (rest.fuse, "--fuse"),
+        (rest.x11, "--x11"),
+        (!rest.add_caps.is_empty(), "--add-caps"),
+        (!rest.drop_caps.is_empty(), "--drop-caps"),
+        (!rest.device.is_empty(), "--device"),
+        (rest.gpu, "--gpu"),
     ];
-    match bad.iter().find(|(on, _)| *on) {
-        Some((_, flag)) => Err(usage(format!("--sandbox: {flag} cannot be used with it"))),
+    let flag = named
+        .iter()
+        .find(|(on, _)| *on)
+        .map_or("a launcher flag it does not list", |(_, f)| *f);
+    Err(usage(format!("--sandbox: {flag} cannot be used with it")))
+}
+
+/// `instance start --sandbox`: the preset's flags but those of one supervised run (the TTL is the
+/// instance's limit; its output goes to its log) and, for now, the binds checked after create.
+pub fn reject_for_instance(flags: &LaunchFlags) -> anyhow::Result<()> {
+    reject_conflicts(flags)?;
+    let s = &flags.sandbox;
+    let refused = [
+        (s.timeout.is_some(), "--timeout (use --ttl)"),
+        (
+            s.output_limit.is_some(),
+            "--output-limit (the output goes to its log)",
+        ),
+        (s.result.is_some(), "--result"),
+        (s.json, "--json"),
+        (!s.socket.is_empty(), "--socket"),
+        (!flags.bind.is_empty(), "--bind"),
+    ];
+    match refused.iter().find(|(on, _)| *on) {
+        Some((_, flag)) => Err(usage(format!(
+            "instance start --sandbox: {flag} cannot be used with it"
+        ))),
         None => Ok(()),
     }
+}
+
+/// The launch of a sandboxed instance in its launch directory `p.bundle`, with `--workspace` or a
+/// fresh one beside it (`NAME.workspace`, removed at stop).
+pub fn instance_launch(
+    g: &Global,
+    req: &Request,
+    p: &husk_launcher::instance::Paths,
+) -> anyhow::Result<supervise::sandbox::Prepared> {
+    let (workspace, scratch) = match &req.flags.sandbox.workspace {
+        Some(w) => {
+            let ws =
+                std::fs::canonicalize(w).with_context(|| format!("--workspace {}", w.display()))?;
+            (ws, None)
+        }
+        None => {
+            let s = PathBuf::from(format!("{}.workspace", p.bundle.display()));
+            make_dir(&s).context(Failed(req.image.clone()))?;
+            (s.clone(), Some(s))
+        }
+    };
+    let prepared = settings(req, workspace).and_then(|(sb, _)| {
+        supervise::sandbox::prepare_instance(g, req, sb, &p.bundle, scratch.clone())
+    });
+    if prepared.is_err() {
+        if let Some(s) = &scratch {
+            let _ = std::fs::remove_dir_all(s);
+        }
+    }
+    prepared
 }
 
 /// The preset's settings from the flags, each `--socket` checked on the host and pinned.
@@ -79,6 +170,12 @@ fn settings(req: &Request, workspace: PathBuf) -> anyhow::Result<(Sandbox, Vec<P
     let mut sb = Sandbox::new(workspace);
     let root = nix::unistd::geteuid().is_root();
     sb.host_id = sandbox::host_id(s.host_id.as_deref(), root).map_err(bad)?;
+    sb.user = s
+        .user
+        .as_deref()
+        .map(sandbox::parse_user)
+        .transpose()
+        .map_err(bad)?;
     let mut pinned = Vec::new();
     for spec in &s.socket {
         let bind = sandbox::parse_socket(spec).map_err(bad)?;
@@ -92,7 +189,10 @@ fn settings(req: &Request, workspace: PathBuf) -> anyhow::Result<(Sandbox, Vec<P
 }
 
 pub fn run(g: &Global, mut req: Request) -> anyhow::Result<i32> {
-    reject_conflicts(&req)?;
+    reject_conflicts(&req.flags)?;
+    if let Ok(o) = super::options(g) {
+        supervise::sweep::sweep(&o);
+    }
     let id = new_id();
     let dir = sandbox_base().join(&id);
     let scratch = sandbox_base().join(format!("{id}.workspace"));

@@ -83,6 +83,16 @@ pub enum SandboxError {
     HostIdNotRoot,
     #[error("parse --host-id {0:?}: want a uid such as 1000000000")]
     HostId(String),
+    #[error("--sandbox: --bind {0}: only read-only binds are allowed (add :ro)")]
+    BindWritable(String),
+    #[error("--sandbox: --bind {spec}: container path {why}")]
+    BindDest { spec: String, why: &'static str },
+    #[error("--sandbox: --bind {0}: its destination is bound twice")]
+    BindTwice(String),
+    #[error("--sandbox: --pids-limit {0}: want at least 1 (a sandbox always has a process limit)")]
+    Pids(i64),
+    #[error("parse --user {0:?}: want UID:GID (numbers)")]
+    User(String),
     #[error(transparent)]
     Size(#[from] OptionsError),
 }
@@ -108,25 +118,43 @@ pub fn parse_socket(spec: &str) -> Result<SocketBind, SandboxError> {
         why,
     };
     let d = Path::new(dest);
-    if !d.is_absolute() {
-        return Err(bad("is not absolute"));
+    check_dest(dest).map_err(bad)?;
+    Ok(SocketBind {
+        host: host.into(),
+        container: d.to_path_buf(),
+    })
+}
+
+/// A container path the preset binds a host path on (a `--socket`, a read-only `--bind`): absolute,
+/// clean, a file or directory below `/`, not under /proc, /sys, /dev (kernel interfaces) or
+/// /workspace (the mount point would be made in the host's workspace).
+fn check_dest(dest: &str) -> Result<(), &'static str> {
+    if !dest.starts_with('/') {
+        return Err("is not absolute");
     }
     let clean = dest
         .split('/')
         .skip(1)
         .all(|c| !matches!(c, "" | "." | ".."));
     if !clean || dest.contains(',') {
-        return Err(bad(
-            "is not a clean path (no '.', '..', '//', ',' or trailing '/')",
-        ));
+        return Err("is not a clean path (no '.', '..', '//', ',' or trailing '/')");
     }
-    if SOCKET_FORBIDDEN.iter().any(|f| d.starts_with(f)) {
-        return Err(bad("is under /proc, /sys, /dev or /workspace"));
+    if SOCKET_FORBIDDEN
+        .iter()
+        .any(|f| Path::new(dest).starts_with(f))
+    {
+        return Err("is under /proc, /sys, /dev or /workspace");
     }
-    Ok(SocketBind {
-        host: host.into(),
-        container: d.to_path_buf(),
-    })
+    Ok(())
+}
+
+/// `--user UID:GID` with `--sandbox`: both numbers (no names: the image's passwd is not the
+/// host's, and a name would resolve differently in each).
+pub fn parse_user(s: &str) -> Result<(u32, u32), SandboxError> {
+    let bad = || SandboxError::User(s.into());
+    let (u, g) = s.split_once(':').ok_or_else(bad)?;
+    let id = |v: &str| v.parse::<u32>().ok().filter(|&n| n != u32::MAX);
+    Ok((id(u).ok_or_else(bad)?, id(g).ok_or_else(bad)?))
 }
 
 /// `--host-id`: any id but 0.
@@ -149,6 +177,21 @@ pub fn host_id(given: Option<&str>, root: bool) -> Result<Option<u32>, SandboxEr
     }
 }
 
+/// A workspace directory as it was before a run: which inode (so that nothing but that directory
+/// is ever given back), its owner, mode and POSIX ACLs (`system.posix_acl_access`, `_default`;
+/// None when it had none). Kept in an instance's record until its stop.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Lent {
+    pub path: PathBuf,
+    pub dev: u64,
+    pub ino: u64,
+    pub uid: u32,
+    pub gid: u32,
+    pub mode: u32,
+    pub acl_access: Option<Vec<u8>>,
+    pub acl_default: Option<Vec<u8>>,
+}
+
 /// The preset's settings, defaults filled in.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Sandbox {
@@ -163,6 +206,10 @@ pub struct Sandbox {
     pub sockets: Vec<SocketBind>,
     /// Root only: the host uid/gid the container's root maps to. None: unprivileged (the caller).
     pub host_id: Option<u32>,
+    /// `--user UID:GID`: the program's ids inside (the ones mapped to the host id) instead of 0.
+    pub user: Option<(u32, u32)>,
+    /// The user's read-only `--bind`s (inputs), once [`Sandbox::options`] has checked them.
+    pub inputs: Vec<Bind>,
 }
 
 impl Sandbox {
@@ -179,6 +226,8 @@ impl Sandbox {
             output_limit: DEFAULT_OUTPUT,
             sockets: Vec::new(),
             host_id: None,
+            user: None,
+            inputs: Vec::new(),
         }
     }
 
@@ -202,12 +251,17 @@ impl Sandbox {
     }
 
     /// Turns the user's options into the preset's: everything contained, no host binds but the
-    /// workspace, no network, the sandbox's limits.
-    pub fn options(&self, o: &mut Options) -> Result<(), SandboxError> {
+    /// workspace and the user's read-only input binds, no network, the sandbox's limits.
+    pub fn options(&mut self, o: &mut Options) -> Result<(), SandboxError> {
         let ws = self.workspace.to_string_lossy();
         if ws.contains([':', ',']) {
             return Err(SandboxError::Workspace(self.workspace.clone()));
         }
+        // 0 (or less) would mean "unlimited" to the cgroup while the record said "enforced".
+        if let Some(n) = self.resources.pids.filter(|&n| n < 1) {
+            return Err(SandboxError::Pids(n));
+        }
+        self.inputs = self.check_inputs(&o.binds)?;
         o.containall = true;
         o.contain = true;
         o.cleanenv = true;
@@ -222,6 +276,7 @@ impl Sandbox {
             destination: WORKSPACE.into(),
             readonly: false,
         }];
+        o.binds.extend(self.inputs.iter().cloned());
         // Read-only: connect(2) needs no write access to the mount, and nothing can chmod, chown
         // or utime the host's socket inode through it.
         o.binds.extend(self.sockets.iter().map(|s| Bind {
@@ -230,9 +285,32 @@ impl Sandbox {
             readonly: true,
         }));
         o.root_host_id = self.host_id;
+        o.user = self.user;
         o.pwd = Some(WORKSPACE.into());
         o.resources = self.resources;
         Ok(())
+    }
+
+    /// The user's `--bind`s: read-only inputs (test files, tool directories) only, each on its own
+    /// clean container path outside /proc, /sys, /dev and /workspace, none on a `--socket`'s.
+    fn check_inputs(&self, binds: &[Bind]) -> Result<Vec<Bind>, SandboxError> {
+        let mut seen: Vec<&Path> = self.sockets.iter().map(|s| s.container.as_path()).collect();
+        for b in binds {
+            let spec = format!("{}:{}", b.source.display(), b.destination.display());
+            if !b.readonly {
+                return Err(SandboxError::BindWritable(spec));
+            }
+            let dest = b.destination.to_string_lossy();
+            check_dest(&dest).map_err(|why| SandboxError::BindDest {
+                spec: spec.clone(),
+                why,
+            })?;
+            if seen.contains(&b.destination.as_path()) {
+                return Err(SandboxError::BindTwice(spec));
+            }
+            seen.push(&b.destination);
+        }
+        Ok(binds.to_vec())
     }
 
     /// Rewrites the config [`crate::build`] made from the `sandbox` profile. `env` is `--env-file`
@@ -278,7 +356,9 @@ impl Sandbox {
                         format!("size={}", self.tmp_size)
                     ]);
                 }
-                WORKSPACE => {
+                d if d == WORKSPACE
+                    || self.inputs.iter().any(|b| b.destination == Path::new(d)) =>
+                {
                     if !m["options"].is_array() {
                         m["options"] = json!([]);
                     }
@@ -437,21 +517,59 @@ mod tests {
     }
 
     #[test]
-    fn options_bind_only_the_workspace() {
-        let sb = Sandbox::new("/w".into());
+    fn options_bind_the_workspace_and_read_only_inputs_only() {
+        let mut sb = Sandbox::new("/w".into());
         let mut o = Options::new(Verb::Exec { command: vec![] });
-        o.binds = vec![Bind {
-            source: "/etc".into(),
-            destination: "/x".into(),
-            readonly: true,
-        }];
+        let input = |src: &str, dst: &str, readonly| Bind {
+            source: src.into(),
+            destination: dst.into(),
+            readonly,
+        };
+        o.binds = vec![input("/srv/tests", "/tests", true)];
         o.writable = true;
+        sb.user = Some((1000, 1000));
         sb.options(&mut o).unwrap();
-        assert_eq!(o.binds.len(), 1);
+        assert_eq!(o.binds.len(), 2);
         assert_eq!(o.binds[0].destination, PathBuf::from(WORKSPACE));
+        assert!(o.binds[1].readonly && o.binds[1].destination == Path::new("/tests"));
         assert!(o.containall && o.no_home && !o.writable && o.net == Some(Net::None));
-        let bad = Sandbox::new("/a:b".into());
+        assert_eq!(o.user, Some((1000, 1000)));
+        let mut bad = Sandbox::new("/a:b".into());
         assert!(bad.options(&mut o).is_err());
+        let mut unlimited = Sandbox::new("/w".into());
+        unlimited.resources.pids = Some(0);
+        let e = unlimited.options(&mut o).unwrap_err().to_string();
+        assert!(e.contains("--pids-limit 0"), "{e}");
+        let refused = |b: Bind| {
+            let mut o = Options::new(Verb::Exec { command: vec![] });
+            o.binds = vec![b];
+            Sandbox::new("/w".into())
+                .options(&mut o)
+                .unwrap_err()
+                .to_string()
+        };
+        let e = refused(input("/etc", "/x", false));
+        assert!(e.contains("only read-only") && e.contains("/etc:/x"), "{e}");
+        for dst in [
+            "/workspace",
+            "/workspace/t",
+            "/proc/x",
+            "/dev/x",
+            "/sys",
+            "/",
+            "/a/../b",
+        ] {
+            let e = refused(input("/etc", dst, true));
+            assert!(e.contains("container path"), "{dst}: {e}");
+        }
+    }
+
+    #[test]
+    fn users_are_numbers() {
+        assert_eq!(parse_user("1000:100").unwrap(), (1000, 100));
+        for bad in ["1000", "alice:1", "1:", ":1", "-1:1", "1:4294967295"] {
+            assert!(parse_user(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -330,7 +330,7 @@ pub(super) fn spec_context(
         no_new_keyring: opts.no_new_keyring,
         setgroups_allowed,
         protect_exe: ns::privileged(),
-        die_with_parent: false,
+        die_with_parent: opts.die_with_parent,
         exec_stub: crate::process::exec_stub::ExecStub::wanted().map_err(|source| {
             ContainerError::Sys {
                 op: "create exec stub",

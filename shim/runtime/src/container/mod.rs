@@ -87,6 +87,10 @@ pub struct CreateOptions {
     pub no_new_keyring: bool,
     /// Give the container every CPU instead of the caller's affinity (the OCI verbs, as runc).
     pub reset_cpu_affinity: bool,
+    /// The init keeps PR_SET_PDEATHSIG (SIGKILL) through exec: a supervisor that is killed (the
+    /// launcher's `exec|run IMAGE`, `--sandbox`) takes the container with it, its pid namespace
+    /// and all. Off for the OCI verbs, whose containers outlive `create`, as runc's do.
+    pub die_with_parent: bool,
 }
 
 /// Options of exec.

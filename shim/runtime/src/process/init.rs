@@ -93,6 +93,9 @@ pub(super) fn report_and_exit(chan: &Channel, err: &dyn std::fmt::Display) -> ! 
 }
 
 fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
+    // Our parent is the husk that creates us (CLONE_PARENT); a supervised container keeps dying
+    // with it after exec (finish::prepare re-arms the signal after the identity switch).
+    let parent = ctx.die_with_parent.then(nix::unistd::getppid);
     // Die with husk until the last setup steps (see below).
     nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL)
         .map_err(sys("set pdeathsig"))?;
@@ -133,8 +136,10 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     }
     // The container outlives `create`. A husk that dies from here on leaves an init whose [2]
     // fails with EPIPE, and it exits. (The identity switch would clear it too, but not for root.)
-    nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
-    let ready = finish::prepare(ctx, exe, None)?;
+    if parent.is_none() {
+        nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
+    }
+    let ready = finish::prepare(ctx, exe, parent)?;
     close_inherited(ctx, chan)?;
     // [2] created: everything that can fail has been done.
     chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
@@ -375,17 +380,25 @@ fn become_userns_root(ctx: &InitContext) -> Result<(), InitError> {
     if !in_userns {
         return Ok(());
     }
-    let root_g = nix::unistd::Gid::from_raw(0);
-    let root_u = nix::unistd::Uid::from_raw(0);
-    // EINVAL: 0 is not mapped in this namespace; stay as we are (the identity switch decides later).
-    match nix::unistd::setresgid(root_g, root_g, root_g) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) => {}
-        Err(e) => return Err(sys("setresgid to userns root")(e)),
+    // EINVAL: 0 is not mapped in this namespace (a map of only the process's own ids, as root's
+    // sandbox with `--user` makes): become the process's user instead, whose ids are; else stay as
+    // we are (the identity switch decides later).
+    let user = ctx.process.user();
+    for gid in [0, user.gid()] {
+        match nix::unistd::setresgid(gid.into(), gid.into(), gid.into()) {
+            Ok(()) => break,
+            Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(sys("setresgid to userns root")(e)),
+        }
     }
-    match nix::unistd::setresuid(root_u, root_u, root_u) {
-        Ok(()) | Err(nix::errno::Errno::EINVAL) => Ok(()),
-        Err(e) => Err(sys("setresuid to userns root")(e)),
+    for uid in [0, user.uid()] {
+        match nix::unistd::setresuid(uid.into(), uid.into(), uid.into()) {
+            Ok(()) => break,
+            Err(nix::errno::Errno::EINVAL) => {}
+            Err(e) => return Err(sys("setresuid to userns root")(e)),
+        }
     }
+    Ok(())
 }
 
 /// A new network namespace has only `lo`, and it is down: bring it up, as runc (a "loopback"

@@ -329,6 +329,31 @@ mod tests {
     }
 
     #[test]
+    fn rejects_an_rlimit_soft_above_hard_or_twice() {
+        let with = |rl: &str| {
+            OK.replace(
+                r#""args":["sh"]"#,
+                &format!(r#""args":["sh"],"rlimits":{rl}"#),
+            )
+        };
+        let (_d, res) = bundle_with(&with(
+            r#"[{"type":"RLIMIT_NOFILE","soft":2048,"hard":1024}]"#,
+        ));
+        let e = res.unwrap_err().to_string();
+        assert!(
+            e.contains("process.rlimits") && e.contains("RLIMIT_NOFILE"),
+            "{e}"
+        );
+        let twice = r#"[{"type":"RLIMIT_CORE","soft":0,"hard":0},{"type":"RLIMIT_CORE","soft":1,"hard":1}]"#;
+        let (_d, res) = bundle_with(&with(twice));
+        assert!(res.unwrap_err().to_string().contains("twice"));
+        let (_d, res) = bundle_with(&with(
+            r#"[{"type":"RLIMIT_NOFILE","soft":1024,"hard":1024}]"#,
+        ));
+        res.unwrap();
+    }
+
+    #[test]
     fn rejects_relative_cwd() {
         let (_d, res) = bundle_with(&OK.replace(r#""cwd":"/""#, r#""cwd":"tmp""#));
         assert!(res.unwrap_err().to_string().contains("process.cwd"));

@@ -113,6 +113,7 @@ fn stop(g: &Global, a: StopArgs) -> anyhow::Result<i32> {
     let sig = super::kill::parse_signal(&a.signal)
         .ok_or_else(|| usage(format!("instance stop: unknown signal {:?}", a.signal)))?;
     let (opts, dir) = base(g)?;
+    crate::supervise::sweep::sweep(&opts);
     let all = inst::records(&dir)?;
     let chosen: Vec<&Record> = match &a.name {
         Some(n) => {

@@ -1,15 +1,16 @@
-//! `instance start`: the launch built like `husk run IMAGE`'s, then handed to a watcher
+//! `instance start`: the launch built like `husk run IMAGE`'s (or, with `--sandbox`, like the
+//! sandbox's: [`crate::verbs::sandbox::instance_launch`]), then handed to a watcher
 //! ([`crate::supervise::instance`]) that creates and runs the container; returns once it runs.
 
 use super::StartArgs;
 use crate::cli::Global;
 use crate::supervise::instance;
 use crate::supervise::launch::plan;
-use crate::verbs::launch;
+use crate::verbs::{launch, sandbox};
 use crate::verbs::{options, usage};
 use anyhow::Context;
-use husk_launcher::instance::{self as inst, Record};
-use husk_runtime::CreateOptions;
+use husk_launcher::instance::{self as inst, Paths, Record};
+use husk_runtime::{CreateOptions, GlobalOptions};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -31,7 +32,7 @@ fn take_positionals(a: &mut StartArgs) -> anyhow::Result<()> {
 fn check(a: &StartArgs) -> anyhow::Result<Option<Duration>> {
     inst::validate_name(&a.name).map_err(|e| usage(e.to_string()))?;
     if a.launch.sandbox.sandbox {
-        return Err(usage("instance start: --sandbox is not supported"));
+        sandbox::reject_for_instance(&a.launch)?;
     }
     a.ttl
         .as_deref()
@@ -51,7 +52,27 @@ fn record(a: &StartArgs, root: PathBuf, ttl: Option<Duration>) -> Record {
         watcher: None,
         exit_code: None,
         finished: None,
+        sandbox: a.launch.sandbox.sandbox,
+        lent: None,
+        scratch: None,
     }
+}
+
+/// NAME must be free: no record (an exited instance keeps its own until stopped), no container.
+fn ensure_free(gopts: &GlobalOptions, p: &Paths, name: &str) -> anyhow::Result<()> {
+    let what = || format!("start instance {name}");
+    if let Ok(old) = inst::read_record(&p.record) {
+        if let Some(code) = old.exit_code {
+            anyhow::bail!(
+                "{}: already exists (exited with status {code}; `husk instance stop {name}` removes it)",
+                what()
+            );
+        }
+    }
+    if p.record.exists() || instance::open_container(gopts, &inst::container_id(name))?.is_some() {
+        anyhow::bail!("{}: already exists", what());
+    }
+    Ok(())
 }
 
 pub fn start(g: &Global, mut a: StartArgs) -> anyhow::Result<i32> {
@@ -62,6 +83,7 @@ pub fn start(g: &Global, mut a: StartArgs) -> anyhow::Result<i32> {
     // Its own pid namespace always: when the program (pid 1) ends, the kernel ends every other
     // process of the instance (`exec -d`, `sh -c 'cmd &'`), cgroup or not.
     a.launch.pid = true;
+    let mut rec = record(&a, gopts.root.clone(), ttl);
     let req = launch::Request {
         verb: husk_launcher::Verb::Run {
             args: std::mem::take(&mut a.args),
@@ -72,28 +94,34 @@ pub fn start(g: &Global, mut a: StartArgs) -> anyhow::Result<i32> {
         tty: false,
         engine: CreateOptions::default(),
     };
-    let (opts, plan) = plan(g, &req, &p.bundle)?;
-    if req.flags.dry_run {
-        print!("{}", plan.config_json());
-        return Ok(0);
+    if !req.flags.dry_run {
+        ensure_free(&gopts, &p, &a.name)?;
     }
     let what = || format!("start instance {}", a.name);
-    let id = inst::container_id(&a.name);
-    if let Ok(old) = inst::read_record(&p.record) {
-        if let Some(code) = old.exit_code {
-            anyhow::bail!(
-                "{}: already exists (exited with status {code}; `husk instance stop {}` removes it)",
-                what(),
-                a.name
-            );
+    if req.flags.sandbox.sandbox {
+        let prepared = sandbox::instance_launch(g, &req, &p)?;
+        if req.flags.dry_run {
+            print!("{}", prepared.launch.config_json());
+            prepared.discard();
+            return Ok(0);
         }
+        rec.scratch = prepared.scratch.clone();
+        let hand_over = || prepared.hand_over(g, &p.bundle);
+        let started = instance::start(g, &gopts, &prepared.launch, &rec, false, &hand_over);
+        if started.is_err() {
+            prepared.discard();
+        }
+        started.with_context(what)?;
+    } else {
+        let (opts, plan) = plan(g, &req, &p.bundle)?;
+        if req.flags.dry_run {
+            print!("{}", plan.config_json());
+            return Ok(0);
+        }
+        let rootless_no_limits = !nix::unistd::geteuid().is_root() && !opts.resources.any();
+        let nothing = || -> anyhow::Result<Option<husk_launcher::sandbox::Lent>> { Ok(None) };
+        instance::start(g, &gopts, &plan, &rec, rootless_no_limits, &nothing).with_context(what)?;
     }
-    if p.record.exists() || instance::open_container(&gopts, &id)?.is_some() {
-        anyhow::bail!("{}: already exists", what());
-    }
-    let rec = record(&a, gopts.root.clone(), ttl);
-    let rootless_no_limits = !nix::unistd::geteuid().is_root() && !opts.resources.any();
-    instance::start(g, &gopts, &plan, &rec, rootless_no_limits).with_context(what)?;
     println!("{}", a.name);
     Ok(0)
 }
