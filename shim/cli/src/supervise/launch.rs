@@ -175,9 +175,17 @@ pub fn sandbox_base() -> PathBuf {
     launch_base()
 }
 
-/// Creates `dir` mode 0700 (and its parent, which must then be ours).
+/// Whether `dir` is root's sandbox base, which sandbox ids must be able to search.
+fn is_root_sandbox_base(dir: &Path) -> bool {
+    nix::unistd::geteuid().is_root() && !husk_runtime::ns::in_user_ns() && dir == sandbox_base()
+}
+
+/// Creates `dir` mode 0700 (and its parent, which must then be ours). Root's sandbox base
+/// (/run/husk-launch) is made 0711 instead: root's sandbox runs as an unprivileged host id that
+/// must search it to reach its workspace and launch directory (issue 11 item 6: a fresh boot's
+/// base was 0700 and `--sandbox` without `--workspace` was refused).
 pub fn make_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::{DirBuilderExt, MetadataExt};
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     let mut b = std::fs::DirBuilder::new();
     b.mode(0o700).recursive(true);
     if let Some(parent) = dir.parent() {
@@ -186,6 +194,10 @@ pub fn make_dir(dir: &Path) -> anyhow::Result<()> {
         let m = std::fs::symlink_metadata(parent)?;
         if m.uid() != nix::unistd::geteuid().as_raw() || !m.is_dir() {
             anyhow::bail!("create {}: exists and is not ours", parent.display());
+        }
+        if is_root_sandbox_base(parent) && m.mode() & 0o111 != 0o111 {
+            std::fs::set_permissions(parent, std::fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("open {} to the sandbox id", parent.display()))?;
         }
     }
     b.recursive(false)
