@@ -21,7 +21,10 @@ both!(
 );
 
 // Memory limits need a cgroup: root on this kind of host.
-root_only!(oom_kill_is_recorded);
+root_only!(
+    oom_kill_is_recorded,
+    root_sandbox_without_workspace_on_a_fresh_run
+);
 
 /// Every key docs/sandbox.md promises.
 const KEYS: &[&str] = &[
@@ -309,4 +312,32 @@ fn localhost_is_in_etc_hosts(t: &Ctx) {
         return;
     }
     panic!("the host's /etc/hosts: {out}");
+}
+
+/// Issue 11 item 6: on a fresh boot /run/husk-launch does not exist; root's `--sandbox` without
+/// `--workspace` creates it and must leave it searchable by the sandbox's host id (it was made 0700
+/// and the workspace below it refused). A private mount namespace with a fresh tmpfs on /run stands
+/// for the fresh boot.
+fn root_sandbox_without_workspace_on_a_fresh_run(t: &Ctx) {
+    let script = r#"mount -t tmpfs -o mode=0755 tmpfs /run && "$@"; s=$?
+        stat -c 'base %a' /run/husk-launch; exit $s"#;
+    let out = std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "sh", "-c", script, "sh"])
+        .arg(&host().runtime)
+        .arg("--root")
+        .arg(&t.state_root)
+        .args(["exec", "--sandbox", image(), "sh", "-c", "echo in-sandbox"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        out.status.success() && stdout.contains("in-sandbox"),
+        "{:?}\nstdout: {stdout}\nstderr: {stderr}",
+        out.status
+    );
+    assert!(stdout.contains("base 711"), "stdout: {stdout}");
 }

@@ -169,6 +169,49 @@ c_devices_mknod() {
 	fi
 }
 
+# MKNOD_CAPS, DISK_SCRIPT: a config with CAP_MKNOD and a script that makes and reads a node of
+# the host's disk, then writes /dev/null; no_disk OUTPUT: the disk was not read, /dev/null was.
+MKNOD_CAPS='["CAP_MKNOD", "CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]'
+disk_script() {
+	echo "for d in /dev /tmp; do rm -f \$d/vl-disk; mknod \$d/vl-disk $(disk_dev) && echo \$d: \$(head -c 512 \$d/vl-disk | wc -c); done
+		echo x >/dev/null && echo null-ok"
+}
+no_disk() {
+	echo "$1"
+	grep -qx null-ok <<<"$1" || { echo "writing /dev/null (allowed by default) failed"; return 1; }
+	if grep -q ': 512$' <<<"$1"; then
+		echo "read 512 bytes of the host's disk"
+		return 1
+	fi
+}
+with_mknod() {
+	echo ".process.capabilities.bounding = $MKNOD_CAPS | .process.capabilities.effective = $MKNOD_CAPS
+		| .process.capabilities.permitted = $MKNOD_CAPS"
+}
+
+# The device rules with the systemd driver: the same denial in the container's scope.
+c_devices_systemd() {
+	local id=vl-$RTN-sdmknod out
+	bundle "$LANE/b/$id" "$(with_args sh -c "$(disk_script)")
+		| .linux.cgroupsPath = \"system.slice:vmlane:$id\" | $(with_mknod)"
+	out=$(t "$RT" --systemd-cgroup run --bundle "$LANE/b/$id" "$id" </dev/null 2>&1)
+	gone "$id" --systemd-cgroup
+	no_disk "$out"
+}
+
+# The device rules survive `update` (which rewrites the cgroup's limits): after a memory update,
+# a process exec'd into the container still cannot read the disk.
+c_devices_update() {
+	local id=vl-$RTN-devupd rc=0 out
+	sleeper "$id" "$(with_mknod)" || return 1
+	echo '{"memory": {"limit": 50331648}}' >"$LANE/b/$id/res.json"
+	t "$RT" update -r "$LANE/b/$id/res.json" "$id" || rc=1
+	out=$(t "$RT" exec "$id" sh -c "$(disk_script)" 2>&1)
+	no_disk "$out" || rc=1
+	gone "$id"
+	return $rc
+}
+
 # --systemd-cgroup: a transient scope holding the container (crun puts it in a child cgroup of the
 # scope), its limits in the container's cgroup and biting, the scope gone on delete.
 c_systemd_scope() {
@@ -331,6 +374,8 @@ oci_cases() {
 	run_case "$RTN" events-stats c_events_stats
 	run_case "$RTN" pause-resume c_pause_resume
 	run_case "$RTN" devices-mknod c_devices_mknod
+	run_case "$RTN" devices-systemd c_devices_systemd
+	run_case "$RTN" devices-update c_devices_update
 	run_case "$RTN" systemd-scope c_systemd_scope
 	run_case "$RTN" systemd-description c_systemd_description
 	run_case "$RTN" rootless-login-lifecycle c_rootless_login_lifecycle

@@ -125,7 +125,8 @@ limits their config.json asks for, and nothing more. Mount destinations are reso
 rootfs without following symlinks out of it; husk's own process is non-dumpable while it is inside
 the container, and inherited file descriptors beyond \fB\-\-preserve\-fds\fR are closed before the
 container process starts. Without a cgroup (rootless on a host without delegation) there are no
-resource limits. On cgroup v2, device rules are not enforced (no eBPF device filter).
+resource limits. On cgroup v2, device rules are enforced as root by a BPF device program attached
+to the container's cgroup; rootless, its user namespace refuses \fBmknod\fR instead.
 The annotation \fBrun.husk.landlock.write\fR=\fIPATH\fR[:\fIPATH\fR...] adds Landlock: the
 container may write only under those paths (best effort by the kernel's Landlock ABI; a warning,
 not a failure, without Landlock). The annotation \fBrun.husk.rootfs.early\-readonly\fR=true (the

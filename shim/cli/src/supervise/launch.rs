@@ -184,12 +184,25 @@ pub fn sandbox_base() -> PathBuf {
     launch_base()
 }
 
+/// Whether `dir` is root's sandbox base, which sandbox ids must be able to search.
+fn is_root_sandbox_base(dir: &Path) -> bool {
+    nix::unistd::geteuid().is_root() && !husk_runtime::ns::in_user_ns() && dir == sandbox_base()
+}
+
 /// Creates `dir` mode 0700; its parent (made if absent) must be a private directory of ours
-/// (husk_runtime::state::private_dir: not someone else's, not writable by others).
+/// (husk_runtime::state::private_dir: not someone else's, not writable by others). Root's sandbox
+/// base (/run/husk-launch) is then made 0711: root's sandbox runs as an unprivileged host id that
+/// must search it to reach its workspace and launch directory (issue 11 item 6: a fresh boot's
+/// base was 0700 and `--sandbox` without `--workspace` was refused).
 pub fn make_dir(dir: &Path) -> anyhow::Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, PermissionsExt};
     if let Some(parent) = dir.parent() {
-        husk_runtime::state::private_dir(parent)?;
+        let base = husk_runtime::state::private_dir(parent)?;
+        if is_root_sandbox_base(parent) && base.metadata()?.mode() & 0o111 != 0o111 {
+            // On the checked descriptor, not the path: the directory cannot be swapped between.
+            base.set_permissions(std::fs::Permissions::from_mode(0o711))
+                .with_context(|| format!("open {} to the sandbox id", parent.display()))?;
+        }
     }
     std::fs::DirBuilder::new()
         .mode(0o700)

@@ -25,10 +25,13 @@
 //! Devices: on v1 the devices controller always gets `a` (deny all) first, then the spec's rules,
 //! then libcgroups' own defaults (null, zero, full, tty, random, urandom, console 5:1, ptmx 5:2,
 //! pts 136:*, tun 10:200, and mknod of any device). So an empty `resources.devices` still yields
-//! deny-all plus those defaults, never the parent's allow-all. On v2 device rules need eBPF
-//! (libcgroups' `cgroupsv2_devices`, built on libbpf, which husk does not enable): they are NOT
-//! enforced, and [`Cgroup::devices_enforced`] says so.
+//! deny-all plus those defaults, never the parent's allow-all. On v2 the same list becomes a
+//! BPF_PROG_TYPE_CGROUP_DEVICE program attached to the container's cgroup ([`devices`], raw
+//! bpf(2) in `sys::bpf`; libcgroups' own needs libbpf), for the cgroupfs and systemd drivers, as
+//! root; [`Cgroup::devices_enforced`] says when.
 
+pub mod dbus;
+pub mod devices;
 mod fs;
 mod path;
 mod stats;
@@ -173,6 +176,30 @@ fn resolve_layout(layout: Layout, root: &Path) -> Result<Layout, CgroupError> {
     })
 }
 
+/// A rootless caller's delegated place when the cgroupfs one is not writable and the spec names
+/// no cgroupsPath (issue 11 item 2): a transient scope `husk-<id>.scope` in the user's systemd
+/// (user.slice of user@<uid>.service, delegated), as `--systemd-cgroup` would make it; podman
+/// and runc's systemd driver put a user's containers there too. None when the host has no user
+/// systemd (the caller keeps its one warning).
+fn user_scope(
+    cgroups_path: Option<&Path>,
+    id: &str,
+    opts: &Options,
+    layout: Layout,
+) -> Result<Option<Cgroup>, CgroupError> {
+    if cgroups_path.is_some() || !Cgroup::user_systemd_available(opts, layout) {
+        return Ok(None);
+    }
+    let sd = validate_systemd(Path::new(&format!(":husk:{id}")))?;
+    Ok(Some(Cgroup {
+        driver: Driver::Systemd,
+        path: sd.to_path(),
+        mount_root: opts.mount_root.clone(),
+        layout,
+        rootless: true,
+    }))
+}
+
 /// The one rule list the v1 devices controller gets: deny-all first unless the spec already starts
 /// with it (a fresh v1 cgroup inherits its parent's list, usually `a *:* rwm`).
 fn with_deny_all(resources: &LinuxResources) -> LinuxResources {
@@ -267,6 +294,24 @@ fn apply_v1_devices(dirs: &[PathBuf], resources: &LinuxResources) -> Result<(), 
     Ok(())
 }
 
+/// The device rules a v2 program enforces: the same list the v1 controller gets (deny-all first,
+/// the spec's rules, then [`V1_DEFAULT_DEVICE_RULES`]).
+fn device_rules(resources: &LinuxResources) -> Vec<devices::Rule> {
+    let effective = with_deny_all(resources);
+    let mut rules: Vec<devices::Rule> = effective
+        .devices()
+        .iter()
+        .flatten()
+        .map(devices::Rule::from_oci)
+        .collect();
+    rules.extend(
+        V1_DEFAULT_DEVICE_RULES
+            .iter()
+            .filter_map(|r| devices::Rule::parse_v1(r, true)),
+    );
+    rules
+}
+
 fn controller_opt(resources: &LinuxResources) -> ControllerOpt<'_> {
     ControllerOpt {
         resources,
@@ -346,6 +391,9 @@ impl Cgroup {
                 let cg = handle(Driver::Cgroupfs, rel, layout);
                 if opts.rootless {
                     if let Some(blocked) = cg.unwritable_for(uid, gid)? {
+                        if let Some(scope) = user_scope(cgroups_path, id, opts, layout)? {
+                            return Ok((scope, None));
+                        }
                         let warning = format!(
                             "cgroups not writable by uid {uid} ({} is not delegated): running \
                              without resource limits",
@@ -368,6 +416,28 @@ impl Cgroup {
         }
     }
 
+    /// Whether a rootless caller's limits can come from the user's own systemd instead: a pure v2
+    /// host booted with systemd whose user bus is there, and the caller inside its user manager's
+    /// subtree (`user@<uid>.service`: a service, or a `systemd-run --user --scope` shell). From a
+    /// login session's scope (root's, not delegated) the kernel refuses the move into the user's
+    /// subtree, for runc and crun too: that caller keeps the warning.
+    fn user_systemd_available(opts: &Options, layout: Layout) -> bool {
+        let uid = nix::unistd::geteuid().as_raw();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+        let in_user_manager = path::own_cgroups(&own)
+            .iter()
+            .filter(|(ctrls, _)| ctrls.is_empty())
+            .any(|(_, p)| {
+                p.components()
+                    .any(|c| c.as_os_str() == format!("user@{uid}.service").as_str())
+            });
+        layout == Layout::V2
+            && opts.mount_root == Path::new("/sys/fs/cgroup")
+            && in_user_manager
+            && libcgroups::systemd::booted()
+            && dbus::user_bus_path(uid).exists()
+    }
+
     fn unwritable_for(&self, uid: u32, gid: u32) -> Result<Option<PathBuf>, CgroupError> {
         Ok(self
             .leaf_dirs()?
@@ -379,9 +449,48 @@ impl Cgroup {
         self.driver != Driver::Disabled
     }
 
-    /// Whether `linux.resources.devices` rules are enforced: only by the v1 devices controller.
+    /// Whether `linux.resources.devices` rules are enforced: by the v1 devices controller, or on a
+    /// real cgroup2 mount by a BPF device program (root only: an unprivileged caller cannot attach
+    /// one, and its user namespace already refuses mknod).
     pub fn devices_enforced(&self) -> bool {
-        self.driver == Driver::Cgroupfs && self.layout == Layout::V1
+        match (self.driver, self.layout) {
+            (Driver::Cgroupfs, Layout::V1) => true,
+            (Driver::Disabled, _) | (_, Layout::V1) => false,
+            _ => self.bpf_devices(),
+        }
+    }
+
+    fn bpf_devices(&self) -> bool {
+        self.layout == Layout::V2
+            && self.driver != Driver::Disabled
+            && !self.rootless
+            && nix::sys::statfs::statfs(&self.mount_root)
+                .is_ok_and(|f| f.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+    }
+
+    /// v2: replaces the cgroup's device programs by one built from `resources` (deny-all, its
+    /// rules, the defaults; see the module docs). Root in a user namespace cannot load one (EPERM):
+    /// its namespace refuses mknod anyway, so that is a warning, not a failure.
+    fn apply_bpf_devices(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
+        if !self.bpf_devices() {
+            return Ok(());
+        }
+        let Some(dir) = self.dir_for("devices")? else {
+            return Ok(());
+        };
+        let rules = device_rules(resources);
+        match devices::apply(&dir, &rules) {
+            Err(CgroupError::Io { source, .. })
+                if source.raw_os_error() == Some(libc::EPERM) && crate::ns::in_user_ns() =>
+            {
+                log::warn!(
+                    "no device program on {} in a user namespace: {source}",
+                    dir.display()
+                );
+                Ok(())
+            }
+            r => r,
+        }
     }
 
     /// The container's directory in each hierarchy, with the controller (v1) or "" (v2) it serves.
@@ -489,8 +598,10 @@ impl Cgroup {
                 let m = self.manager()?;
                 m.add_task(Pid::from_raw(pid))
                     .map_err(self.op_err("add pid to"))?;
+                self.describe_unit();
                 m.apply(&controller_opt(resources))
-                    .map_err(self.op_err("apply resources to"))
+                    .map_err(self.op_err("apply resources to"))?;
+                self.apply_bpf_devices(resources)
             }
             Driver::Cgroupfs => {
                 let leaf = self.leaf_dirs()?;
@@ -503,6 +614,7 @@ impl Cgroup {
                     let m = self.manager()?;
                     m.apply(&controller_opt(resources))
                         .map_err(self.op_err("apply resources to"))?;
+                    self.apply_bpf_devices(resources)?;
                     return m
                         .add_task(Pid::from_raw(pid))
                         .map_err(self.op_err("add pid to"));
@@ -510,6 +622,20 @@ impl Cgroup {
                 self.make_v1(&leaf, resources)?;
                 fs::attach(&dirs, pid)
             }
+        }
+    }
+
+    /// Names the systemd unit "husk container <name>" (libcgroups' manager says "youki
+    /// container"): cosmetic, so a failure is only logged.
+    fn describe_unit(&self) {
+        let Ok(sd) = validate_systemd(&self.path) else {
+            return;
+        };
+        let description = format!("husk container {}", sd.name);
+        let set = dbus::Bus::open(self.rootless)
+            .and_then(|mut bus| dbus::set_description(&mut bus, &sd.unit(), &description));
+        if let Err(e) = set {
+            log::warn!("describe unit {}: {e}", sd.unit());
         }
     }
 
@@ -574,8 +700,10 @@ impl Cgroup {
             .map_err(self.op_err("add pid to"))
     }
 
-    /// Applies new limits to a running container (`update`). Device rules are left as they are, as
-    /// runc does: rewriting them on v1 would briefly deny devices to running processes.
+    /// Applies new limits to a running container (`update`). On v1 device rules are left as they
+    /// are, as runc does: rewriting them would briefly deny devices to running processes. On v2 an
+    /// update that carries device rules replaces the device program (the new one is attached
+    /// before the old one goes, so nothing is allowed meanwhile that neither allows).
     pub fn apply(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         if !self.is_enabled() {
             return Err(CgroupError::Disabled {
@@ -586,7 +714,11 @@ impl Cgroup {
         update.set_devices(None);
         self.manager()?
             .apply(&controller_opt(&update))
-            .map_err(self.op_err("apply resources to"))
+            .map_err(self.op_err("apply resources to"))?;
+        if resources.devices().is_some() {
+            self.apply_bpf_devices(resources)?;
+        }
+        Ok(())
     }
 
     pub fn freeze(&self) -> Result<(), CgroupError> {

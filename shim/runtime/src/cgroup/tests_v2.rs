@@ -78,7 +78,7 @@ fn prepare_derives_default_path_and_reports_devices() {
     assert!(cg.is_enabled());
     assert!(
         !cg.devices_enforced(),
-        "v2 without eBPF cannot enforce devices"
+        "a plain directory is no cgroup2 mount: no device program"
     );
     let (cg, _) = Cgroup::prepare(Some(Path::new("/a/b")), ID, &opts(&t)).unwrap();
     assert_eq!(cg.path, PathBuf::from("a/b"));

@@ -1,6 +1,7 @@
 //! The only module with `unsafe`: raw syscalls that nix does not wrap the way the engine needs them.
 //! Every block carries a `// SAFETY:` comment.
 
+pub mod bpf;
 pub mod fd;
 pub mod landlock;
 
