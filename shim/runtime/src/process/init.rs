@@ -134,8 +134,9 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     // The container outlives `create`. A husk that dies from here on leaves an init whose [2]
     // fails with EPIPE, and it exits. (The identity switch would clear it too, but not for root.)
     nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
-    let ready = finish::prepare(ctx, exe, None)?;
+    // Before prepare: its seccomp filter may deny close_range (a profile that predates it).
     close_inherited(ctx, chan)?;
+    let ready = finish::prepare(ctx, exe, None)?;
     // [2] created: everything that can fail has been done.
     chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
     wait_for_start(ctx, chan)?;
