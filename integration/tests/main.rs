@@ -41,6 +41,7 @@ mod lifecycle;
 mod limits;
 mod oci_security;
 mod overlay;
+mod parity_cli;
 mod parity_init;
 mod parity_ns;
 mod parity_rootfs;

@@ -133,6 +133,12 @@ pub enum Command {
     /// One job of a batch (run by `husk batch`)
     #[command(hide = true)]
     BatchJob(Lazy<verbs::batch::JobArgs>),
+    /// Checkpoint a running container (runc's CRIU verb): not supported
+    #[command(hide = true)]
+    Checkpoint(Lazy<verbs::checkpoint::CriuArgs>),
+    /// Restore a container from a checkpoint (runc's CRIU verb): not supported
+    #[command(hide = true)]
+    Restore(Lazy<verbs::checkpoint::CriuArgs>),
 }
 
 /// A verb's flags, added to its subcommand only when clap builds that subcommand: when it is the

@@ -35,12 +35,19 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (secs > 0.0).then(|| Duration::from_secs_f64(secs))
 }
 
+/// One event line, keys in runc's order (`{"type":..,"id":..,"data":..}`): tools match on the
+/// line's start, and serde_json's maps would sort the keys.
+#[derive(serde::Serialize)]
+struct Event<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    data: Option<serde_json::Value>,
+}
+
 fn event(kind: &str, id: &str, data: Option<serde_json::Value>) -> String {
-    let mut v = serde_json::json!({"type": kind, "id": id});
-    if let Some(d) = data {
-        v["data"] = d;
-    }
-    v.to_string()
+    serde_json::to_string(&Event { kind, id, data }).unwrap_or_default()
 }
 
 pub fn run(g: &Global, a: EventsArgs) -> anyhow::Result<i32> {
@@ -78,6 +85,13 @@ pub fn run(g: &Global, a: EventsArgs) -> anyhow::Result<i32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn event_keys_in_runc_order() {
+        let line = event("stats", "c1", Some(serde_json::json!({"b": 1, "a": 2})));
+        assert_eq!(line, r#"{"type":"stats","id":"c1","data":{"a":2,"b":1}}"#);
+        assert_eq!(event("oom", "c1", None), r#"{"type":"oom","id":"c1"}"#);
+    }
 
     #[test]
     fn durations() {

@@ -50,6 +50,13 @@ pub struct ExecArgs {
     /// Pass N extra fds (3 .. 3+N-1)
     #[arg(long, default_value_t = 0, value_name = "N")]
     pub preserve_fds: u32,
+    /// Exec into a paused container too; the process runs once it is resumed
+    #[arg(long)]
+    pub ignore_paused: bool,
+    /// Join this sub-cgroup of the container's: PATH (every controller) or
+    /// CONTROLLER[,CONTROLLER...]:PATH (repeatable; cgroup v1)
+    #[arg(long = "cgroup", value_name = "[CONTROLLERS:]PATH")]
+    pub cgroup: Vec<String>,
     /// Accepted for runc compatibility (no SELinux/AppArmor support)
     #[arg(long, hide = true)]
     pub process_label: Option<String>,
@@ -138,10 +145,17 @@ fn take_ipc_mode(a: &mut ExecArgs) {
     a.command = words;
 }
 
+/// A --process FILE that cannot be read twice (a pipe, as `-p <(...)` gives), with what it held:
+/// the re-exec from a sealed copy of husk (`main::reexec_if_not_sealed`) reads it again.
+pub static PROCESS_READ_ONCE: std::sync::OnceLock<(PathBuf, Vec<u8>)> = std::sync::OnceLock::new();
+
 /// The process to run: --process FILE whole, else the container's own with the flags' changes.
 fn process(a: &ExecArgs, c: &Container) -> anyhow::Result<Process> {
     if let Some(path) = &a.process {
         let data = std::fs::read(path).with_context(|| format!("read {}", path.display()))?;
+        if !std::fs::metadata(path).is_ok_and(|m| m.is_file()) {
+            let _ = PROCESS_READ_ONCE.set((path.clone(), data.clone()));
+        }
         let mut value: serde_json::Value =
             serde_json::from_slice(&data).with_context(|| format!("parse {}", path.display()))?;
         // runc takes a process without `user` as root's (the spec's zero value).
@@ -255,6 +269,8 @@ pub fn run(g: &Global, mut a: ExecArgs) -> anyhow::Result<i32> {
         preserve_fds: a.preserve_fds,
         // An instance's process keeps the caller's affinity, as a launch does (Slurm binding).
         reset_cpu_affinity: !instance,
+        ignore_paused: a.ignore_paused,
+        cgroup: a.cgroup.clone(),
     };
     crate::supervise::exec_in(&c, &a.id, proc_, opts)
 }

@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod bundle;
 pub mod cache;
+pub mod checkpoint;
 pub mod create;
 pub mod delete;
 pub mod events;
@@ -73,6 +74,8 @@ pub fn dispatch(g: &Global, cmd: Command) -> anyhow::Result<i32> {
         Command::Instance(a) => instance::run(g, a.0),
         Command::Batch(a) => batch::run(g, a.0),
         Command::BatchJob(a) => batch::job(g, a.0),
+        Command::Checkpoint(a) => checkpoint::run("checkpoint", a.0),
+        Command::Restore(a) => checkpoint::run("restore", a.0),
     }
 }
 

@@ -12,17 +12,17 @@ pub struct UpdateArgs {
     /// LinuxResources JSON from FILE, or - for stdin
     #[arg(short, long, value_name = "FILE")]
     pub resources: Option<String>,
-    /// Memory limit, e.g. 512M
-    #[arg(long, value_name = "BYTES")]
+    /// Memory limit, e.g. 512M (-1 for unlimited)
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
     pub memory: Option<String>,
-    /// Memory soft limit
-    #[arg(long, value_name = "BYTES")]
+    /// Memory soft limit (-1 for unlimited)
+    #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
     pub memory_reservation: Option<String>,
     /// Memory plus swap limit (-1 for unlimited)
     #[arg(long, value_name = "BYTES", allow_hyphen_values = true)]
     pub memory_swap: Option<String>,
-    /// CPU shares (relative weight)
-    #[arg(long)]
+    /// CPU shares (relative weight; runc spells it --cpu-share)
+    #[arg(long, visible_alias = "cpu-share")]
     pub cpu_shares: Option<u64>,
     /// CPU CFS quota in microseconds per period
     #[arg(long, allow_hyphen_values = true)]
@@ -34,7 +34,7 @@ pub struct UpdateArgs {
     #[arg(long)]
     pub cpu_rt_period: Option<u64>,
     /// Realtime runtime in microseconds
-    #[arg(long)]
+    #[arg(long, allow_hyphen_values = true)]
     pub cpu_rt_runtime: Option<i64>,
     /// CPUs allowed, e.g. 0-1
     #[arg(long)]

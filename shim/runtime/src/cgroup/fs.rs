@@ -169,7 +169,7 @@ fn match_v1_controllers(points: &[PathBuf]) -> Vec<(String, PathBuf)> {
 }
 
 /// libcgroups' `v1::controller_type::CONTROLLERS` (not exported), in its order.
-const V1_CONTROLLERS: [&str; 12] = [
+pub(super) const V1_CONTROLLERS: [&str; 12] = [
     "cpu",
     "cpuacct",
     "cpuset",
@@ -185,7 +185,7 @@ const V1_CONTROLLERS: [&str; 12] = [
 ];
 
 /// Whether mount point `m` serves `ctrl`, by libcgroups' rule (component-wise suffix match).
-fn serves(m: &Path, ctrl: &str) -> bool {
+pub(super) fn serves(m: &Path, ctrl: &str) -> bool {
     let names: &[&str] = match ctrl {
         "net_cls" => &["net_cls,net_prio", "net_prio,net_cls", "net_cls"],
         "net_prio" => &["net_cls,net_prio", "net_prio,net_cls", "net_prio"],

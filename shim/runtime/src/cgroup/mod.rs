@@ -30,11 +30,13 @@
 //! bpf(2) in `sys::bpf`; libcgroups' own needs libbpf), for the cgroupfs and systemd drivers, as
 //! root; [`Cgroup::devices_enforced`] says when.
 
+mod bandwidth;
 pub mod dbus;
 pub mod devices;
 mod fs;
 mod path;
 mod stats;
+mod sub;
 #[cfg(test)]
 mod tests_host;
 #[cfg(test)]
@@ -56,6 +58,7 @@ use serde::{Deserialize, Serialize};
 pub use fs::{join_self, join_self_by_fd, open_for_join};
 pub use path::{expand_slice, validate_fs, validate_systemd, SystemdPath};
 pub use stats::RuncStats;
+pub use sub::attach_to;
 
 /// Which manager drives the container's cgroup.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -136,10 +139,18 @@ pub enum CgroupError {
     },
     #[error("parse {path}: unexpected line {content:?}")]
     Parse { path: PathBuf, content: String },
-    #[error("use cgroup {path}: it already holds processes")]
+    /// runc (1.2 on) refuses too, in these words.
+    #[error("use cgroup {path}: container's cgroup is not empty: it already holds processes")]
     InUse { path: PathBuf },
     #[error("remove cgroup {path}: refused, {reason}")]
     RefuseRemove { path: String, reason: &'static str },
+    #[error("invalid configuration: linux.resources.unified needs cgroup v2, this host has v1")]
+    UnifiedOnV1,
+    #[error("exec --cgroup {value}: {reason}")]
+    ExecSub { value: String, reason: String },
+    /// runc's wording ("adding pid ... cgroup.procs: no such file or directory").
+    #[error("adding pid to cgroups {}: no such file or directory", procs.display())]
+    ExecSubMissing { procs: PathBuf },
     #[error("{op}: cgroups are disabled for this container")]
     Disabled { op: &'static str },
 }
@@ -270,11 +281,20 @@ const V1_DEFAULT_DEVICE_RULES: [&str; 12] = [
 /// see [`with_deny_all`]), then the defaults above. One open per run of same-kind rules and one
 /// write per rule.
 fn apply_v1_devices(dirs: &[PathBuf], resources: &LinuxResources) -> Result<(), CgroupError> {
+    // After the leading deny-all the list is empty: a deny before any allow changes nothing, and
+    // is not written (runc writes only the transitions too; its suite denies "rwa", which the
+    // kernel refuses with EINVAL).
+    let mut any_allow = false;
     let mut rules: Vec<(bool, String)> = resources
         .devices()
         .iter()
         .flatten()
-        .map(|r| (r.allow(), r.to_string()))
+        .enumerate()
+        .filter(|(i, r)| {
+            any_allow |= r.allow();
+            *i == 0 || any_allow
+        })
+        .map(|(_, r)| (r.allow(), r.to_string()))
         .collect();
     rules.extend(
         V1_DEFAULT_DEVICE_RULES
@@ -645,6 +665,10 @@ impl Cgroup {
         leaf: &[(String, PathBuf)],
         resources: &LinuxResources,
     ) -> Result<(), CgroupError> {
+        // runc refuses too: on v1 there is nowhere to write them, and ignoring limits is worse.
+        if resources.unified().as_ref().is_some_and(|u| !u.is_empty()) {
+            return Err(CgroupError::UnifiedOnV1);
+        }
         fs::create_v1(leaf)?;
         let effective = with_deny_all(resources);
         if only_devices(&effective) {
@@ -712,6 +736,11 @@ impl Cgroup {
         }
         let mut update = resources.clone();
         update.set_devices(None);
+        if self.driver == Driver::Cgroupfs && self.layout == Layout::V1 {
+            if let Some(dir) = self.dir_for("cpu")? {
+                update = bandwidth::apply_pairs(&dir, &update)?;
+            }
+        }
         self.manager()?
             .apply(&controller_opt(&update))
             .map_err(self.op_err("apply resources to"))?;

@@ -85,7 +85,19 @@ pub fn exec_process(spec: &Spec, o: &ExecOverrides) -> Result<Process, Container
 
 /// Starts `process` in container `c`. Returns the spawned process (a child of ours).
 pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawned, ContainerError> {
-    c.require("exec", &[Status::Created, Status::Running])?;
+    match c.require("exec", &[Status::Created, Status::Running]) {
+        Err(ContainerError::WrongState {
+            status: Status::Paused,
+            ..
+        }) if opts.ignore_paused => {}
+        Err(ContainerError::WrongState {
+            status: Status::Paused,
+            ..
+        }) => return Err(ContainerError::ExecPaused(c.dir.id.clone())),
+        other => {
+            other?;
+        }
+    }
     let rec = c.record()?;
     let spec = crate::spec::load_file(&c.dir.saved_config())?.spec;
     if process.args().as_ref().is_none_or(|a| a.is_empty()) {
@@ -128,6 +140,10 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         (false, None) => None,
     };
     let env = process.env().clone().unwrap_or_default();
+    let sub_dirs = match opts.cgroup.is_empty() {
+        true => None,
+        false => Some(rec.cgroup.exec_dirs(&opts.cgroup)?),
+    };
     let ctx = InitContext {
         process,
         env,
@@ -159,7 +175,12 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
         overlap_cgroup_setup: false,
         // v1: the process moves itself in (see Cgroup::self_join_files), through files the
         // intermediate child opens before it joins the container's namespaces.
-        join_cgroup: rec.cgroup.self_join_files()?,
+        join_cgroup: match &sub_dirs {
+            Some(dirs) if !rec.cgroup.self_join_files()?.is_empty() => {
+                dirs.iter().map(|d| d.join("tasks")).collect()
+            }
+            _ => rec.cgroup.self_join_files()?,
+        },
         landlock: crate::spec::landlock(&spec)?,
         time_offsets: String::new(),
         reset_cpu_affinity: opts.reset_cpu_affinity,
@@ -172,8 +193,10 @@ pub fn exec(c: &Container, process: Process, opts: ExecOptions) -> Result<Spawne
     let pid_file = opts.pid_file.clone();
     let self_join = !ctx.join_cgroup.is_empty();
     process::spawn_exec(&ctx, |pid: Pid| -> Result<(), ContainerError> {
-        if !self_join {
-            cgroup.add(pid.as_raw())?;
+        match &sub_dirs {
+            _ if self_join => {}
+            Some(dirs) => crate::cgroup::attach_to(dirs, pid.as_raw())?,
+            None => cgroup.add(pid.as_raw())?,
         }
         if let Some(path) = &pid_file {
             std::fs::write(path, pid.to_string()).map_err(|source| ContainerError::Io {

@@ -41,6 +41,9 @@ pub enum ContainerError {
         status: Status,
         op: &'static str,
     },
+    /// runc's wording: tools match on it.
+    #[error("container {0} is paused: cannot exec in a paused container (resume it first)")]
+    ExecPaused(String),
     #[error("container {0} has no state yet (its create is still running, or died); delete --force removes it")]
     Incomplete(String),
     #[error("{op} {path}: {source}")]
@@ -104,6 +107,11 @@ pub struct ExecOptions {
     pub preserve_fds: u32,
     /// See [`CreateOptions::reset_cpu_affinity`].
     pub reset_cpu_affinity: bool,
+    /// Exec into a paused container too (runc's `--ignore-paused`): the process starts frozen
+    /// and runs once the container is resumed.
+    pub ignore_paused: bool,
+    /// `exec --cgroup` values: sub-cgroups of the container's to join (see `Cgroup::exec_dirs`).
+    pub cgroup: Vec<String>,
 }
 
 /// A container known to the engine: its directory and (when create got that far) its record.

@@ -22,7 +22,8 @@ pub enum HookError {
         path: String,
         source: std::io::Error,
     },
-    #[error("{kind} hook {path} failed: {status}{stderr}")]
+    /// "error running ... hook": runc's words, which its callers look for.
+    #[error("error running {kind} hook {path}: {status}{stderr}")]
     Failed {
         kind: &'static str,
         path: String,
@@ -149,7 +150,7 @@ fn run_one(
     Err(HookError::Failed {
         kind,
         path,
-        status: status.to_string(),
+        status: describe(status),
         stderr: if stderr.is_empty() {
             String::new()
         } else {
@@ -231,6 +232,20 @@ impl<'a> Pipes<'a> {
     }
 }
 
+/// "exit status 3", or for a signal its number, name and description ("signal: 31 (SIGSYS: bad
+/// system call)"), as a shell would say it.
+fn describe(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match status.signal() {
+        Some(n) => {
+            let name = nix::sys::signal::Signal::try_from(n).map_or("?", |s| s.as_str());
+            let what = crate::sys::signal_description(n).to_lowercase();
+            format!("signal: {n} ({name}: {what})")
+        }
+        None => status.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -262,8 +277,17 @@ mod tests {
         let e = run("poststart", &[h], b"{}", &At::default())
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("poststart hook /bin/sh failed"), "{e}");
+        assert!(e.starts_with("error running poststart hook /bin/sh"), "{e}");
         assert!(e.ends_with("boom"), "{e}");
+    }
+
+    #[test]
+    fn hook_killed_by_a_signal_names_it() {
+        let h = hook(&["sh", "-c", "kill -SYS $$"], None);
+        let e = run("startContainer", &[h], b"{}", &At::default())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("SIGSYS: bad system call"), "{e}");
     }
 
     #[test]

@@ -139,8 +139,9 @@ fn run(ctx: &InitContext, chan: &Channel) -> Result<Infallible, InitError> {
     if parent.is_none() {
         nix::sys::prctl::set_pdeathsig(None).map_err(sys("clear pdeathsig"))?;
     }
-    let ready = finish::prepare(ctx, exe, parent)?;
+    // Before prepare: its seccomp filter may deny close_range (a profile that predates it).
     close_inherited(ctx, chan)?;
+    let ready = finish::prepare(ctx, exe, parent)?;
     // [2] created: everything that can fail has been done.
     chan.send(&Msg::Created).map_err(sys("sync [2]"))?;
     wait_for_start(ctx, chan)?;

@@ -168,6 +168,9 @@ pub fn spawn_init<E: From<ProcessError>>(
                 true => child_of_intermediate(first, &parent)?,
                 false => first,
             };
+            // The debug lines name runc's steps (nsexec, init(), the closing pipe): runc's users
+            // and its integration suite look for those words in `--debug` output.
+            log::debug!("nsexec container setup: init {pid} cloned into its namespaces");
             let res = map(pid).and_then(|()| {
                 if ctx.ns.new_userns() {
                     // [1a] mapped.
@@ -189,7 +192,11 @@ pub fn spawn_init<E: From<ProcessError>>(
                                 ProcessError::Protocol(Some(Msg::Landlock(s.clone())))
                             })?)
                         }
-                        Some(Msg::Created) => return Ok(landlock),
+                        Some(Msg::Created) => {
+                            log::debug!("child process in init(): init {pid} is set up");
+                            log::debug!("init: closing the pipe to signal completion");
+                            return Ok(landlock);
+                        }
                         other => return Err(child_failure(pid, other).into()),
                     }
                 }
@@ -343,7 +350,10 @@ pub fn spawn_exec<E: From<ProcessError>>(
                 Some(Msg::Failed(m)) => return Err(ProcessError::Init(m).into()),
                 other => return Err(ProcessError::Protocol(other).into()),
             };
+            log::debug!("nsexec container setup: exec process {pid} joined the namespaces");
+            log::debug!("child process in init(): {pid} waits to join the cgroup and exec");
             let res = before_exec(pid).and_then(|()| {
+                log::debug!("setns_init: about to exec ({pid})");
                 parent.send(&Msg::Go).map_err(ProcessError::Sync)?;
                 expect_exec(pid, &parent).map_err(E::from)
             });

@@ -110,14 +110,15 @@ fn yes() -> bool {
     true
 }
 
-/// The OCI state document, plus runc's extra keys (rootfs, created, owner).
+/// The OCI state document, plus runc's extra keys (rootfs, created, owner), in runc's key order
+/// (`list --format json` is matched textually by its users).
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct OciState {
     pub oci_version: String,
     pub id: String,
-    pub status: Status,
     pub pid: i32,
+    pub status: Status,
     pub bundle: PathBuf,
     pub rootfs: PathBuf,
     pub created: String,
@@ -400,6 +401,37 @@ mod tests {
         for bad in ["", ".", "..", "a/b", "a b", "é", "../x"] {
             assert!(validate_id(bad).is_err(), "{bad:?} accepted");
         }
+    }
+
+    #[test]
+    fn oci_state_keys_in_runc_order() {
+        let s = OciState {
+            oci_version: "1.0.2".into(),
+            id: "c".into(),
+            pid: 7,
+            status: Status::Running,
+            bundle: "/b".into(),
+            rootfs: "/b/rootfs".into(),
+            created: "t".into(),
+            owner: "root".into(),
+            annotations: BTreeMap::new(),
+        };
+        let json = serde_json::to_string(&s).unwrap();
+        let keys = [
+            "ociVersion",
+            "id",
+            "pid",
+            "status",
+            "bundle",
+            "rootfs",
+            "created",
+            "owner",
+        ];
+        let at: Vec<usize> = keys
+            .iter()
+            .map(|k| json.find(&format!("\"{k}\"")).unwrap())
+            .collect();
+        assert!(at.windows(2).all(|w| w[0] < w[1]), "{json}");
     }
 
     #[test]

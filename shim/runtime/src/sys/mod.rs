@@ -122,6 +122,21 @@ pub fn join_session_keyring(name: &std::ffi::CStr) -> nix::Result<()> {
     Errno::result(ret).map(drop)
 }
 
+/// strsignal(3): "Bad system call" for 31.
+pub fn signal_description(sig: i32) -> String {
+    // SAFETY: strsignal returns a pointer to a NUL-terminated string (a static table entry, or a
+    // per-thread buffer for unknown numbers) that stays valid until the next call on this thread;
+    // it is copied out at once.
+    let p = unsafe { libc::strsignal(sig) };
+    if p.is_null() {
+        return format!("signal {sig}");
+    }
+    // SAFETY: non-null and NUL-terminated, as above.
+    unsafe { std::ffi::CStr::from_ptr(p) }
+        .to_string_lossy()
+        .into_owned()
+}
+
 /// Marks every fd from `first` up close-on-exec (close_range with CLOSE_RANGE_CLOEXEC), so nothing the
 /// caller leaked (CVE-2024-21626 class) survives into the container process.
 pub fn cloexec_from(first: u32) -> nix::Result<()> {
