@@ -1,8 +1,9 @@
 //! runc parity of the root filesystem (issue 13 items 6 and 11): tmpfs modes and `tmpcopyup`,
 //! read-only tmpfs and /dev, `rootfsPropagation: shared`, and a `--no-pivot` container that
-//! cannot mount an unmasked /proc. Each case also runs against runc (HUSK_RUNTIME=runc).
+//! cannot mount an unmasked /proc, proc and sysfs refused on a symlink or a file (CVE-2019-16884,
+//! youki contest `prohibit_symlink`). Each case also runs against runc (HUSK_RUNTIME=runc).
 
-use crate::harness::{Bundle, Ctx, Out};
+use crate::harness::{Bundle, Ctx, Mode, Out};
 use crate::{both, root_only};
 use serde_json::json;
 use std::fs;
@@ -13,12 +14,13 @@ both!(
     tmpcopyup_copies_what_it_covers,
     read_only_tmpfs_and_dev,
     rootfs_propagation_shared,
+    proc_and_sysfs_need_an_ordinary_directory,
 );
 
 // Rootless, every mount inherited from the host is locked in the container's namespace: the
 // host's proc can be neither unmounted nor hidden from the kernel's check (runc's test is
 // root-only too).
-root_only!(no_pivot_cannot_mount_a_bare_proc);
+root_only!(no_pivot_cannot_mount_a_bare_proc, bind_mount_onto_the_root,);
 
 fn add_mount(b: Bundle, m: serde_json::Value) -> Bundle {
     b.edit(|c| c["mounts"].as_array_mut().unwrap().push(m))
@@ -153,4 +155,73 @@ fn no_pivot_cannot_mount_a_bare_proc(t: &Ctx) {
         out.stdout.contains("rc=") && !out.stdout.contains("rc=0"),
         "{out}"
     );
+}
+
+/// youki contest `prohibit_symlink`: a /proc or /sys in the image that is a symlink (here a loop
+/// to itself, as the contest makes it) or a file fails create in runc's words, and leaves nothing.
+fn proc_and_sysfs_need_an_ordinary_directory(t: &Ctx) {
+    let root = t.rootfs();
+    fs::remove_dir(root.join("proc")).unwrap();
+    symlink(root.join("proc"), root.join("proc")).unwrap();
+    let b = t.bundle().probe(&["exit", "0"]);
+    let out = run(t, &b, "proclink", &[]).fails();
+    assert!(
+        out.stderr.contains("mount proc on /proc: filesystem"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("must be mounted on ordinary directory"),
+        "{out}"
+    );
+    fs::remove_file(root.join("proc")).unwrap();
+    t.mkdir(&root.join("proc"));
+    // The rootless bundle binds the host's /sys (no sysfs of its own without a network namespace).
+    if t.mode == Mode::Rootless {
+        return t.assert_nothing_left();
+    }
+    let sys = root.join("sys");
+    let _ = fs::remove_dir(&sys);
+    fs::write(&sys, "").unwrap();
+    t.give(&sys);
+    let out = run(t, &b, "sysfile", &[]).fails();
+    assert!(
+        out.stderr.contains("mount sysfs on /sys: filesystem"),
+        "{out}"
+    );
+    assert!(
+        out.stderr.contains("must be mounted on ordinary directory"),
+        "{out}"
+    );
+    t.assert_nothing_left();
+}
+
+/// crun's mount-bind-to-rootfs: a bind mount on / itself (listed first) covers the rootfs; the
+/// mounts after it, /dev and pivot_root land on the new top, and the read-only root is remounted
+/// there (before: "remount /: ENOENT", /proc being under the covered directory). Root only, as
+/// crun's: rootless, the top directory would have to belong to the test user.
+fn bind_mount_onto_the_root(t: &Ctx) {
+    let top = t.mkdir(&t.dir.join("top"));
+    t.mkdir(&top.join("bin"));
+    fs::copy(
+        t.rootfs().join("bin/husk-probe"),
+        top.join("bin/husk-probe"),
+    )
+    .unwrap();
+    let b = t
+        .bundle()
+        .probe(&[])
+        .set("/root/readonly", json!(true))
+        .edit(|c| {
+            let bind =
+                json!({"destination": "/", "type": "bind", "source": top, "options": ["bind"]});
+            c["mounts"].as_array_mut().unwrap().insert(0, bind);
+        });
+    let p = run(t, &b, "bindroot", &[]).ok().probe();
+    assert!(
+        p.mount("/proc").is_some(),
+        "no /proc on the new top: {}",
+        p.0
+    );
+    assert!(top.join("proc").is_dir(), "/proc not made on the bound top");
+    t.assert_nothing_left();
 }

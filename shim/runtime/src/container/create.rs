@@ -57,7 +57,12 @@ pub fn create(
         path: opts.bundle.clone(),
         source,
     })?;
-    let loaded = spec::load(&bundle)?;
+    let mut loaded = spec::load(&bundle)?;
+    // Logged now, not handed back with Created: they explain a create that then fails (an unknown
+    // capability dropped from the bounding set makes capset refuse the rest, as under runc).
+    for w in std::mem::take(&mut loaded.warnings) {
+        log::warn!("{w}");
+    }
     spec::validate(&loaded.spec, &bundle)?;
     let process = loaded.spec.process().as_ref();
     let userns = spec::namespace(&loaded.spec, LinuxNamespaceType::User).is_some();
@@ -95,7 +100,7 @@ fn build(
     let spec = loaded.spec;
     let linux = spec.linux().clone().unwrap_or_default();
     let process = spec.process().clone().unwrap_or_default();
-    let mut warnings = loaded.warnings;
+    let mut warnings = Vec::new();
 
     let (cgroup, warn) = Cgroup::prepare(
         linux.cgroups_path().as_deref(),

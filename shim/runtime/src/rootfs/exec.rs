@@ -13,7 +13,7 @@ use nix::sys::statvfs::{fstatvfs, FsFlags};
 use nix::unistd::{chdir, chroot, fchdir, pivot_root};
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 
 /// `/proc/self/fd/N`: mounting there mounts on exactly the object `fd` refers to.
 pub fn fd_path(fd: &OwnedFd) -> PathBuf {
@@ -104,7 +104,7 @@ pub fn prepare<E: From<RootfsError>>(
         path: rootfs.clone(),
         source,
     })?;
-    let root = open_dir(&rootfs)?;
+    let mut root = open_dir(&rootfs)?;
     if plan.readonly_early {
         log::debug!("rootfs: remount / read-only before the mounts");
         remount_bind(root.as_fd(), Path::new("/"), &read_only())?;
@@ -123,6 +123,12 @@ pub fn prepare<E: From<RootfsError>>(
             _ => None,
         };
         apply(root.as_fd(), op, source_fd)?;
+        if op.destination.components().all(|c| c == Component::RootDir) {
+            // A mount on / itself (crun's mount-bind-to-rootfs) covers the directory `root`
+            // holds: the next mounts, the devices and pivot_root go on the new top, as runc's
+            // path-based mounts do.
+            root = open_dir(&rootfs)?;
+        }
     }
     if !plan.setup_dev {
         return Ok(());
@@ -182,13 +188,11 @@ fn apply_one(
         }
         MountKind::Fs { fstype, source } if fstype == "tmpfs" => mount_tmpfs(root, op, source)?,
         MountKind::Fs { fstype, source } => {
-            // CVE-2019-16884/-19921: proc and sysfs must not land on a symlinked target.
             let target = if fstype == "proc" || fstype == "sysfs" {
-                resolve::open_no_symlinks(root, dest)
+                proc_target(root, dest, fstype)?
             } else {
-                resolve::open(root, dest, resolve::Create::Dir)
-            }
-            .map_err(resolve_err(dest))?;
+                resolve::open(root, dest, resolve::Create::Dir).map_err(resolve_err(dest))?
+            };
             let o = &op.options;
             let flags = o.flags - late_readonly(op);
             mount_at(
@@ -207,6 +211,24 @@ fn apply_one(
     }
     set_recursive(root, dest, &op.options)?;
     propagate(root, dest, &op.options.propagation)
+}
+
+/// CVE-2019-16884/-19921: proc and sysfs must land on an ordinary directory, never through a
+/// symlink (ELOOP from the resolution) nor on a file; refused with runc's words.
+fn proc_target(root: BorrowedFd<'_>, dest: &Path, fstype: &str) -> Result<OwnedFd, RootfsError> {
+    let refuse = || RootfsError::NotDirectory {
+        fstype: fstype.to_string(),
+        path: dest.into(),
+    };
+    let target = match resolve::open_no_symlinks(root, dest) {
+        Err(Errno::ELOOP | Errno::ENOTDIR) => return Err(refuse()),
+        r => r.map_err(resolve_err(dest))?,
+    };
+    let st = fstat(target.as_raw_fd()).map_err(resolve_err(dest))?;
+    match SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == SFlag::S_IFDIR {
+        true => Ok(target),
+        false => Err(refuse()),
+    }
 }
 
 /// What to bind from: the source path; or, when we may not reach it (EACCES, EPERM: a user

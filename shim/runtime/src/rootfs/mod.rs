@@ -63,6 +63,10 @@ pub enum RootfsError {
     DeviceType { path: PathBuf, kind: String },
     #[error("resolve {path} in rootfs: {source}")]
     Resolve { path: PathBuf, source: Errno },
+    #[error(
+        "mount {fstype} on {path}: filesystem {fstype:?} must be mounted on ordinary directory"
+    )]
+    NotDirectory { fstype: String, path: PathBuf },
     #[error("mount {what} on {path}: {source}")]
     Mount {
         what: String,

@@ -3,7 +3,8 @@
 //! these pays nothing.
 //!
 //! - Capability names the `oci-spec` crate (or this kernel) does not know: the spec (1.1) says a
-//!   runtime must log a warning and go on, not fail; they are dropped, one warning each.
+//!   runtime must log a warning and go on, not fail; they are dropped, with one warning in runc's
+//!   words (`ignoring unknown or unavailable capabilities: [A B]`, which tools match on).
 //! - `process.scheduler.flags` as the spec spells them (`SCHED_FLAG_RESET_ON_FORK`), where the
 //!   crate expects `SCHED_RESET_ON_FORK`.
 
@@ -22,7 +23,7 @@ const CAP_SETS: [&str; 5] = [
 /// failure was not one of them (the caller reports the original error).
 pub fn reparse(raw: &[u8]) -> Option<(Spec, Vec<String>)> {
     let mut config: Value = serde_json::from_slice(raw).ok()?;
-    let mut warnings = Vec::new();
+    let mut unknown = std::collections::BTreeSet::new();
     let process = &mut config["process"];
     if let Some(sets) = process
         .get_mut("capabilities")
@@ -35,9 +36,7 @@ pub fn reparse(raw: &[u8]) -> Option<(Spec, Vec<String>)> {
             names.retain(|n| {
                 let known = serde_json::from_value::<Capability>(n.clone()).is_ok();
                 if !known {
-                    warnings.push(format!(
-                        "process.capabilities.{set}: unknown capability {n}: ignored"
-                    ));
+                    unknown.insert(n.as_str().map_or_else(|| n.to_string(), str::to_string));
                 }
                 known
             });
@@ -54,6 +53,13 @@ pub fn reparse(raw: &[u8]) -> Option<(Spec, Vec<String>)> {
         }
     }
     let spec = serde_json::from_value(config).ok()?;
+    let warnings = match unknown.is_empty() {
+        true => Vec::new(),
+        false => vec![format!(
+            "ignoring unknown or unavailable capabilities: [{}]",
+            unknown.into_iter().collect::<Vec<_>>().join(" ")
+        )],
+    };
     Some((spec, warnings))
 }
 
@@ -82,8 +88,10 @@ mod tests {
             .clone()
             .unwrap();
         assert_eq!(caps.bounding().as_ref().unwrap().len(), 1);
-        assert_eq!(warnings.len(), 1, "{warnings:?}");
-        assert!(warnings[0].contains("CAP_NO_SUCH_THING"), "{warnings:?}");
+        assert_eq!(
+            warnings,
+            ["ignoring unknown or unavailable capabilities: [CAP_NO_SUCH_THING]"]
+        );
     }
 
     #[test]
