@@ -22,8 +22,8 @@ pub enum HookError {
         path: String,
         source: std::io::Error,
     },
-    /// "error running ... hook": runc's words, which its callers look for.
-    #[error("error running {kind} hook {path}: {status}{stderr}")]
+    /// "error running hook": runc's words, which its callers look for.
+    #[error("error running hook: {kind} hook {path}: {status}{stderr}")]
     Failed {
         kind: &'static str,
         path: String,
@@ -277,7 +277,10 @@ mod tests {
         let e = run("poststart", &[h], b"{}", &At::default())
             .unwrap_err()
             .to_string();
-        assert!(e.starts_with("error running poststart hook /bin/sh"), "{e}");
+        assert!(
+            e.starts_with("error running hook: poststart hook /bin/sh"),
+            "{e}"
+        );
         assert!(e.ends_with("boom"), "{e}");
     }
 
