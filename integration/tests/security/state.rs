@@ -130,6 +130,9 @@ fn squatted_state_root_is_refused(t: &Ctx) {
     let me = fs::metadata(root).unwrap().uid();
     fs::set_permissions(root, fs::Permissions::from_mode(0o777)).unwrap();
     let open = t.rt(&["create", "--bundle", dir.to_str().unwrap(), &t.id("sq")]);
+    // Records in a root others may write are not read either (a forged pid or cgroup).
+    let listed = t.rt(&["list"]);
+    let state = t.rt(&["state", "forged"]);
     chown(root, other_owner(t));
     let theirs = t.rt(&["run", "--bundle", dir.to_str().unwrap(), &t.id("sq")]);
     chown(root, me);
@@ -143,6 +146,9 @@ fn squatted_state_root_is_refused(t: &Ctx) {
                 .contains("writable by group or others (mode 777)"),
         "{open}"
     );
+    for out in [listed.fails(), state.fails()] {
+        assert!(out.stderr.contains("refuse directory"), "{out}");
+    }
     let theirs = theirs.fails();
     assert!(
         theirs

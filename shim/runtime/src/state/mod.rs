@@ -186,6 +186,9 @@ impl Dir {
     /// Opens an existing container's directory.
     pub fn open(root: &Path, id: &str) -> Result<Dir, StateError> {
         validate_id(id)?;
+        if !checked_root(root)? {
+            return Err(StateError::NotFound(id.to_string()));
+        }
         let path = root.join(id);
         if !path.is_dir() {
             return Err(StateError::NotFound(id.to_string()));
@@ -292,8 +295,23 @@ fn create_private(path: &Path) -> std::io::Result<File> {
         .open(path)
 }
 
+/// False when `root` does not exist; an error when it is not a private directory of the caller's
+/// (records in a root others can write are theirs to forge: a pid to kill, a cgroup to remove).
+fn checked_root(root: &Path) -> Result<bool, StateError> {
+    match open_private(root) {
+        Ok(_) => Ok(true),
+        Err(StateError::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
 /// Lists container ids under `root` (sorted).
 pub fn list(root: &Path) -> Result<Vec<String>, StateError> {
+    if !checked_root(root)? {
+        return Ok(Vec::new());
+    }
     let rd = match std::fs::read_dir(root) {
         Ok(rd) => rd,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
