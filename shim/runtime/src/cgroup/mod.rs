@@ -442,6 +442,10 @@ impl Cgroup {
     /// login session's scope (root's, not delegated) the kernel refuses the move into the user's
     /// subtree, for runc and crun too: that caller keeps the warning.
     fn user_systemd_available(opts: &Options, layout: Layout) -> bool {
+        // Cheap checks first: a v1 or hybrid host (this project's CI) reads nothing more.
+        if layout != Layout::V2 || opts.mount_root != Path::new("/sys/fs/cgroup") {
+            return false;
+        }
         let uid = nix::unistd::geteuid().as_raw();
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let in_user_manager = path::own_cgroups(&own)
@@ -451,11 +455,7 @@ impl Cgroup {
                 p.components()
                     .any(|c| c.as_os_str() == format!("user@{uid}.service").as_str())
             });
-        layout == Layout::V2
-            && opts.mount_root == Path::new("/sys/fs/cgroup")
-            && in_user_manager
-            && libcgroups::systemd::booted()
-            && dbus::user_bus_path(uid).exists()
+        in_user_manager && libcgroups::systemd::booted() && dbus::user_bus_path(uid).exists()
     }
 
     fn unwritable_for(&self, uid: u32, gid: u32) -> Result<Option<PathBuf>, CgroupError> {
