@@ -28,11 +28,13 @@ both!(
 // The ids and cgroup below are root's: an unprivileged caller's sandbox runs as the caller.
 root_only!(root_sandbox_runs_as_an_unprivileged_host_id);
 
-fn image() -> &'static str {
+/// The busybox rootfs as an image directory (shared with sandbox_policy.rs).
+pub(crate) fn image() -> &'static str {
     host().rootfs.to_str().unwrap()
 }
 
-fn sandbox(t: &Ctx, flags: &[&str], script: &str) -> Out {
+/// `husk exec --sandbox FLAGS IMAGE sh -c SCRIPT` (shared with sandbox_policy.rs).
+pub(crate) fn sandbox(t: &Ctx, flags: &[&str], script: &str) -> Out {
     let mut args = vec!["exec", "--sandbox"];
     args.extend_from_slice(flags);
     args.extend_from_slice(&[image(), "sh", "-c", script]);

@@ -5,7 +5,8 @@
 //! with it while the next run sweeps what it left.
 
 use crate::both;
-use crate::harness::{host, Ctx, Mode, Out};
+use crate::harness::{Ctx, Mode, Out};
+use crate::sandbox_hardening::{image, sandbox};
 use serde_json::Value;
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -22,17 +23,6 @@ both!(
     result_and_limits_refused_at_once,
     sigkill_of_husk_ends_the_program_and_the_next_run_sweeps,
 );
-
-fn image() -> &'static str {
-    host().rootfs.to_str().unwrap()
-}
-
-fn sandbox(t: &Ctx, flags: &[&str], script: &str) -> Out {
-    let mut args = vec!["exec", "--sandbox"];
-    args.extend_from_slice(flags);
-    args.extend_from_slice(&[image(), "sh", "-c", script]);
-    t.rt(&args)
-}
 
 /// A workspace of the caller's with `mode`.
 fn workspace(t: &Ctx, name: &str, mode: u32) -> PathBuf {
