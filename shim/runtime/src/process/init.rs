@@ -203,6 +203,7 @@ impl CgroupGate<'_> {
         }
         let cgroupns = nix::sched::CloneFlags::CLONE_NEWCGROUP;
         if self.ctx.ns.clone_flags.contains(cgroupns) {
+            crate::rootfs::note_own_cgroup();
             nix::sched::unshare(cgroupns).map_err(sys("unshare cgroup namespace"))?;
         }
         Ok(())

@@ -17,8 +17,25 @@ use nix::sys::statfs::{statfs, CGROUP2_SUPER_MAGIC};
 use nix::unistd::symlinkat;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
 const HOST: &str = "/sys/fs/cgroup";
+
+/// The init's own v2 cgroup as the host's hierarchy names it, noted at [1b] right before the
+/// cgroup namespace is made: inside it /proc/self/cgroup says `/`, and binding that would show
+/// the whole host tree. The init is a fork-like copy (no CLONE_VM), so this is its own.
+static OWN_V2: OnceLock<PathBuf> = OnceLock::new();
+
+/// Notes the caller's v2 cgroup for [`mount`]'s bind fallback; call it in the container's
+/// cgroup, before unsharing the cgroup namespace.
+pub fn note_own_cgroup() {
+    if let Some(own) = read("/proc/self/cgroup")
+        .ok()
+        .and_then(|s| own_cgroup(&s, ""))
+    {
+        let _ = OWN_V2.set(own);
+    }
+}
 
 pub fn mount(root: BorrowedFd<'_>, op: &MountOp, cgroupns: bool) -> Result<(), RootfsError> {
     let v2 = statfs(HOST)
@@ -58,7 +75,14 @@ fn mount_v2(root: BorrowedFd<'_>, op: &MountOp) -> Result<(), RootfsError> {
         }) => {}
         r => return r,
     }
-    let source = own_cgroup(&read("/proc/self/cgroup")?, "")
+    // Refused (EBUSY) where /sys is a bind of the host's, whose cgroup2 mount has the same
+    // superblock; refused (EPERM) without a cgroup namespace of our user namespace's. Then, like
+    // runc, bind the container's own cgroup: the one noted before the cgroup namespace was made.
+    let own = match OWN_V2.get() {
+        Some(p) => Some(p.clone()),
+        None => own_cgroup(&read("/proc/self/cgroup")?, ""),
+    };
+    let source = own
         .map(|p| Path::new(HOST).join(p.strip_prefix("/").unwrap_or(&p)))
         .filter(|p| p.is_dir())
         .unwrap_or_else(|| PathBuf::from(HOST));

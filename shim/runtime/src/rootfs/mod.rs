@@ -34,6 +34,7 @@ mod resolve;
 #[cfg(test)]
 mod component_tests;
 
+pub use cgroup::note_own_cgroup;
 pub use dev::{bind_console, Device, DeviceKind};
 pub use options::MountOptions;
 
