@@ -338,16 +338,27 @@ mod tests {
             .parse()
             .unwrap();
         let _ = std::fs::remove_file(&pidfile);
-        // Killed (a zombie until init reaps it, or gone): never still sleeping.
-        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-        let state = stat
-            .rsplit(')')
-            .next()
-            .unwrap_or("")
-            .trim_start()
-            .chars()
-            .next();
-        assert!(matches!(state, None | Some('Z') | Some('X')), "{stat}");
+        // Killed (a zombie until init reaps it, or gone). SIGKILL is delivered asynchronously: the
+        // process may still be runnable for a moment on its way out, so wait (bounded) for it.
+        let dead = |stat: &str| {
+            let state = stat
+                .rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .chars()
+                .next();
+            matches!(state, None | Some('Z') | Some('X'))
+        };
+        let mut stat = String::new();
+        for _ in 0..1000 {
+            stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            if dead(&stat) {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(dead(&stat), "{stat}");
     }
 
     /// A failing hook that leaves a process holding its stderr, and one that never reads a state
