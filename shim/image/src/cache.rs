@@ -317,15 +317,16 @@ impl Cache {
             name: l.name.clone(),
         })?;
         let layer_name = l.digest.as_ref().unwrap_or(d).to_string();
+        let size_mismatch = |actual| Error::SizeMismatch {
+            what: "layer",
+            name: layer_name.clone(),
+            expected: l.size,
+            actual,
+        };
         // The descriptor's size first (nothing is read, nothing allocated by it), then at most that
         // many bytes: a blob that grows while read ends in a digest mismatch, not a longer read.
         if size != l.size {
-            return Err(Error::SizeMismatch {
-                what: "layer",
-                name: layer_name,
-                expected: l.size,
-                actual: size,
-            });
+            return Err(size_mismatch(size));
         }
         let work = self.work_dir("layer", d.hex())?;
         let counted = Counted {
@@ -350,12 +351,7 @@ impl Cache {
         io::copy(&mut outer, &mut io::sink()).map_err(corrupt)?;
         let (blob_digest, read, _) = outer.into_inner().finish().map_err(corrupt)?;
         if read != l.size {
-            return Err(Error::SizeMismatch {
-                what: "layer",
-                name: layer_name,
-                expected: l.size,
-                actual: read,
-            });
+            return Err(size_mismatch(read));
         }
         if let Some(want) = &l.digest {
             if &blob_digest != want {
